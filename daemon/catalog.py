@@ -1,0 +1,113 @@
+"""The datasets a daemon serves, by name, opened from the paths it was given.
+
+A dataset that fails to open (a corrupt file, mismatched columns) is kept
+with its error, so that asking for it says what is wrong while the rest are
+served. A dataset whose files change on disk is reopened on its next use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tether.errors import DatasetError, DatasetNotFound
+from tether.v1 import tether_pb2 as pb
+
+from .sources import Found, Source, discover
+from .sources.base import fingerprint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Entry:
+    found: Found
+    source: Source | None = None
+    error: str = ""
+    opened_fingerprint: str = ""
+
+
+class Catalog:
+    def __init__(self, paths: Sequence[Path], cache_dir: Path) -> None:
+        self._cache_dir = cache_dir
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        for path in paths:
+            if not path.exists():
+                raise FileNotFoundError(f"{path} does not exist")
+            for found in discover(path):
+                if found.name in self._entries:
+                    other = self._entries[found.name].found.paths[0]
+                    raise ValueError(
+                        f"two datasets are named {found.name!r}: {other} and {found.paths[0]}; "
+                        "rename one, or serve them from separate folders"
+                    )
+                self._entries[found.name] = entry = _Entry(found)
+                self._open(entry)
+        if not self._entries:
+            raise ValueError(f"no dataset found in {', '.join(map(str, paths))}")
+
+    def _open(self, entry: _Entry) -> None:
+        name = entry.found.name
+        try:
+            entry.opened_fingerprint = fingerprint(entry.found.paths)
+            entry.source = entry.found.open(self._cache_dir)
+            entry.error = ""
+            log.info("serving %s: %s, %d rows, columns %s", name, entry.source.format,
+                     entry.source.num_rows, ", ".join(entry.source.columns))
+        except Exception as exc:  # any failure to open one dataset spares the others
+            entry.source = None
+            entry.error = f"{type(exc).__name__}: {exc}"
+            log.warning("cannot serve %s (%s): %s", name, entry.found.paths[0], entry.error)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def get(self, name: str) -> Source:
+        entry = self._entries.get(name)
+        if entry is None:
+            raise DatasetNotFound(f"dataset {name!r} not found; served: {', '.join(self.names)}")
+        with self._lock:
+            try:
+                changed = fingerprint(entry.found.paths) != entry.opened_fingerprint
+            except OSError as exc:
+                raise DatasetError(f"dataset {name!r}: its files are gone: {exc}") from None
+            if changed:
+                log.info("files of %s changed on disk; reopening", name)
+                self._open(entry)
+        if entry.source is None:
+            raise DatasetError(
+                f"dataset {name!r} cannot be served: {entry.error} "
+                f"(file: {entry.found.paths[0]}); the other datasets are unaffected"
+            )
+        return entry.source
+
+    def info(self, name: str) -> pb.DatasetInfo:
+        try:
+            source = self.get(name)
+        except DatasetError:
+            entry = self._entries[name]
+            return pb.DatasetInfo(name=name, format=entry.found.kind.format, error=entry.error)
+        return pb.DatasetInfo(
+            name=name,
+            format=source.format,
+            num_rows=source.num_rows,
+            columns=[column_info(c) for c in source.columns.values()],
+            fingerprint=source.fingerprint,
+        )
+
+    def infos(self) -> list[pb.DatasetInfo]:
+        return [self.info(name) for name in self.names]
+
+
+def column_info(column) -> pb.ColumnInfo:
+    return pb.ColumnInfo(
+        name=column.name,
+        dtype=column.dtype.str if column.dtype is not None else "",
+        shape=column.shape,
+        unsupported=column.unsupported,
+    )

@@ -1,0 +1,150 @@
+"""The gRPC servicer: translates calls into catalog lookups and shard streams.
+
+It holds no data logic. Every TetherError becomes a status code with the
+error's message; anything else is logged and answered INTERNAL. Either way
+only that one call fails: the daemon goes on serving.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
+
+import grpc
+
+from tether import rpc
+from tether.checksums import choose_checksum
+from tether.errors import DatasetError, RequestError, TetherError, to_status
+from tether.v1 import tether_pb2 as pb
+
+from .catalog import Catalog, column_info
+from .codec_policy import choose_codec, peer_is_local
+from .encoder import ShardEncoder
+from .planner import Plan, shard_rows
+from .stats import Stats
+from .stream import ShardStream
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SHARD_BYTES = 4 << 20
+MAX_WINDOW_BYTES = 1 << 30  # per stream, whatever the client asks
+
+
+class Servicer:
+    def __init__(self, catalog: Catalog, pool: Executor, stats: Stats) -> None:
+        self.catalog = catalog
+        self.pool = pool
+        self.stats = stats
+
+    def _refuse(self, context: grpc.ServicerContext, error: Exception) -> None:
+        self.stats.error()
+        if isinstance(error, TetherError):
+            log.info("refused %s: %s", context.peer(), error)
+            context.abort(*to_status(error))
+        log.exception("internal error serving %s", context.peer(), exc_info=error)
+        context.abort(grpc.StatusCode.INTERNAL,
+                      f"internal error in the daemon ({type(error).__name__}: {error}); see its log")
+
+    def ListDatasets(self, request: pb.ListDatasetsRequest, context) -> pb.ListDatasetsResponse:
+        return pb.ListDatasetsResponse(datasets=self.catalog.infos())
+
+    def Describe(self, request: pb.DescribeRequest, context) -> pb.DatasetInfo:
+        self.catalog.get(request.dataset)  # raises a clear error for unknown or broken ones
+        return self.catalog.info(request.dataset)
+
+    def Status(self, request: pb.StatusRequest, context) -> pb.StatusResponse:
+        return self.stats.to_proto()
+
+    def Stream(self, requests: Iterator[pb.StreamRequest], context) -> Iterator[bytes]:
+        first = next(requests, None)
+        if first is None or first.WhichOneof("kind") != "open":
+            raise RequestError("a stream must open with an OpenStream message")
+        request = first.open
+        key, entry = self.stats.open_stream(context.peer(), request.dataset)
+        try:
+            yield from self._open(request, context, entry).run(requests, context)
+        finally:
+            self.stats.close_stream(key)
+
+    def _open(self, request: pb.OpenStream, context, entry) -> ShardStream:
+        source = self.catalog.get(request.dataset)
+        columns = source.select(list(request.columns))
+        if request.fingerprint and request.fingerprint != source.fingerprint:
+            raise DatasetError(f"dataset {source.name!r} changed since this stream was planned")
+        process_count = request.process_count or 1
+        if request.process_index >= process_count:
+            raise RequestError(f"process_index {request.process_index} is not below "
+                               f"process_count {process_count}")
+        shard_bytes = request.shard_bytes or DEFAULT_SHARD_BYTES
+        if not 1 << 10 <= shard_bytes <= rpc.MAX_SHARD_BYTES:
+            raise RequestError(f"shard_bytes must be between 1 KiB and "
+                               f"{rpc.MAX_SHARD_BYTES >> 20} MiB, got {shard_bytes}")
+        row_bytes = sum(c.row_bytes for c in columns)
+        if row_bytes > rpc.MAX_SHARD_BYTES:
+            raise RequestError(f"one row of {[c.name for c in columns]} is {row_bytes} bytes, "
+                               f"over the {rpc.MAX_SHARD_BYTES >> 20} MiB frame limit")
+        plan = Plan(source.num_rows, shard_rows(row_bytes, shard_bytes, request.batch_size),
+                    request.shuffle, request.seed, request.process_index, process_count)
+        if plan.shards_per_epoch == 0 and request.num_epochs == 0:
+            raise RequestError(
+                f"process {request.process_index} of {process_count} gets no shard of "
+                f"{source.name!r} ({plan.num_shards} shards) and would wait forever; "
+                "use fewer processes or a smaller shard_bytes"
+            )
+        codec = choose_codec(request.codec, list(request.accept_codecs),
+                             peer_is_local(context.peer()))
+        log.info("stream %s -> %s: %d shards/epoch of %d rows, codec %s, columns %s",
+                 source.name, context.peer(), plan.shards_per_epoch, plan.shard_rows, codec,
+                 ", ".join(c.name for c in columns))
+        plan_message = pb.StreamPlan(
+            fingerprint=source.fingerprint, num_rows=source.num_rows,
+            shard_rows=plan.shard_rows, shards_per_epoch=plan.shards_per_epoch,
+            columns=[column_info(c) for c in columns], seed=request.seed,
+        )
+        encoder = ShardEncoder(source, columns, plan, codec, not request.no_narrowing,
+                               choose_checksum(list(request.accept_checksums)), self.stats)
+        max_window = max(2, MAX_WINDOW_BYTES // max(plan.shard_rows * row_bytes, 1))
+        return ShardStream(request, encoder, plan_message, self.pool, self.stats, entry,
+                           max_window)
+
+
+def _guard_unary(servicer: Servicer, method: Callable) -> Callable:
+    @functools.wraps(method)
+    def call(request, context):
+        try:
+            return method(request, context)
+        except Exception as exc:
+            servicer._refuse(context, exc)
+
+    return call
+
+
+def _guard_stream(servicer: Servicer, method: Callable) -> Callable:
+    @functools.wraps(method)
+    def call(requests: Iterable, context) -> Iterator[bytes]:
+        try:
+            yield from method(requests, context)
+        except Exception as exc:
+            servicer._refuse(context, exc)
+
+    return call
+
+
+def handler(servicer: Servicer) -> grpc.GenericRpcHandler:
+    """The generic handler that serves `servicer` under tether.v1.Tether."""
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            _guard_unary(servicer, getattr(servicer, name)),
+            request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString,
+        )
+        for name, (request, response) in rpc.unary_methods().items()
+    }
+    handlers[rpc.STREAM] = grpc.stream_stream_rpc_method_handler(
+        _guard_stream(servicer, servicer.Stream),
+        request_deserializer=pb.StreamRequest.FromString,
+        response_serializer=None,  # frames are already bytes; see tether.framing
+    )
+    return grpc.method_handlers_generic_handler(rpc.SERVICE_NAME, handlers)

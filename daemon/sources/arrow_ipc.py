@@ -1,0 +1,51 @@
+"""Arrow IPC (Feather v2), file or stream format, memory-mapped.
+
+Record batches are zero-copy views of the mapped file, so reading is lazy:
+the OS pages in only the rows that are sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from . import arrow_columns
+from .base import Column, Source
+from .row_blocks import RowBlocks
+
+
+def _batches(path: Path) -> tuple[pa.Schema, list[pa.RecordBatch]]:
+    mapped = pa.memory_map(str(path))
+    try:
+        reader = pa.ipc.open_file(mapped)
+        return reader.schema, [reader.get_batch(i) for i in range(reader.num_record_batches)]
+    except pa.ArrowInvalid:
+        mapped.seek(0)
+        reader = pa.ipc.open_stream(mapped)  # stream format: walk it once
+        return reader.schema, list(reader)
+
+
+class ArrowIpcSource(Source):
+    format = "arrow"
+
+    def __init__(self, name: str, paths: list[Path], cache_dir: Path) -> None:
+        schema, self._batches = _batches(paths[0])
+        self._blocks = RowBlocks([b.num_rows for b in self._batches])
+        super().__init__(name, paths, self._blocks.num_rows, arrow_columns.describe_schema(schema))
+
+    def read(self, start: int, stop: int, columns: Sequence[Column]) -> dict[str, np.ndarray]:
+        names = [c.name for c in columns]
+
+        def load(block: int) -> pa.Table:
+            return pa.Table.from_batches([self._batches[block].select(names)])
+
+        return arrow_columns.table_to_numpy(self._blocks.read(start, stop, load), columns)
+
+
+class FeatherSource(ArrowIpcSource):
+    """Feather v2 is the Arrow IPC file format under another name."""
+
+    format = "feather"

@@ -1,0 +1,95 @@
+"""What a source is: a table of equal-length tensor columns, read by row range."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from tether.errors import ColumnError
+
+# Element types a column may have on the wire.
+TENSOR_KINDS = frozenset("biuf")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: np.dtype | None  # None when the column cannot become a tensor
+    shape: tuple[int, ...] = ()
+    unsupported: str = ""
+
+    @property
+    def row_bytes(self) -> int:
+        assert self.dtype is not None
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+def numpy_column(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> Column:
+    """Column for numpy data, or an unsupported one saying why."""
+    if dtype.kind not in TENSOR_KINDS or dtype.fields:
+        return Column(name, None, shape, f"dtype {dtype} is not a bool, integer or float")
+    return Column(name, dtype.newbyteorder("<") if dtype.itemsize > 1 else dtype, shape)
+
+
+def fingerprint(paths: Sequence[Path]) -> str:
+    """Changes when any file's size or modification time changes."""
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"{Path(path).resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+class Source(ABC):
+    """A dataset's rows. Subclasses are built as `cls(name, paths, cache_dir)`,
+    open lazily, and must be safe to read from several threads at once."""
+
+    format: ClassVar[str]
+
+    def __init__(self, name: str, paths: list[Path], num_rows: int,
+                 columns: dict[str, Column]) -> None:
+        self.name = name
+        self.paths = paths
+        self.num_rows = num_rows
+        self.columns = columns
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.paths)
+
+    def select(self, names: Sequence[str]) -> list[Column]:
+        """The columns a request asks for (all when empty), checked to be tensors."""
+        if not names:
+            names = list(self.columns)
+        chosen = []
+        for name in names:
+            column = self.columns.get(name)
+            if column is None:
+                raise ColumnError(
+                    f"dataset {self.name!r} has no column {name!r}; "
+                    f"columns: {', '.join(self.columns)}"
+                )
+            if column.dtype is None:
+                usable = [c.name for c in self.columns.values() if c.dtype is not None]
+                raise ColumnError(
+                    f"column {name!r} of dataset {self.name!r} cannot become a tensor "
+                    f"({column.unsupported}); pass columns=[...] from: {', '.join(usable)}"
+                )
+            chosen.append(column)
+        if len(set(names)) != len(names):
+            raise ColumnError(f"columns {list(names)} name a column twice")
+        return chosen
+
+    @abstractmethod
+    def read(self, start: int, stop: int, columns: Sequence[Column]) -> dict[str, np.ndarray]:
+        """Rows [start, stop) of `columns`, each an array of shape (rows, *column.shape)."""
+
+    def close(self) -> None:  # noqa: B027 - most sources hold nothing to close
+        pass

@@ -1,0 +1,45 @@
+"""CSV: converted once, streaming, to an Arrow IPC file in the daemon's cache,
+then served memory-mapped like any Arrow file.
+
+CSV has no random access, so a lazy read needs an index; an IPC copy is the
+simplest one, costs one pass, and is reused until the CSV changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from .arrow_ipc import ArrowIpcSource
+from .base import fingerprint
+
+log = logging.getLogger(__name__)
+
+
+def _convert(path: Path, target: Path) -> None:
+    partial = target.with_suffix(".partial")
+    reader = pacsv.open_csv(path)
+    rows = 0
+    with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_file(sink, reader.schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    os.replace(partial, target)  # atomic: a crash never leaves a half cache
+    log.info("converted %s (%d rows) to %s", path.name, rows, target)
+
+
+class CsvSource(ArrowIpcSource):
+    format = "csv"
+
+    def __init__(self, name: str, paths: list[Path], cache_dir: Path) -> None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        cached = cache_dir / f"{paths[0].stem}-{fingerprint(paths)}.arrow"
+        if not cached.exists():
+            log.info("indexing %s for random access (once per version of the file)", paths[0])
+            _convert(paths[0], cached)
+        super().__init__(name, [cached], cache_dir)
+        self.paths = paths  # the fingerprint follows the CSV, not the cache

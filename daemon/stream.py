@@ -1,0 +1,125 @@
+"""One client's `Stream`: credits in, shard frames out, reading ahead within credits.
+
+The daemon starts reading and encoding a shard only against a credit, on the
+shared encode pool, so a stream never has more shards in memory than its
+client has room for, and a stalled client stops this stream's disk reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, Future
+
+import grpc
+
+from tether import framing
+from tether.errors import RequestError
+from tether.v1 import tether_pb2 as pb
+
+from .encoder import ShardEncoder
+from .stats import Stats, StreamStats
+
+log = logging.getLogger(__name__)
+
+# How long the stream sleeps between checks that its client is still there.
+_POLL_SECONDS = 1.0
+
+
+class ShardStream:
+    def __init__(self, request: pb.OpenStream, encoder: ShardEncoder, plan_message: pb.StreamPlan,
+                 pool: Executor, totals: Stats, stats: StreamStats, max_window: int) -> None:
+        self.request = request
+        self.encoder = encoder
+        self.plan_message = plan_message
+        self.pool = pool
+        self.totals = totals
+        self.stats = stats
+        self.max_window = max_window
+        self._cond = threading.Condition()
+        self._granted = 0  # credits accepted in total
+        self._error: Exception | None = None
+        self._grant(request.initial_credits)
+
+    def _grant(self, shards: int) -> None:
+        """Accept credits, clamped so the window never exceeds max_window shards."""
+        room = self.max_window - (self._granted - self.stats.shards_acked)
+        accepted = max(0, min(shards, room))
+        if accepted < shards:
+            log.debug("clamped a credit of %d to %d (window %d)", shards, accepted, self.max_window)
+        self._granted += accepted
+        self.stats.credits = self._granted - self.stats.produced
+
+    def _positions(self) -> Iterator[tuple[int, int]]:
+        per_epoch = self.plan_message.shards_per_epoch
+        epoch, sequence = self.request.start.epoch, self.request.start.sequence
+        while per_epoch and sequence >= per_epoch:
+            epoch, sequence = epoch + 1, sequence - per_epoch
+        epochs = self.request.num_epochs
+        while per_epoch and (epochs == 0 or epoch < epochs):
+            yield epoch, sequence
+            sequence += 1
+            if sequence == per_epoch:
+                epoch, sequence = epoch + 1, 0
+
+    def _read_requests(self, requests: Iterable[pb.StreamRequest]) -> None:
+        try:
+            for message in requests:
+                kind = message.WhichOneof("kind")
+                with self._cond:
+                    if kind == "credit":
+                        self._grant(message.credit.shards)
+                    elif kind == "ack":
+                        self.stats.shards_acked += 1
+                    else:
+                        self._error = RequestError(f"unexpected {kind or 'empty'} message mid-stream")
+                    self._cond.notify_all()
+        except grpc.RpcError:
+            pass  # the client went away; run() notices through the context
+        except Exception as exc:  # a malformed message: refuse the stream, not the daemon
+            with self._cond:
+                self._error = RequestError(f"bad stream message: {exc}")
+                self._cond.notify_all()
+
+    def run(self, requests: Iterable[pb.StreamRequest],
+            context: grpc.ServicerContext) -> Iterator[bytes]:
+        threading.Thread(target=self._read_requests, args=(requests,),
+                         name="tether-credits", daemon=True).start()
+
+        def wake() -> None:
+            with self._cond:
+                self._cond.notify_all()
+
+        context.add_callback(wake)
+        yield framing.encode_plan(self.plan_message)
+        positions = self._positions()
+        pending: deque[Future[bytes]] = deque()
+        exhausted = False
+        try:
+            while True:
+                with self._cond:
+                    while not exhausted and self.stats.produced < self._granted:
+                        position = next(positions, None)
+                        if position is None:
+                            exhausted = True
+                            break
+                        pending.append(self.pool.submit(self.encoder.encode, *position))
+                        self.stats.produced += 1
+                        self.stats.credits = self._granted - self.stats.produced
+                    if self._error is not None:
+                        raise self._error
+                    if not pending:
+                        if exhausted or not context.is_active():
+                            return
+                        self._cond.wait(_POLL_SECONDS)
+                        continue
+                frame = pending[0].result()
+                pending.popleft()
+                yield frame
+                self.totals.sent(self.stats, len(frame))
+        finally:
+            for future in pending:
+                future.cancel()
+

@@ -1,0 +1,37 @@
+"""Tether: stream a dataset from the machine where it lives into a JAX loop.
+
+The remote (GPU) side imports this package; it needs only grpcio, protobuf
+and numpy. `tether.daemon` is the local side (`pip install tether[daemon]`).
+"""
+
+from .client import Client, connect
+from .errors import (
+    ColumnError,
+    ConnectionFailed,
+    DataCorrupted,
+    DatasetError,
+    DatasetNotFound,
+    ProtocolError,
+    RequestError,
+    TetherError,
+)
+from .loader import Loader
+from .url import Endpoint, parse_url
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "ColumnError",
+    "ConnectionFailed",
+    "DataCorrupted",
+    "DatasetError",
+    "DatasetNotFound",
+    "Endpoint",
+    "Loader",
+    "ProtocolError",
+    "RequestError",
+    "TetherError",
+    "connect",
+    "parse_url",
+]

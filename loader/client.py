@@ -1,0 +1,60 @@
+"""`tether.connect(url)`: the unary calls (ls, describe, status) on one channel."""
+
+from __future__ import annotations
+
+import grpc
+
+from . import rpc
+from .errors import from_rpc_error
+from .url import Endpoint, parse_url
+from .v1 import tether_pb2 as pb
+
+
+class Client:
+    """A connection to one daemon. Use as a context manager, or call close().
+
+    >>> with tether.connect("tether://127.0.0.1:7000/") as daemon:  # doctest: +SKIP
+    ...     print([d.name for d in daemon.datasets()])
+    """
+
+    def __init__(self, url: str | Endpoint, timeout: float = 30.0) -> None:
+        self.endpoint = url if isinstance(url, Endpoint) else parse_url(url)
+        self.timeout = timeout
+        self.channel = rpc.open_channel(self.endpoint)
+        self._calls = {
+            name: self.channel.unary_unary(
+                rpc.method_path(name),
+                request_serializer=request.SerializeToString,
+                response_deserializer=response.FromString,
+            )
+            for name, (request, response) in rpc.unary_methods().items()
+        }
+
+    def _call(self, name: str, request):
+        try:
+            return self._calls[name](request, timeout=self.timeout, wait_for_ready=True)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+
+    def datasets(self) -> list[pb.DatasetInfo]:
+        return list(self._call("ListDatasets", pb.ListDatasetsRequest()).datasets)
+
+    def describe(self, dataset: str) -> pb.DatasetInfo:
+        return self._call("Describe", pb.DescribeRequest(dataset=dataset))
+
+    def status(self) -> pb.StatusResponse:
+        return self._call("Status", pb.StatusRequest())
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def connect(url: str | Endpoint, timeout: float = 30.0) -> Client:
+    """Open a client to the daemon at `url` (what `tether serve` printed)."""
+    return Client(url, timeout=timeout)

@@ -1,0 +1,73 @@
+"""Decodes shard frames on a small thread pool and hands them out in order."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import tensors
+from .errors import ProtocolError
+from .framing import Frame
+
+
+@dataclass
+class Shard:
+    epoch: int
+    sequence: int
+    shard_index: int
+    num_rows: int
+    columns: dict[str, np.ndarray]
+
+
+def decode_shard(frame: Frame) -> Shard:
+    header = frame.shard
+    if header is None:
+        raise ProtocolError("expected a shard frame, got a second plan")
+    columns = {t.name: tensors.decode(t, frame.payload) for t in header.tensors}
+    for name, array in columns.items():
+        if array.shape[:1] != (header.num_rows,):
+            raise ProtocolError(
+                f"tensor {name!r} has {array.shape[:1]} rows; the shard claims {header.num_rows}"
+            )
+    return Shard(header.epoch, header.sequence, header.shard_index, header.num_rows, columns)
+
+
+_END = object()
+
+
+class Decoder:
+    """Pulls frames on a thread of its own; decodes up to `threads` at once.
+
+    Its queue holds no more than the frames the daemon was credited for, so
+    it needs no bound of its own.
+    """
+
+    def __init__(self, frames: Iterable[Frame], threads: int) -> None:
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tether-decode")
+        self._queue: queue.Queue[Future | BaseException | object] = queue.Queue()
+        self._thread = threading.Thread(
+            target=self._pump, args=(frames,), name="tether-receive", daemon=True
+        )
+        self._thread.start()
+
+    def _pump(self, frames: Iterable[Frame]) -> None:
+        try:
+            for frame in frames:
+                self._queue.put(self._pool.submit(decode_shard, frame))
+            self._queue.put(_END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._queue.put(exc)
+
+    def __iter__(self) -> Iterator[Shard]:
+        while (item := self._queue.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,166 @@
+"""`tether.Loader`: batches of numpy arrays streamed from a Tether daemon.
+
+The pipeline, one stage a module:
+
+    receiver (credits, acks) -> decoder (threads) -> ordering (exactly once)
+      -> batcher (exact batch_size) -> [jax.device_iterator (on device)]
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from . import rpc
+from .batcher import Batch, Batcher
+from .checksums import available_checksums
+from .codecs import NAMES as CODEC_NAMES
+from .codecs import available_codecs
+from .decoder import Decoder, Shard
+from .errors import ProtocolError, RequestError
+from .ordering import in_plan_order
+from .receiver import Receiver
+from .url import Endpoint, parse_url
+from .v1 import tether_pb2 as pb
+
+DEFAULT_SHARD_BYTES = 4 << 20  # grpcio's sweet spot measured on loopback
+
+
+class Loader:
+    """Iterate batches of a dataset served by `tether serve`.
+
+    >>> loader = tether.Loader(url, dataset="train", batch_size=256,  # doctest: +SKIP
+    ...                        shuffle=True, seed=0, num_epochs=2)
+    >>> for batch in loader:                                          # doctest: +SKIP
+    ...     train_step(batch["x"], batch["y"])
+
+    Each batch is a dict of column name to numpy array (64-byte aligned), with
+    `batch_size` rows; the last batch of an epoch is shorter unless
+    `drop_last`. `prefetch` is how many shards (about `shard_bytes` each) the
+    loader holds ahead; it is raised to what one batch needs. Memory on both
+    sides stays within that window whatever the dataset's size.
+    """
+
+    def __init__(
+        self,
+        url: str | Endpoint,
+        dataset: str,
+        batch_size: int,
+        *,
+        columns: Sequence[str] | None = None,
+        shuffle: bool = False,
+        seed: int | None = None,
+        num_epochs: int | None = 1,
+        prefetch: int = 8,
+        process_index: int = 0,
+        process_count: int = 1,
+        drop_last: bool = False,
+        codec: str = "auto",
+        shard_bytes: int = DEFAULT_SHARD_BYTES,
+        decode_threads: int | None = None,
+    ) -> None:
+        _check(batch_size >= 1, f"batch_size must be at least 1, got {batch_size}")
+        _check(prefetch >= 1, f"prefetch must be at least 1 shard, got {prefetch}")
+        _check(num_epochs is None or num_epochs >= 1,
+               f"num_epochs must be None (forever) or at least 1, got {num_epochs}")
+        _check(process_count >= 1 and 0 <= process_index < process_count,
+               f"need 0 <= process_index < process_count, got {process_index} of {process_count}")
+        _check(codec == "auto" or codec in CODEC_NAMES,
+               f"unknown codec {codec!r}; choose auto or one of {', '.join(CODEC_NAMES)}")
+        _check(codec in ("auto", *available_codecs()),
+               f"codec {codec!r} needs pyarrow on this machine: pip install pyarrow")
+        _check(1 << 10 <= shard_bytes <= rpc.MAX_SHARD_BYTES,
+               f"shard_bytes must be between 1 KiB and {rpc.MAX_SHARD_BYTES >> 20} MiB")
+        self.endpoint = url if isinstance(url, Endpoint) else parse_url(url)
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.columns = list(columns) if columns is not None else None
+        self.shuffle = shuffle
+        # A shuffled run always has a seed, chosen here if not given, so that
+        # it can be reproduced and resumed.
+        self.seed = seed if seed is not None or not shuffle else secrets.randbits(63)
+        self.num_epochs = num_epochs
+        self.prefetch = prefetch
+        self.process_index = process_index
+        self.process_count = process_count
+        self.drop_last = drop_last
+        self.codec = codec
+        self.shard_bytes = shard_bytes
+        self.decode_threads = decode_threads or min(4, os.cpu_count() or 1)
+        self.plan: pb.StreamPlan | None = None
+        self._channel = rpc.open_channel(self.endpoint)
+        self._closers: list[Any] = []
+
+    def _open_request(self) -> pb.OpenStream:
+        return pb.OpenStream(
+            dataset=self.dataset,
+            columns=self.columns or [],
+            batch_size=self.batch_size,
+            shard_bytes=self.shard_bytes,
+            shuffle=self.shuffle,
+            seed=self.seed or 0,
+            num_epochs=self.num_epochs or 0,
+            process_index=self.process_index,
+            process_count=self.process_count,
+            start=pb.Cursor(epoch=0, sequence=0),
+            codec=self.codec,
+            accept_codecs=available_codecs(),
+            accept_checksums=available_checksums(),
+            initial_credits=self.prefetch,
+        )
+
+    def __iter__(self) -> Iterator[Batch]:
+        self._stop()  # one stream at a time: a new iteration starts afresh
+        receiver = Receiver(self._channel, self._open_request())
+        self._closers.append(receiver)
+        frames = receiver.frames()
+        first = next(frames, None)
+        if first is None or first.plan is None:
+            receiver.close()
+            raise ProtocolError("the daemon did not open the stream with a plan")
+        self.plan = plan = first.plan
+        window = max(self.prefetch, math.ceil(self.batch_size / max(plan.shard_rows, 1)) + 1)
+        receiver.grant(window - self.prefetch)
+        decoder = Decoder(frames, self.decode_threads)
+        self._closers.append(decoder)
+
+        def release(shard: Shard) -> None:
+            receiver.release(shard.epoch, shard.sequence)
+
+        ordered = in_plan_order(decoder, plan.shards_per_epoch, (0, 0), self.num_epochs)
+        return self._guarded(Batcher(ordered, self.batch_size, self.drop_last, release))
+
+    def _guarded(self, batches: Batcher) -> Iterator[Batch]:
+        try:
+            yield from batches
+        finally:
+            self._stop()
+
+    def to_jax(self, sharding: Any = None, buffer_size: int = 2) -> Iterator[Any]:
+        """Batches as `jax.Array`s, placed on device `buffer_size` batches ahead."""
+        from .jax import device_iterator
+
+        return device_iterator(self, sharding=sharding, buffer_size=buffer_size)
+
+    def _stop(self) -> None:
+        while self._closers:
+            self._closers.pop().close()
+
+    def close(self) -> None:
+        """Stop streaming and free the connection."""
+        self._stop()
+        self._channel.close()
+
+    def __enter__(self) -> Loader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise RequestError(message)

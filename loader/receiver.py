@@ -1,0 +1,57 @@
+"""The client end of `Stream`: opens it, sends credits and acks, receives frames.
+
+Credits are the backpressure. The daemon sends one shard per credit, and the
+loader grants a credit only when a shard has left its window (every row of
+it batched), so a training loop that stalls stops the daemon's disk reads.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+
+import grpc
+
+from . import framing, rpc
+from .errors import from_rpc_error
+from .v1 import tether_pb2 as pb
+
+_CLOSE = None
+
+
+class Receiver:
+    def __init__(self, channel: grpc.Channel, request: pb.OpenStream) -> None:
+        self._outbox: queue.Queue[pb.StreamRequest | None] = queue.Queue()
+        self._outbox.put(pb.StreamRequest(open=request))
+        method = channel.stream_stream(
+            rpc.method_path(rpc.STREAM),
+            request_serializer=pb.StreamRequest.SerializeToString,
+            response_deserializer=None,  # raw frames; framing.decode parses them
+        )
+        self._call = method(self._requests(), wait_for_ready=True)
+
+    def _requests(self) -> Iterator[pb.StreamRequest]:
+        while (message := self._outbox.get()) is not _CLOSE:
+            yield message
+
+    def grant(self, shards: int) -> None:
+        """Allow the daemon to send `shards` more shards."""
+        if shards > 0:
+            self._outbox.put(pb.StreamRequest(credit=pb.Credit(shards=shards)))
+
+    def release(self, epoch: int, sequence: int) -> None:
+        """Shard (epoch, sequence) is fully consumed: ack it and free its slot."""
+        self._outbox.put(pb.StreamRequest(ack=pb.Ack(epoch=epoch, sequence=sequence)))
+        self.grant(1)
+
+    def frames(self) -> Iterator[framing.Frame]:
+        try:
+            for raw in self._call:
+                yield framing.decode(raw)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                raise from_rpc_error(exc) from None
+
+    def close(self) -> None:
+        self._outbox.put(_CLOSE)
+        self._call.cancel()

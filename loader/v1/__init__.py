@@ -1,0 +1,1 @@
+"""Generated protobuf code for the tether.v1 wire contract (see protos/)."""
