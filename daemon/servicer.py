@@ -44,8 +44,8 @@ class Servicer:
             log.info("refused %s: %s", context.peer(), error)
             context.abort(*to_status(error))
         log.exception("internal error serving %s", context.peer(), exc_info=error)
-        context.abort(grpc.StatusCode.INTERNAL,
-                      f"internal error in the daemon ({type(error).__name__}: {error}); see its log")
+        what = f"{type(error).__name__}: {error}"
+        context.abort(grpc.StatusCode.INTERNAL, f"internal error in the daemon ({what}); see log")
 
     def ListDatasets(self, request: pb.ListDatasetsRequest, context) -> pb.ListDatasetsResponse:
         return pb.ListDatasetsResponse(datasets=self.catalog.infos())

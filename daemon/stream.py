@@ -74,7 +74,8 @@ class ShardStream:
                     elif kind == "ack":
                         self.stats.shards_acked += 1
                     else:
-                        self._error = RequestError(f"unexpected {kind or 'empty'} message mid-stream")
+                        what = kind or "empty"
+                        self._error = RequestError(f"unexpected {what} message mid-stream")
                     self._cond.notify_all()
         except grpc.RpcError:
             pass  # the client went away; run() notices through the context

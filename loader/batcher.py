@@ -44,6 +44,8 @@ class Batcher:
         self._release = release
         self._held: deque[_Held] = deque()
         self._rows = 0
+        self.epoch = 0  # epoch of the batch last handed out
+
 
     def __iter__(self) -> Iterator[Batch]:
         for shard in self._shards:
@@ -71,6 +73,7 @@ class Batcher:
 
     def _take(self, rows: int) -> Batch:
         head = self._held[0]
+        self.epoch = head.shard.epoch
         if head.remaining >= rows:
             start = head.offset
             batch = {k: v[start:start + rows] for k, v in head.shard.columns.items()}

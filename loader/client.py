@@ -32,7 +32,7 @@ class Client:
 
     def _call(self, name: str, request):
         try:
-            return self._calls[name](request, timeout=self.timeout, wait_for_ready=True)
+            return self._calls[name](request, timeout=self.timeout)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from None
 

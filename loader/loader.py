@@ -91,6 +91,7 @@ class Loader:
         self.shard_bytes = shard_bytes
         self.decode_threads = decode_threads or min(4, os.cpu_count() or 1)
         self.plan: pb.StreamPlan | None = None
+        self._batcher: Batcher | None = None
         self._channel = rpc.open_channel(self.endpoint)
         self._closers: list[Any] = []
 
@@ -131,13 +132,19 @@ class Loader:
             receiver.release(shard.epoch, shard.sequence)
 
         ordered = in_plan_order(decoder, plan.shards_per_epoch, (0, 0), self.num_epochs)
-        return self._guarded(Batcher(ordered, self.batch_size, self.drop_last, release))
+        self._batcher = Batcher(ordered, self.batch_size, self.drop_last, release)
+        return self._guarded(self._batcher)
 
     def _guarded(self, batches: Batcher) -> Iterator[Batch]:
         try:
             yield from batches
         finally:
             self._stop()
+
+    @property
+    def epoch(self) -> int:
+        """The epoch of the batch last yielded (0 before the first)."""
+        return self._batcher.epoch if self._batcher else 0
 
     def to_jax(self, sharding: Any = None, buffer_size: int = 2) -> Iterator[Any]:
         """Batches as `jax.Array`s, placed on device `buffer_size` batches ahead."""

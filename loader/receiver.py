@@ -28,7 +28,7 @@ class Receiver:
             request_serializer=pb.StreamRequest.SerializeToString,
             response_deserializer=None,  # raw frames; framing.decode parses them
         )
-        self._call = method(self._requests(), wait_for_ready=True)
+        self._call = method(self._requests())
 
     def _requests(self) -> Iterator[pb.StreamRequest]:
         while (message := self._outbox.get()) is not _CLOSE:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import codecs
-from .checksums import get_checksum
 from .aligned import aligned_empty
+from .checksums import get_checksum
 from .codecs import byteshuffle, narrowing
 from .errors import DataCorrupted, ProtocolError
 from .v1 import tether_pb2 as pb
@@ -92,11 +92,15 @@ def decode(header: pb.TensorHeader, payload: memoryview) -> np.ndarray:
         raise ProtocolError(f"tensor {name!r} ends at byte {end}, past the payload's end")
     data = payload[header.offset:end]
     if get_checksum(header.checksum_algorithm or "crc32")(data) != header.checksum:
-        raise DataCorrupted(f"tensor {name!r}: checksum mismatch; the bytes were damaged in transit")
+        raise DataCorrupted(
+            f"tensor {name!r}: checksum mismatch; the bytes were damaged in transit"
+        )
     try:
         raw = codecs.get_codec(header.codec).decompress(data, header.raw_size)
     except Exception as exc:
-        raise DataCorrupted(f"tensor {name!r}: {header.codec} could not decompress: {exc}") from None
+        raise DataCorrupted(
+            f"tensor {name!r}: {header.codec} could not decompress: {exc}"
+        ) from None
     if memoryview(raw).nbytes != header.raw_size:
         raise DataCorrupted(f"tensor {name!r}: decompressed to the wrong size")
     if header.byte_shuffle:

@@ -24,7 +24,7 @@ class ParquetSource(Source):
     def __init__(self, name: str, paths: list[Path], cache_dir: Path) -> None:
         files = [pq.ParquetFile(p) for p in paths]
         schema = files[0].schema_arrow
-        for path, f in zip(paths[1:], files[1:]):
+        for path, f in zip(paths[1:], files[1:], strict=True):
             if not f.schema_arrow.equals(schema):
                 raise ValueError(f"{path.name} has another schema than {paths[0].name}")
         self._groups = [(i, g) for i, f in enumerate(files) for g in range(f.num_row_groups)]

@@ -71,5 +71,5 @@ class RowBlocks:
     def read(
         self, start: int, stop: int, load_block: Callable[[int], pa.Table]
     ) -> pa.Table:
-        pieces = [load_block(b).slice(offset, count) for b, offset, count in self.slices(start, stop)]
+        pieces = [load_block(b).slice(offset, n) for b, offset, n in self.slices(start, stop)]
         return pa.concat_tables(pieces) if len(pieces) != 1 else pieces[0]
