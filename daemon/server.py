@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 
 from tether import rpc
+from tether.allocator import tune_allocator
 from tether.url import Endpoint
 
 from .catalog import Catalog
@@ -48,6 +49,7 @@ class Daemon:
 
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
+        tune_allocator()
         state_dir = config.state_dir or default_state_dir()
         self.catalog = Catalog([Path(p) for p in config.paths], state_dir / "cache")
         workers = config.encode_workers or max(2, os.cpu_count() or 1)

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import rpc
+from .allocator import tune_allocator
 from .batcher import Batch, Batcher
 from .checksums import available_checksums
 from .codecs import NAMES as CODEC_NAMES
@@ -92,6 +93,7 @@ class Loader:
         self.decode_threads = decode_threads or min(4, os.cpu_count() or 1)
         self.plan: pb.StreamPlan | None = None
         self._batcher: Batcher | None = None
+        tune_allocator()
         self._channel = rpc.open_channel(self.endpoint)
         self._closers: list[Any] = []
 

@@ -16,8 +16,10 @@ from .base import Column, numpy_column
 def _value_dtype(value_type: pa.DataType) -> np.dtype | None:
     if pa.types.is_boolean(value_type):
         return np.dtype(bool)
-    if pa.types.is_integer(value_type) or pa.types.is_floating(value_type):
-        return np.dtype(value_type.to_pandas_dtype())
+    for is_kind, code in ((pa.types.is_signed_integer, "i"), (pa.types.is_unsigned_integer, "u"),
+                          (pa.types.is_floating, "f")):
+        if is_kind(value_type):  # (to_pandas_dtype would need pandas on older pyarrow)
+            return np.dtype(f"{code}{value_type.bit_width // 8}")
     return None
 
 

@@ -1,0 +1,1 @@
+"""`tether bench`: Tether measured side by side with baselines, in one run."""
