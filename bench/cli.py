@@ -1,16 +1,37 @@
-"""`tether bench`: measure Tether against its baselines in one run, print a table."""
+"""`tether bench`: every system on the same data through the same link, in one run.
+
+    tether bench                                   # loopback and 100mbit, all data, all systems
+    tether bench --link home --data tokens --plot bench.png --json bench.json
+    tether bench --bandwidth 80Mbit --rtt 40ms --systems tether-auto,flight-zstd
+    tether bench --data ./my_data --dataset train
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from dataclasses import asdict
+import tempfile
+from pathlib import Path
 
-from . import loopback
+from . import data, measure, report
+from .link import PRESETS, Link, custom_link
+from .systems import NAMES as SYSTEMS
+from .systems import REGISTRY
+
+LOOPBACK_BYTES = 256 << 20
+SECONDS_OF_LINK = 6  # shaped links: data sized to about this long at the link rate
 
 
-def _size(text: str) -> int:
+def _size_for(link: Link, requested: int | None) -> int:
+    if requested:
+        return requested
+    if link.rate is None:
+        return LOOPBACK_BYTES
+    return min(LOOPBACK_BYTES, int(link.rate / 8 * SECONDS_OF_LINK))
+
+
+def _parse_size(text: str) -> int:
     units = {"KB": 10**3, "MB": 10**6, "GB": 10**9}
     for unit, factor in units.items():
         if text.upper().endswith(unit):
@@ -18,26 +39,84 @@ def _size(text: str) -> int:
     return int(text)
 
 
-def _bench(args: argparse.Namespace) -> int:
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+def _links(args: argparse.Namespace) -> list[Link]:
+    if args.bandwidth:
+        return [custom_link(args.bandwidth, args.rtt)]
+    names = args.link.split(",")
+    unknown = [n for n in names if n not in PRESETS]
+    if unknown:
+        raise SystemExit(f"unknown link {unknown}; presets: {', '.join(PRESETS)}")
+    return [PRESETS[n] for n in names]
 
-    results = loopback.run(args.size, args.batch_size, args.repeats, log)
-    print(loopback.table(results))
+
+def _bench(args: argparse.Namespace) -> int:
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        print("tether bench measures delivery into jax.Array: pip install jax", file=sys.stderr)
+        return 2
+    systems = args.systems.split(",")
+    unknown = [s for s in systems if s not in REGISTRY]
+    if unknown:
+        print(f"unknown systems {unknown}; choose from {', '.join(SYSTEMS)}", file=sys.stderr)
+        return 2
+    links = _links(args)
+    user_path = Path(args.data) if Path(args.data).exists() else None
+    kinds = [args.dataset or user_path.stem] if user_path else args.data.split(",")
+    runs = len(links) * len(kinds) * len(systems)
+    results: list[measure.Measurement] = []
+    with tempfile.TemporaryDirectory(prefix="tether-bench-") as tmp:
+        for link in links:
+            size = _size_for(link, args.size)
+            for kind in kinds:
+                folder = Path(tmp) / f"{link.name}-{size}"
+                if user_path:
+                    dataset = data.copy_user_dataset(user_path, kind, folder, size)
+                else:
+                    dataset = data.write(kind, folder, size)
+                for system_name in systems:
+                    done = len(results) + 1
+                    print(f"[{done}/{runs}] {system_name}: {kind} ({size / 1e6:,.0f} MB) over "
+                          f"{link.describe()}", file=sys.stderr, flush=True)
+                    workdir = Path(tmp) / f"run{done}"
+                    workdir.mkdir()
+                    result = measure.run(system_name, dataset, link, workdir,
+                                         args.batch_size, args.step_ms / 1e3)
+                    print(f"        {result.mb_per_s:,.1f} MB/s, first batch after "
+                          f"{result.first_batch_s:.2f} s", file=sys.stderr, flush=True)
+                    results.append(result)
+    print(report.table(results))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump([{**asdict(r), "gb_per_s": r.gbps} for r in results], f, indent=2)
+        Path(args.json).write_text(json.dumps([r.to_json() for r in results], indent=2))
+    if args.plot:
+        report.plot(results, Path(args.plot))
+        print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     bench = subparsers.add_parser(
-        "bench", help="measure throughput against baselines on this machine",
-        description="Loopback: a local read, raw gRPC, and Tether into numpy and jax.Array, "
-                    "each moving the same float32 dataset; best of --repeats runs.")
-    bench.add_argument("--size", type=_size, default=_size("1GB"),
-                       help="dataset size, e.g. 500MB or 1GB (default 1GB)")
+        "bench", help="measure Tether side by side with Flight, raw TCP and upload-first",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_argument("--link", default="loopback,100mbit",
+                       help=f"comma-separated presets: {', '.join(PRESETS)} "
+                            "(default: loopback,100mbit)")
+    bench.add_argument("--bandwidth", help="a custom link instead, e.g. 80Mbit (with --rtt)")
+    bench.add_argument("--rtt", default="40ms", help="round-trip time of the custom link")
+    bench.add_argument("--data", default=",".join(data.NAMES),
+                       help=f"comma-separated: {', '.join(data.NAMES)}; or a path to any "
+                            "dataset Tether serves (with --dataset)")
+    bench.add_argument("--dataset", help="which dataset under a --data path")
+    bench.add_argument("--systems", default=",".join(SYSTEMS),
+                       help=f"comma-separated: {', '.join(SYSTEMS)}")
+    bench.add_argument("--size", type=_parse_size, default=None,
+                       help="bytes of data per run, e.g. 1GB (default: 256MB on loopback, "
+                            f"{SECONDS_OF_LINK} s of the link rate on shaped links)")
     bench.add_argument("--batch-size", type=int, default=1024)
-    bench.add_argument("--repeats", type=int, default=3)
-    bench.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
+    bench.add_argument("--step-ms", type=float, default=0.0,
+                       help="simulated training step per batch; reports the share of steps "
+                            "that waited on data")
+    bench.add_argument("--json", metavar="FILE", help="write every figure as JSON")
+    bench.add_argument("--plot", metavar="FILE.png",
+                       help="draw delivered throughput against link bandwidth")
     bench.set_defaults(run=_bench)

@@ -1,25 +1,101 @@
-"""Benchmark datasets, written to disk in the formats the daemon serves."""
+"""Benchmark datasets: realistic mixes, written as folders of .npy columns.
+
+Every system in a run reads the same folder, so they all move the same bytes.
+
+- images: 64x64x3 uint8 patches cut from scikit-image's sample photos, with a label
+- floats: 256 float32 features a row, with a label
+- tokens: 512 int64 token ids a row, Zipf-distributed over a 50k vocabulary
+- any dataset a user points at, copied (up to the size asked) through Tether's own readers
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-FLOATS_PER_ROW = 256  # 1 KiB rows of float32 features
+CHUNK_ROWS = 4096
 
 
-def write_float32(folder: Path, nbytes: int, seed: int = 0) -> Path:
-    """A dataset `floats` of about `nbytes` of float32 rows, as a folder of .npy columns."""
-    dataset = folder / "floats"
+def _photos() -> list[np.ndarray]:
+    import skimage.data
+
+    names = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
+    return [getattr(skimage.data, n)() for n in names]
+
+
+def _image_rows(rng: np.random.Generator, rows: int, photos: list[np.ndarray]) -> dict:
+    patches = np.empty((rows, 64, 64, 3), np.uint8)
+    for i in range(rows):
+        photo = photos[rng.integers(len(photos))]
+        y, x = rng.integers(0, photo.shape[0] - 64), rng.integers(0, photo.shape[1] - 64)
+        patches[i] = photo[y:y + 64, x:x + 64]
+    return {"image": patches, "label": rng.integers(0, 10, rows).astype(np.int64)}
+
+
+def _float_rows(rng: np.random.Generator, rows: int, _=None) -> dict:
+    return {"x": rng.standard_normal((rows, 256), dtype=np.float32),
+            "label": rng.integers(0, 10, rows).astype(np.int64)}
+
+
+def _token_rows(rng: np.random.Generator, rows: int, _=None) -> dict:
+    ids = rng.zipf(1.2, (rows, 512)) - 1
+    return {"tokens": np.minimum(ids, 49_999).astype(np.int64)}
+
+
+_MAKERS: dict[str, tuple[Callable, int, Callable | None]] = {
+    # name: (rows maker, bytes per row, shared setup)
+    "images": (_image_rows, 64 * 64 * 3 + 8, _photos),
+    "floats": (_float_rows, 256 * 4 + 8, None),
+    "tokens": (_token_rows, 512 * 8, None),
+}
+
+NAMES = tuple(_MAKERS)
+
+
+def write(kind: str, folder: Path, nbytes: int, seed: int = 0) -> Path:
+    """Write about `nbytes` of dataset `kind` to `folder/kind/`, in bounded memory."""
+    make, row_bytes, setup = _MAKERS[kind]
+    shared = setup() if setup else None
+    rows = max(1, nbytes // row_bytes)
+    dataset = folder / kind
     dataset.mkdir(parents=True, exist_ok=True)
-    rows = max(1, nbytes // (4 * FLOATS_PER_ROW))
-    out = np.lib.format.open_memmap(dataset / "x.npy", mode="w+", dtype=np.float32,
-                                    shape=(rows, FLOATS_PER_ROW))
     rng = np.random.default_rng(seed)
-    chunk = 1 << 14
-    for start in range(0, rows, chunk):  # bounded memory whatever nbytes is
-        stop = min(start + chunk, rows)
-        out[start:stop] = rng.standard_normal((stop - start, FLOATS_PER_ROW), dtype=np.float32)
-    out.flush()
+    outputs: dict[str, np.ndarray] = {}
+    for start in range(0, rows, CHUNK_ROWS):
+        chunk = make(rng, min(CHUNK_ROWS, rows - start), shared)
+        for name, values in chunk.items():
+            if name not in outputs:
+                outputs[name] = np.lib.format.open_memmap(
+                    dataset / f"{name}.npy", mode="w+", dtype=values.dtype,
+                    shape=(rows, *values.shape[1:]))
+            outputs[name][start:start + len(values)] = values
+    for out in outputs.values():
+        out.flush()
     return dataset
+
+
+def copy_user_dataset(path: Path, name: str, folder: Path, nbytes: int) -> Path:
+    """Copy up to `nbytes` of a user's dataset (any format Tether serves) to .npy columns."""
+    from tether.daemon.catalog import Catalog
+
+    source = Catalog([path], folder / "cache").get(name)
+    columns = source.select([])
+    row_bytes = sum(c.row_bytes for c in columns)
+    rows = min(source.num_rows, max(1, nbytes // row_bytes))
+    dataset = folder / name
+    dataset.mkdir(parents=True, exist_ok=True)
+    outputs = {c.name: np.lib.format.open_memmap(dataset / f"{c.name}.npy", mode="w+",
+                                                 dtype=c.dtype, shape=(rows, *c.shape))
+               for c in columns}
+    for start in range(0, rows, CHUNK_ROWS):
+        stop = min(start + CHUNK_ROWS, rows)
+        for column, values in source.read(start, stop, columns).items():
+            outputs[column][start:stop] = values
+    return dataset
+
+
+def load(dataset: Path) -> dict[str, np.ndarray]:
+    """The dataset's columns, memory-mapped."""
+    return {p.stem: np.load(p, mmap_mode="r") for p in sorted(dataset.glob("*.npy"))}

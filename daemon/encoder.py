@@ -8,14 +8,16 @@ from tether import framing, tensors
 from tether.errors import DataCorrupted, TetherError
 from tether.v1 import tether_pb2 as pb
 
+from .codec_policy import AutoCodec, FixedCodec
 from .planner import Plan
 from .sources import Column, Source
 from .stats import Stats
 
 
 class ShardEncoder:
-    def __init__(self, source: Source, columns: Sequence[Column], plan: Plan, codec: str,
-                 narrow: bool, checksum: str, stats: Stats) -> None:
+    def __init__(self, source: Source, columns: Sequence[Column], plan: Plan,
+                 codec: FixedCodec | AutoCodec, narrow: bool, checksum: str,
+                 stats: Stats) -> None:
         self.source = source
         self.columns = list(columns)
         self.plan = plan
@@ -50,7 +52,8 @@ class ShardEncoder:
                 )
             if order is not None:
                 array = array.take(order, axis=0)
-            encoded = tensors.encode(column.name, tensors.little_endian(array), self.codec,
+            array = tensors.little_endian(array)
+            encoded = tensors.encode(column.name, array, self.codec.choose(column.name, array),
                                      byte_shuffle=True, narrow=self.narrow,
                                      checksum=self.checksum)
             encoded.header.offset = offset

@@ -57,7 +57,7 @@ class Daemon:
         self.stats = Stats()
         self.server = grpc.server(
             ThreadPoolExecutor(MAX_STREAMS + 8, thread_name_prefix="tether-rpc"),
-            handlers=[handler(Servicer(self.catalog, self.encode_pool, self.stats))],
+            handlers=[handler(Servicer(self.catalog, self.encode_pool, workers, self.stats))],
             options=rpc.CHANNEL_OPTIONS,
             maximum_concurrent_rpcs=MAX_STREAMS,
         )

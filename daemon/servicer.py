@@ -20,7 +20,7 @@ from tether.errors import DatasetError, RequestError, TetherError, to_status
 from tether.v1 import tether_pb2 as pb
 
 from .catalog import Catalog, column_info
-from .codec_policy import choose_codec, peer_is_local
+from .codec_policy import codec_policy, peer_is_local
 from .encoder import ShardEncoder
 from .planner import Plan, shard_rows
 from .stats import Stats
@@ -33,9 +33,10 @@ MAX_WINDOW_BYTES = 1 << 30  # per stream, whatever the client asks
 
 
 class Servicer:
-    def __init__(self, catalog: Catalog, pool: Executor, stats: Stats) -> None:
+    def __init__(self, catalog: Catalog, pool: Executor, workers: int, stats: Stats) -> None:
         self.catalog = catalog
         self.pool = pool
+        self.workers = workers
         self.stats = stats
 
     def _refuse(self, context: grpc.ServicerContext, error: Exception) -> None:
@@ -93,21 +94,23 @@ class Servicer:
                 f"{source.name!r} ({plan.num_shards} shards) and would wait forever; "
                 "use fewer processes or a smaller shard_bytes"
             )
-        codec = choose_codec(request.codec, list(request.accept_codecs),
+        narrow = not request.no_narrowing
+        codec = codec_policy(request.codec, list(request.accept_codecs), self.workers, narrow,
                              peer_is_local(context.peer()))
         log.info("stream %s -> %s: %d shards/epoch of %d rows, codec %s, columns %s",
-                 source.name, context.peer(), plan.shards_per_epoch, plan.shard_rows, codec,
+                 source.name, context.peer(), plan.shards_per_epoch, plan.shard_rows,
+                 request.codec or "auto",
                  ", ".join(c.name for c in columns))
         plan_message = pb.StreamPlan(
             fingerprint=source.fingerprint, num_rows=source.num_rows,
             shard_rows=plan.shard_rows, shards_per_epoch=plan.shards_per_epoch,
             columns=[column_info(c) for c in columns], seed=request.seed,
         )
-        encoder = ShardEncoder(source, columns, plan, codec, not request.no_narrowing,
+        encoder = ShardEncoder(source, columns, plan, codec, narrow,
                                choose_checksum(list(request.accept_checksums)), self.stats)
         max_window = max(2, MAX_WINDOW_BYTES // max(plan.shard_rows * row_bytes, 1))
         return ShardStream(request, encoder, plan_message, self.pool, self.stats, entry,
-                           max_window)
+                           max_window, codec.link)
 
 
 def _guard_unary(servicer: Servicer, method: Callable) -> Callable:

@@ -19,6 +19,7 @@ from tether import framing
 from tether.errors import RequestError
 from tether.v1 import tether_pb2 as pb
 
+from .codec_policy import LinkMeter
 from .encoder import ShardEncoder
 from .stats import Stats, StreamStats
 
@@ -30,7 +31,8 @@ _POLL_SECONDS = 1.0
 
 class ShardStream:
     def __init__(self, request: pb.OpenStream, encoder: ShardEncoder, plan_message: pb.StreamPlan,
-                 pool: Executor, totals: Stats, stats: StreamStats, max_window: int) -> None:
+                 pool: Executor, totals: Stats, stats: StreamStats, max_window: int,
+                 link: LinkMeter) -> None:
         self.request = request
         self.encoder = encoder
         self.plan_message = plan_message
@@ -38,8 +40,10 @@ class ShardStream:
         self.totals = totals
         self.stats = stats
         self.max_window = max_window
+        self.link = link
         self._cond = threading.Condition()
         self._granted = 0  # credits accepted in total
+        self._sizes: dict[tuple[int, int], int] = {}  # wire size of each unacked shard
         self._error: Exception | None = None
         self._grant(request.initial_credits)
 
@@ -73,6 +77,9 @@ class ShardStream:
                         self._grant(message.credit.shards)
                     elif kind == "ack":
                         self.stats.shards_acked += 1
+                        ack = message.ack
+                        size = self._sizes.pop((ack.epoch, ack.sequence), 0)
+                        self.link.observe(size, ack.waited_seconds)
                     else:
                         what = kind or "empty"
                         self._error = RequestError(f"unexpected {what} message mid-stream")
@@ -96,7 +103,7 @@ class ShardStream:
         context.add_callback(wake)
         yield framing.encode_plan(self.plan_message)
         positions = self._positions()
-        pending: deque[Future[bytes]] = deque()
+        pending: deque[tuple[tuple[int, int], Future[bytes]]] = deque()
         exhausted = False
         try:
             while True:
@@ -106,7 +113,8 @@ class ShardStream:
                         if position is None:
                             exhausted = True
                             break
-                        pending.append(self.pool.submit(self.encoder.encode, *position))
+                        future = self.pool.submit(self.encoder.encode, *position)
+                        pending.append((position, future))
                         self.stats.produced += 1
                         self.stats.credits = self._granted - self.stats.produced
                     if self._error is not None:
@@ -116,11 +124,13 @@ class ShardStream:
                             return
                         self._cond.wait(_POLL_SECONDS)
                         continue
-                frame = pending[0].result()
-                pending.popleft()
+                frame = pending[0][1].result()
+                position, _ = pending.popleft()
+                with self._cond:
+                    self._sizes[position] = len(frame)
                 yield frame
                 self.totals.sent(self.stats, len(frame))
         finally:
-            for future in pending:
+            for _, future in pending:
                 future.cancel()
 

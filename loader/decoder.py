@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ class Decoder:
     def __init__(self, frames: Iterable[Frame], threads: int) -> None:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tether-decode")
         self._queue: queue.Queue[Future | BaseException | object] = queue.Queue()
+        self.waited_seconds = 0.0  # time the consumer spent waiting for a shard
         self._thread = threading.Thread(
             target=self._pump, args=(frames,), name="tether-receive", daemon=True
         )
@@ -64,10 +66,17 @@ class Decoder:
             self._queue.put(exc)
 
     def __iter__(self) -> Iterator[Shard]:
-        while (item := self._queue.get()) is not _END:
+        while True:
+            started = time.perf_counter()
+            item = self._queue.get()
+            if isinstance(item, Future):
+                shard = item.result()
+            self.waited_seconds += time.perf_counter() - started
+            if item is _END:
+                return
             if isinstance(item, BaseException):
                 raise item
-            yield item.result()
+            yield shard
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

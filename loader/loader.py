@@ -130,8 +130,11 @@ class Loader:
         decoder = Decoder(frames, self.decode_threads)
         self._closers.append(decoder)
 
+        reported = [0.0]  # decoder wait already reported to the daemon
+
         def release(shard: Shard) -> None:
-            receiver.release(shard.epoch, shard.sequence)
+            waited, reported[0] = decoder.waited_seconds - reported[0], decoder.waited_seconds
+            receiver.release(shard.epoch, shard.sequence, waited)
 
         ordered = in_plan_order(decoder, plan.shards_per_epoch, (0, 0), self.num_epochs)
         self._batcher = Batcher(ordered, self.batch_size, self.drop_last, release)

@@ -39,9 +39,14 @@ class Receiver:
         if shards > 0:
             self._outbox.put(pb.StreamRequest(credit=pb.Credit(shards=shards)))
 
-    def release(self, epoch: int, sequence: int) -> None:
-        """Shard (epoch, sequence) is fully consumed: ack it and free its slot."""
-        self._outbox.put(pb.StreamRequest(ack=pb.Ack(epoch=epoch, sequence=sequence)))
+    def release(self, epoch: int, sequence: int, waited_seconds: float = 0.0) -> None:
+        """Shard (epoch, sequence) is fully consumed: ack it and free its slot.
+
+        `waited_seconds` is how long the loader waited for data since the last
+        release; the daemon's `auto` codec learns the link's rate from it.
+        """
+        ack = pb.Ack(epoch=epoch, sequence=sequence, waited_seconds=waited_seconds)
+        self._outbox.put(pb.StreamRequest(ack=ack))
         self.grant(1)
 
     def frames(self) -> Iterator[framing.Frame]:

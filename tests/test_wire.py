@@ -105,3 +105,13 @@ def test_big_endian_sources_travel_little_endian() -> None:
     big = np.arange(10, dtype=">f4")
     little = tensors.little_endian(big)
     assert little.dtype == np.dtype("<f4") and np.array_equal(little, big)
+
+
+@pytest.mark.parametrize("itemsize", [2, 4, 8])
+def test_byte_shuffle_layout_is_blosc_planes(itemsize: int) -> None:
+    from tether.codecs import byteshuffle
+
+    data = np.random.default_rng(3).integers(0, 256, 1024 * itemsize, dtype=np.uint8)
+    shuffled = byteshuffle.shuffle(memoryview(data), itemsize)
+    assert np.array_equal(shuffled, data.reshape(-1, itemsize).T.ravel())
+    assert np.array_equal(byteshuffle.unshuffle(memoryview(shuffled), itemsize), data)

@@ -39,5 +39,7 @@ class NpySource(ArraySource):
     format = "npy"
 
     def __init__(self, name: str, paths: list[Path], cache_dir: Path) -> None:
-        arrays = {p.stem: np.load(p, mmap_mode="r", allow_pickle=False) for p in paths}
+        # Plain ndarray views of the maps: np.memmap runs Python code on every slice.
+        arrays = {p.stem: np.load(p, mmap_mode="r", allow_pickle=False).view(np.ndarray)
+                  for p in paths}
         super().__init__(name, paths, arrays)

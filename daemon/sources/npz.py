@@ -39,7 +39,7 @@ def _map_stored(path: Path, info: zipfile.ZipInfo) -> np.ndarray:
     if dtype.hasobject:
         raise ValueError(f"member {info.filename} holds Python objects")
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
-                     order="F" if fortran else "C")
+                     order="F" if fortran else "C").view(np.ndarray)
 
 
 def _unpack(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo,
@@ -51,7 +51,7 @@ def _unpack(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo,
         with archive.open(info) as src, open(partial, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         partial.replace(target)
-    return np.load(target, mmap_mode="r", allow_pickle=False)
+    return np.load(target, mmap_mode="r", allow_pickle=False).view(np.ndarray)
 
 
 class NpzSource(ArraySource):

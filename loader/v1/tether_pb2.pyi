@@ -146,12 +146,14 @@ class Credit(_message.Message):
     def __init__(self, shards: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("epoch", "sequence")
+    __slots__ = ("epoch", "sequence", "waited_seconds")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    WAITED_SECONDS_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     sequence: int
-    def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...
+    waited_seconds: float
+    def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ..., waited_seconds: _Optional[float] = ...) -> None: ...
 
 class StreamRequest(_message.Message):
     __slots__ = ("open", "credit", "ack")

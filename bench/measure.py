@@ -1,0 +1,100 @@
+"""Run one system over one link and measure what the issue asks for.
+
+Figures: payload MB/s and samples/s delivered as ready jax.Arrays, time to
+first batch, bytes on the wire and compression ratio, CPU seconds per GB on
+each side, peak RSS of each side, and with a step time the share of steps
+that waited on data. Server and client each run in a process of their own,
+so each side's CPU and memory are its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .client import peak_rss
+from .link import Link, ShapedProxy
+from .systems import REGISTRY
+
+
+@dataclass
+class Measurement:
+    system: str
+    data: str
+    link: str
+    link_rate_bps: float | None
+    rows: int
+    payload_bytes: int
+    seconds: float
+    first_batch_s: float
+    wire_bytes: int | None
+    client_cpu_s: float
+    server_cpu_s: float
+    client_peak_rss: int
+    server_peak_rss: int
+    steps: int
+    waited_steps: int
+    step_s: float = 0.0
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.payload_bytes / self.seconds / 1e6
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.rows / self.seconds
+
+    @property
+    def ratio(self) -> float | None:
+        return self.payload_bytes / self.wire_bytes if self.wire_bytes else None
+
+    @property
+    def waited_share(self) -> float | None:
+        return self.waited_steps / max(self.steps - 1, 1) if self.step_s else None
+
+    def cpu_per_gb(self, side: str) -> float:
+        return getattr(self, f"{side}_cpu_s") / (self.payload_bytes / 1e9)
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "mb_per_s": self.mb_per_s, "samples_per_s": self.samples_per_s,
+                "ratio": self.ratio, "waited_share": self.waited_share,
+                "client_cpu_s_per_gb": self.cpu_per_gb("client"),
+                "server_cpu_s_per_gb": self.cpu_per_gb("server")}
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(system_name: str, dataset: Path, link: Link, workdir: Path, batch_size: int,
+        step_s: float = 0.0) -> Measurement:
+    system = REGISTRY[system_name]()
+    address = system.start(dataset, workdir)
+    proxy = ShapedProxy(address, link) if address and link.shaped else None
+    try:
+        host, port = ("127.0.0.1", proxy.port) if proxy else (address or ("-", 0))
+        server_pid = system.server_pid
+        server_cpu = _cpu_seconds(server_pid) if server_pid else 0.0
+        client = subprocess.run(
+            [sys.executable, "-m", "tether.bench.client", system_name, str(dataset), host,
+             str(port), str(batch_size), str(step_s)],
+            capture_output=True, text=True, check=False)
+        if client.returncode != 0:
+            raise RuntimeError(f"{system.name} client failed:\n{client.stderr[-3000:]}")
+        figures = json.loads(client.stdout.strip().splitlines()[-1])
+        return Measurement(
+            system=system.name, data=dataset.name, link=link.name, link_rate_bps=link.rate,
+            wire_bytes=system.wire_bytes(dataset) if address else None,
+            server_cpu_s=(_cpu_seconds(server_pid) - server_cpu) if server_pid else 0.0,
+            server_peak_rss=peak_rss(server_pid) if server_pid else 0,
+            step_s=step_s, **figures,
+        )
+    finally:
+        if proxy:
+            proxy.close()
+        system.stop()
