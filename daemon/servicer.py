@@ -86,8 +86,12 @@ class Servicer:
         if row_bytes > rpc.MAX_SHARD_BYTES:
             raise RequestError(f"one row of {[c.name for c in columns]} is {row_bytes} bytes, "
                                f"over the {rpc.MAX_SHARD_BYTES >> 20} MiB frame limit")
-        plan = Plan(source.num_rows, shard_rows(row_bytes, shard_bytes, request.batch_size),
-                    request.shuffle, request.seed, request.process_index, process_count)
+        rows = request.shard_rows or shard_rows(row_bytes, shard_bytes, request.batch_size)
+        if rows * row_bytes > rpc.MAX_SHARD_BYTES:
+            raise RequestError(f"shard_rows {rows} makes shards over the "
+                               f"{rpc.MAX_SHARD_BYTES >> 20} MiB frame limit")
+        plan = Plan(source.num_rows, rows, request.shuffle, request.seed,
+                    request.process_index, process_count)
         if plan.shards_per_epoch == 0 and request.num_epochs == 0:
             raise RequestError(
                 f"process {request.process_index} of {process_count} gets no shard of "

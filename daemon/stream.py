@@ -76,10 +76,11 @@ class ShardStream:
                     if kind == "credit":
                         self._grant(message.credit.shards)
                     elif kind == "ack":
-                        self.stats.shards_acked += 1
                         ack = message.ack
-                        size = self._sizes.pop((ack.epoch, ack.sequence), 0)
-                        self.link.observe(size, ack.waited_seconds)
+                        size = self._sizes.pop((ack.epoch, ack.sequence), None)
+                        if size is not None:  # ignore acks for shards this stream never sent
+                            self.stats.shards_acked += 1
+                            self.link.observe(size, ack.waited_seconds)
                     else:
                         what = kind or "empty"
                         self._error = RequestError(f"unexpected {what} message mid-stream")

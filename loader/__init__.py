@@ -16,6 +16,7 @@ from .errors import (
     TetherError,
 )
 from .loader import Loader
+from .retry import RetryPolicy
 from .url import Endpoint, parse_url
 
 __version__ = "0.1.0"
@@ -31,6 +32,7 @@ __all__ = [
     "Loader",
     "ProtocolError",
     "RequestError",
+    "RetryPolicy",
     "TetherError",
     "connect",
     "parse_url",

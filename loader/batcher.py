@@ -37,6 +37,7 @@ class Batcher:
         batch_size: int,
         drop_last: bool,
         release: Callable[[Shard], None],
+        skip_rows: int = 0,
     ) -> None:
         self._shards = shards
         self._batch_size = batch_size
@@ -45,17 +46,28 @@ class Batcher:
         self._held: deque[_Held] = deque()
         self._rows = 0
         self.epoch = 0  # epoch of the batch last handed out
+        self._skip = skip_rows  # rows of the first shard consumed before a restore
 
 
     def __iter__(self) -> Iterator[Batch]:
         for shard in self._shards:
             if self._held and self._held[0].shard.epoch != shard.epoch:
                 yield from self._end_of_epoch()
-            self._held.append(_Held(shard))
-            self._rows += shard.num_rows
+            if self._skip >= shard.num_rows:
+                raise ValueError(f"cannot skip {self._skip} rows of a {shard.num_rows}-row shard")
+            self._held.append(_Held(shard, self._skip))
+            self._rows += shard.num_rows - self._skip
+            self._skip = 0
             while self._rows >= self._batch_size:
                 yield self._take(self._batch_size)
         yield from self._end_of_epoch()
+
+    def position(self) -> tuple[int, int, int] | None:
+        """(epoch, sequence, row) of the next row to hand out, if a held shard has it."""
+        if not self._held:
+            return None
+        head = self._held[0]
+        return head.shard.epoch, head.shard.sequence, head.offset
 
     def _end_of_epoch(self) -> Iterator[Batch]:
         if self._rows and not self._drop_last:

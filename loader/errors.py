@@ -67,6 +67,11 @@ _BY_CODE = {
     grpc.StatusCode.DEADLINE_EXCEEDED: ConnectionFailed,
 }
 
+# How a broken connection can read when grpc reports it as UNKNOWN or INTERNAL.
+_TRANSPORT_SIGNS = ("Stream removed", "RST_STREAM", "Socket closed", "Connection reset",
+                    "Broken pipe", "GOAWAY", "failed to connect", "Connection refused",
+                    "keepalive")
+
 # Subclasses that share a status code travel with a tag in the details.
 _TAGGED = {cls.__name__: cls for cls in (ColumnError,)}
 
@@ -87,6 +92,9 @@ def from_rpc_error(error: grpc.RpcError) -> TetherError:
         if details.startswith(prefix):
             return cls(details[len(prefix):])
     cls = _BY_CODE.get(code, TetherError)
+    transport = code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
+    if transport and any(sign.lower() in details.lower() for sign in _TRANSPORT_SIGNS):
+        cls = ConnectionFailed
     if cls is ConnectionFailed:
         return ConnectionFailed(f"{details} (is `tether serve` running and the URL right?)")
     return cls(details)

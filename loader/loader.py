@@ -2,7 +2,7 @@
 
 The pipeline, one stage a module:
 
-    receiver (credits, acks) -> decoder (threads) -> ordering (exactly once)
+    stream (credits, acks, reconnects) -> decoder (threads) -> ordering (exactly once)
       -> batcher (exact batch_size) -> [jax.device_iterator (on device)]
 """
 
@@ -21,9 +21,11 @@ from .checksums import available_checksums
 from .codecs import NAMES as CODEC_NAMES
 from .codecs import available_codecs
 from .decoder import Decoder, Shard
-from .errors import ProtocolError, RequestError
-from .ordering import in_plan_order
-from .receiver import Receiver
+from .errors import RequestError
+from .ordering import PlanOrder
+from .retry import RetryPolicy
+from .state import LoaderState, Position
+from .stream import ResumableStream
 from .url import Endpoint, parse_url
 from .v1 import tether_pb2 as pb
 
@@ -42,7 +44,9 @@ class Loader:
     `batch_size` rows; the last batch of an epoch is shorter unless
     `drop_last`. `prefetch` is how many shards (about `shard_bytes` each) the
     loader holds ahead; it is raised to what one batch needs. Memory on both
-    sides stays within that window whatever the dataset's size.
+    sides stays within that window whatever the dataset's size. A broken
+    connection is retried under `retry` and the stream resumes exactly where
+    it broke; `state_dict()` / `load_state_dict()` do the same across processes.
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class Loader:
         codec: str = "auto",
         shard_bytes: int = DEFAULT_SHARD_BYTES,
         decode_threads: int | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         _check(batch_size >= 1, f"batch_size must be at least 1, got {batch_size}")
         _check(prefetch >= 1, f"prefetch must be at least 1 shard, got {prefetch}")
@@ -69,6 +74,8 @@ class Loader:
                f"num_epochs must be None (forever) or at least 1, got {num_epochs}")
         _check(process_count >= 1 and 0 <= process_index < process_count,
                f"need 0 <= process_index < process_count, got {process_index} of {process_count}")
+        _check(not (shuffle and process_count > 1 and seed is None),
+               "several processes must share one seed to split one shuffled order: pass seed=")
         _check(codec == "auto" or codec in CODEC_NAMES,
                f"unknown codec {codec!r}; choose auto or one of {', '.join(CODEC_NAMES)}")
         _check(codec in ("auto", *available_codecs()),
@@ -82,6 +89,7 @@ class Loader:
         self.shuffle = shuffle
         # A shuffled run always has a seed, chosen here if not given, so that
         # it can be reproduced and resumed.
+        self._seed_given = seed is not None
         self.seed = seed if seed is not None or not shuffle else secrets.randbits(63)
         self.num_epochs = num_epochs
         self.prefetch = prefetch
@@ -91,13 +99,17 @@ class Loader:
         self.codec = codec
         self.shard_bytes = shard_bytes
         self.decode_threads = decode_threads or min(4, os.cpu_count() or 1)
+        self.retry = retry or RetryPolicy()
         self.plan: pb.StreamPlan | None = None
+        self._restored: LoaderState | None = None  # where the next iteration starts
+        self._stream: ResumableStream | None = None
+        self._order: PlanOrder | None = None
         self._batcher: Batcher | None = None
         tune_allocator()
         self._channel = rpc.open_channel(self.endpoint)
         self._closers: list[Any] = []
 
-    def _open_request(self) -> pb.OpenStream:
+    def _open_request(self, start: Position, restored: LoaderState | None) -> pb.OpenStream:
         return pb.OpenStream(
             dataset=self.dataset,
             columns=self.columns or [],
@@ -108,36 +120,37 @@ class Loader:
             num_epochs=self.num_epochs or 0,
             process_index=self.process_index,
             process_count=self.process_count,
-            start=pb.Cursor(epoch=0, sequence=0),
+            start=pb.Cursor(epoch=start.epoch, sequence=start.sequence),
             codec=self.codec,
             accept_codecs=available_codecs(),
             accept_checksums=available_checksums(),
             initial_credits=self.prefetch,
+            shard_rows=restored.shard_rows if restored else 0,
+            fingerprint=restored.fingerprint if restored and restored.fingerprint else "",
         )
 
     def __iter__(self) -> Iterator[Batch]:
         self._stop()  # one stream at a time: a new iteration starts afresh
-        receiver = Receiver(self._channel, self._open_request())
-        self._closers.append(receiver)
-        frames = receiver.frames()
-        first = next(frames, None)
-        if first is None or first.plan is None:
-            receiver.close()
-            raise ProtocolError("the daemon did not open the stream with a plan")
-        self.plan = plan = first.plan
+        restored, self._restored = self._restored, None
+        start = restored.position if restored else Position(0, 0, 0)
+        stream = ResumableStream(self._channel, self._open_request(start, restored), self.retry)
+        self._closers.append(stream)
+        self.plan = plan = stream.open()
         window = max(self.prefetch, math.ceil(self.batch_size / max(plan.shard_rows, 1)) + 1)
-        receiver.grant(window - self.prefetch)
-        decoder = Decoder(frames, self.decode_threads)
+        stream.grant(window - self.prefetch)
+        decoder = Decoder(stream.frames(), self.decode_threads)
         self._closers.append(decoder)
-
         reported = [0.0]  # decoder wait already reported to the daemon
 
         def release(shard: Shard) -> None:
             waited, reported[0] = decoder.waited_seconds - reported[0], decoder.waited_seconds
-            receiver.release(shard.epoch, shard.sequence, waited)
+            stream.release(shard.epoch, shard.sequence, waited)
 
-        ordered = in_plan_order(decoder, plan.shards_per_epoch, (0, 0), self.num_epochs)
-        self._batcher = Batcher(ordered, self.batch_size, self.drop_last, release)
+        self._stream = stream
+        self._order = PlanOrder(decoder, plan.shards_per_epoch, (start.epoch, start.sequence),
+                                self.num_epochs)
+        self._batcher = Batcher(self._order, self.batch_size, self.drop_last, release,
+                                skip_rows=start.row)
         return self._guarded(self._batcher)
 
     def _guarded(self, batches: Batcher) -> Iterator[Batch]:
@@ -150,6 +163,45 @@ class Loader:
     def epoch(self) -> int:
         """The epoch of the batch last yielded (0 before the first)."""
         return self._batcher.epoch if self._batcher else 0
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the current iteration has reconnected."""
+        return self._stream.reconnects if self._stream else 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this loader is, as a small JSON-serializable dict.
+
+        Save it beside the model's checkpoint; `load_state_dict` on a new
+        loader (in a new process) resumes at the very next batch.
+        """
+        if self._batcher is None:
+            position = self._restored.position if self._restored else Position(0, 0, 0)
+        else:
+            held = self._batcher.position()
+            position = Position(*held) if held else Position(*self._order.next, 0)
+        plan = self.plan
+        return LoaderState(
+            dataset=self.dataset, fingerprint=plan.fingerprint if plan else "",
+            columns=self.columns, batch_size=self.batch_size, shuffle=self.shuffle,
+            seed=self.seed, num_epochs=self.num_epochs, process_index=self.process_index,
+            process_count=self.process_count, drop_last=self.drop_last,
+            shard_rows=plan.shard_rows if plan else 0, position=position,
+        ).to_dict()
+
+    def load_state_dict(self, state: dict[str, Any], allow_changed_data: bool = False) -> None:
+        """Make the next iteration start where `state` (from `state_dict()`) was.
+
+        Fails on the first batch if the dataset's files changed since, unless
+        `allow_changed_data`: then rows may be mixed from two versions.
+        """
+        restored = LoaderState.from_dict(state)
+        if self.shuffle and not self._seed_given:
+            self.seed = restored.seed  # the drawn seed is part of the position
+        restored.check_matches(self)
+        if allow_changed_data:
+            restored.fingerprint = ""
+        self._restored = restored
 
     def to_jax(self, sharding: Any = None, buffer_size: int = 2) -> Iterator[Any]:
         """Batches as `jax.Array`s, placed on device `buffer_size` batches ahead."""

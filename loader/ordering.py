@@ -11,35 +11,32 @@ from collections.abc import Iterable, Iterator
 
 from .decoder import Shard
 from .errors import ProtocolError
+from .position import Position, following, normalize
 
 
-def in_plan_order(
-    shards: Iterable[Shard],
-    shards_per_epoch: int,
-    start: tuple[int, int],
-    num_epochs: int | None,
-) -> Iterator[Shard]:
-    """Yield `shards`, failing on any that is not the next one the plan expects."""
-    epoch, sequence = start
-    last_epoch = None if num_epochs is None else num_epochs - 1
+class PlanOrder:
+    """Passes shards through while they come in plan order; `next` is the one due."""
 
-    def normalize(epoch: int, sequence: int) -> tuple[int, int]:
-        while shards_per_epoch and sequence >= shards_per_epoch:
-            epoch, sequence = epoch + 1, sequence - shards_per_epoch
-        return epoch, sequence
+    def __init__(self, shards: Iterable[Shard], shards_per_epoch: int, start: Position,
+                 num_epochs: int | None) -> None:
+        self._shards = shards
+        self._per_epoch = shards_per_epoch
+        self._num_epochs = num_epochs
+        self.next = normalize(start, shards_per_epoch)
 
-    epoch, sequence = normalize(epoch, sequence)
-    for shard in shards:
-        if (shard.epoch, shard.sequence) != (epoch, sequence):
+    def __iter__(self) -> Iterator[Shard]:
+        for shard in self._shards:
+            if (shard.epoch, shard.sequence) != self.next:
+                raise ProtocolError(
+                    f"expected shard {self.next[1]} of epoch {self.next[0]}, "
+                    f"got shard {shard.sequence} of epoch {shard.epoch}"
+                )
+            self.next = following(self.next, self._per_epoch)
+            yield shard
+        finished = self._num_epochs is not None and (
+            self._per_epoch == 0 or self.next[0] >= self._num_epochs)
+        if not finished:
             raise ProtocolError(
-                f"expected shard {sequence} of epoch {epoch}, "
-                f"got shard {shard.sequence} of epoch {shard.epoch}"
+                f"stream ended early, before shard {self.next[1]} of epoch {self.next[0]}: the "
+                "daemon closed it mid-plan; nothing after that point was delivered"
             )
-        yield shard
-        epoch, sequence = normalize(epoch, sequence + 1)
-    finished = last_epoch is not None and (shards_per_epoch == 0 or epoch > last_epoch)
-    if not finished:
-        raise ProtocolError(
-            f"stream ended early, before shard {sequence} of epoch {epoch}: the daemon "
-            "closed it mid-plan; nothing after that point was delivered"
-        )

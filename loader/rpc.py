@@ -24,9 +24,37 @@ STREAM = "Stream"
 MAX_SHARD_BYTES = 64 << 20
 MAX_MESSAGE_BYTES = MAX_SHARD_BYTES + (4 << 20)
 
-CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+_MESSAGE_LIMITS: list[tuple[str, Any]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+
+# Keepalive pings keep NAT and tunnel idle timeouts (often 60 s or more) from
+# killing a quiet stream, and find a dead peer in about 30 s when no RST
+# arrives. Reconnection backoff is short: the loader does its own, bounded.
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    *_MESSAGE_LIMITS,
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+]
+
+# The daemon pings too, so a client that vanished without a RST frees its
+# stream within about 15 s; and it accepts the clients' pings.
+SERVER_OPTIONS: list[tuple[str, Any]] = [
+    *_MESSAGE_LIMITS,
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_ping_strikes", 0),
+    # Without this a second daemon could bind the same port and take half the
+    # connections; with it, a taken port is refused and reported.
+    ("grpc.so_reuseport", 0),
 ]
 
 

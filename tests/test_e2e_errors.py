@@ -91,6 +91,9 @@ def test_unreachable_daemon_is_a_clear_error() -> None:
         tether.connect("tether://127.0.0.1:9/", timeout=1).datasets()
 
 
-def test_loader_without_a_daemon_fails_fast() -> None:
-    with pytest.raises(tether.ConnectionFailed, match="is `tether serve` running"):
-        iter(tether.Loader("tether://127.0.0.1:9/", dataset="d", batch_size=1))
+def test_loader_without_a_daemon_gives_up_within_its_connect_timeout() -> None:
+    loader = tether.Loader("tether://127.0.0.1:9/", dataset="d", batch_size=1,
+                           retry=tether.RetryPolicy(connect_timeout=1.0))
+    with pytest.raises(tether.ConnectionFailed,
+                       match="gave up connecting after .* attempts.*is `tether serve` running"):
+        iter(loader)

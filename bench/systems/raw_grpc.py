@@ -35,7 +35,7 @@ def serve(dataset: Path) -> None:
 
     handler = grpc.method_handlers_generic_handler(_SERVICE, {
         _METHOD: grpc.unary_stream_rpc_method_handler(read)})
-    server = grpc.server(ThreadPoolExecutor(4), handlers=[handler], options=rpc.CHANNEL_OPTIONS)
+    server = grpc.server(ThreadPoolExecutor(4), handlers=[handler], options=rpc.SERVER_OPTIONS)
     print(server.add_insecure_port("127.0.0.1:0"), flush=True)
     server.start()
     server.wait_for_termination()

@@ -1,0 +1,119 @@
+"""One logical stream of shards, across as many connections as it takes.
+
+When the connection breaks (reset, keepalive timeout, daemon restarted) the
+stream reopens at the next shard it has not received, with credits for the
+room the loader still has, after a backoff (RetryPolicy). The daemon's plan
+is deterministic, so the new connection carries on with exactly the shards
+the old one would have sent: the loader sees one unbroken sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+
+import grpc
+
+from .errors import ConnectionFailed, DatasetError, ProtocolError
+from .framing import Frame
+from .position import Position, following, normalize
+from .receiver import Receiver
+from .retry import RetryPolicy
+from .v1 import tether_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+# What must not change between connections of one stream.
+_PLAN_FIELDS = ("fingerprint", "num_rows", "shard_rows", "shards_per_epoch", "seed")
+
+
+class ResumableStream:
+    def __init__(self, channel: grpc.Channel, request: pb.OpenStream, retry: RetryPolicy) -> None:
+        self._channel = channel
+        self._request = request
+        self._retry = retry
+        self._window = request.initial_credits
+        self._next: Position = (request.start.epoch, request.start.sequence)
+        self._held = 0  # shards received and not yet released
+        self._lock = threading.Lock()  # _held and _receiver: the consumer's thread releases
+        self._receiver: Receiver | None = None
+        self._connection_start: Position = self._next
+        self._frames: Iterator[Frame] | None = None
+        self.plan: pb.StreamPlan | None = None
+        self.reconnects = 0
+
+    def _connect(self) -> Iterator[Frame]:
+        request = pb.OpenStream()
+        request.CopyFrom(self._request)
+        request.start.epoch, request.start.sequence = self._next
+        with self._lock:
+            held_when_asked = self._held
+        request.initial_credits = max(0, self._window - held_when_asked)
+        if self.plan is not None:  # the same plan, whatever else changed
+            request.shard_rows = self.plan.shard_rows
+            request.fingerprint = self.plan.fingerprint
+        receiver = Receiver(self._channel, request)
+        frames = receiver.frames()
+        try:
+            first = next(frames, None)
+        except BaseException:
+            receiver.close()
+            raise
+        if first is None or first.plan is None:
+            receiver.close()
+            raise ProtocolError("the daemon did not open the stream with a plan")
+        if self.plan is None:
+            self.plan = first.plan
+        elif any(getattr(first.plan, f) != getattr(self.plan, f) for f in _PLAN_FIELDS):
+            receiver.close()
+            raise DatasetError("the dataset changed while the loader was reconnecting")
+        with self._lock:
+            old, self._receiver, self._connection_start = self._receiver, receiver, self._next
+            # Shards released while connecting went to the dead connection.
+            receiver.grant(held_when_asked - self._held)
+        if old is not None:
+            old.close()
+        return frames
+
+    def open(self) -> pb.StreamPlan:
+        """Connect (retrying while the daemon is unreachable) and return the plan."""
+        self._frames = self._retry.call(self._connect, timeout=self._retry.connect_timeout)
+        return self.plan
+
+    def frames(self) -> Iterator[Frame]:
+        """Shard frames in plan order, reconnecting whenever the connection breaks."""
+        while True:
+            try:
+                for frame in self._frames:
+                    with self._lock:
+                        self._held += 1
+                    self._next = following((frame.shard.epoch, frame.shard.sequence),
+                                           self.plan.shards_per_epoch)
+                    yield frame
+                return
+            except ConnectionFailed as exc:
+                if self._retry.timeout <= 0:
+                    raise
+                self.reconnects += 1
+                self._frames = self._retry.call(self._connect, first_error=exc)
+                log.info("reconnected; resuming at shard %d of epoch %d", *self._next[::-1])
+
+    def grant(self, shards: int) -> None:
+        with self._lock:
+            self._window += shards
+            self._receiver.grant(shards)
+
+    def release(self, epoch: int, sequence: int, waited_seconds: float) -> None:
+        """A shard is consumed: free its slot; ack it if this connection sent it."""
+        position = normalize((epoch, sequence), self.plan.shards_per_epoch)
+        with self._lock:
+            self._held -= 1
+            if position >= self._connection_start:
+                self._receiver.release(epoch, sequence, waited_seconds)
+            else:  # sent on a connection that is gone: only the room comes back
+                self._receiver.grant(1)
+
+    def close(self) -> None:
+        if self._receiver is not None:
+            self._receiver.close()
