@@ -12,7 +12,7 @@ import math
 import os
 import secrets
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import rpc
 from .allocator import tune_allocator
@@ -28,6 +28,9 @@ from .state import LoaderState, Position
 from .stream import ResumableStream
 from .url import Endpoint, parse_url
 from .v1 import tether_pb2 as pb
+
+if TYPE_CHECKING:
+    from .jax import DeviceIterator
 
 DEFAULT_SHARD_BYTES = 4 << 20  # grpcio's sweet spot measured on loopback
 
@@ -203,11 +206,17 @@ class Loader:
             restored.fingerprint = ""
         self._restored = restored
 
-    def to_jax(self, sharding: Any = None, buffer_size: int = 2) -> Iterator[Any]:
-        """Batches as `jax.Array`s, placed on device `buffer_size` batches ahead."""
-        from .jax import device_iterator
+    def to_jax(self, sharding: Any = None, buffer_size: int = 2) -> DeviceIterator:
+        """Batches as `jax.Array`s, placed on device `buffer_size` batches ahead.
 
-        return device_iterator(self, sharding=sharding, buffer_size=buffer_size)
+        Checkpoint the returned iterator's `state_dict()`: it leaves out the
+        batches still waiting on the device.
+        """
+        from .jax import DeviceIterator
+
+        initial = self.state_dict()
+        with_states = ((batch, self.state_dict()) for batch in self)
+        return DeviceIterator(with_states, sharding, buffer_size, initial_state=initial)
 
     def _stop(self) -> None:
         while self._closers:

@@ -198,3 +198,17 @@ import time; time.sleep(600)
         while status.status().streams and time.monotonic() < deadline:
             time.sleep(0.2)
         assert status.status().streams == []
+
+
+@pytest.mark.jax
+def test_to_jax_state_leaves_out_batches_still_on_the_device(daemon, undisturbed) -> None:
+    options = {**OPTIONS, "shard_bytes": 8 << 10}
+    batches = tether.Loader(daemon.url, dataset="train", **options).to_jax(buffer_size=3)
+    seen = [np.asarray(next(batches)["id"]) for _ in range(10)]
+    state = batches.state_dict()  # three more batches already sit on the device
+    resumed = tether.Loader(daemon.url, dataset="train", **options)
+    resumed.load_state_dict(state)
+    rest = [b["id"] for b in resumed]
+    expected = np.concatenate([b["id"] for b in tether.Loader(daemon.url, dataset="train",
+                                                              **options)])
+    assert np.array_equal(np.concatenate(seen + rest), expected)
