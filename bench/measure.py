@@ -83,7 +83,8 @@ def run(system_name: str, dataset: Path, link: Link, workdir: Path, batch_size: 
         client = subprocess.run(
             [sys.executable, "-m", "tether.bench.client", system_name, str(dataset), host,
              str(port), str(batch_size), str(step_s)],
-            capture_output=True, text=True, check=False)
+            capture_output=True, text=True, check=False,
+            env={**os.environ, **system.client_env()})
         if client.returncode != 0:
             raise RuntimeError(f"{system.name} client failed:\n{client.stderr[-3000:]}")
         figures = json.loads(client.stdout.strip().splitlines()[-1])

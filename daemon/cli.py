@@ -1,27 +1,51 @@
-"""`tether serve PATH...`: serve datasets until SIGINT or SIGTERM.
+"""`tether serve PATH...`: serve datasets until SIGINT or SIGTERM; `tether results`.
 
-Prints exactly one line on stdout, the connect URL, once it is ready; all
-else goes to stderr through `logging`.
+`serve` prints exactly one line on stdout, the connect URL, once it is
+ready; all else goes to stderr through `logging`. The URL carries the token
+and the certificate fingerprint: whoever holds it can read the datasets.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import ipaddress
 import logging
 import signal
 import sys
 import threading
 from pathlib import Path
 
+from .results import DEFAULT_MAX_BYTES, ResultsSink
 from .server import Daemon, DaemonConfig, default_state_dir
+from .tunnel import KINDS as TUNNELS
+from .tunnel import PLAN_WARNING
+
+log = logging.getLogger(__name__)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.insecure:
+        where = ("this machine only" if _is_loopback(args.host)
+                 else f"EVERYONE who can reach {args.host}")
+        log.warning("--insecure: no TLS. Traffic, token included, is readable by %s; use it "
+                    "only on loopback or a network you trust", where)
+    if args.tunnel:
+        print(f"note: {PLAN_WARNING}", file=sys.stderr)
     try:
-        daemon = Daemon(DaemonConfig(paths=args.paths, host=args.host, port=args.port,
-                                     state_dir=args.state_dir, encode_workers=args.workers))
+        daemon = Daemon(DaemonConfig(
+            paths=args.paths, host=args.host, port=args.port, state_dir=args.state_dir,
+            encode_workers=args.workers, token=args.token, insecure=args.insecure,
+            tunnel=args.tunnel, results_dir=args.results_dir, max_upload=args.max_upload))
         url = daemon.start()
     except (OSError, ValueError) as exc:
         print(f"tether serve: {exc}", file=sys.stderr)
@@ -32,25 +56,66 @@ def _serve(args: argparse.Namespace) -> int:
     print(url, flush=True)
     while not stop.wait(0.5):
         pass
-    logging.getLogger(__name__).info("stopping")
+    log.info("stopping")
     daemon.stop()
     return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    folder = args.results_dir or (args.state_dir or default_state_dir()) / "results"
+    if not folder.is_dir():
+        print(f"no results yet ({folder} does not exist)", file=sys.stderr)
+        return 0
+    rows = list(ResultsSink(folder).listing())
+    for name, size, mtime in rows:
+        when = datetime.datetime.fromtimestamp(mtime).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{when}  {size:>14,}  {name}")
+    print(f"{len(rows)} result(s) in {folder}", file=sys.stderr)
+    return 0
+
+
+def _size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    if text and text[-1].upper() in units:
+        return int(float(text[:-1]) * units[text[-1].upper()])
+    return int(text)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser(
         "serve", help="serve datasets from this machine",
-        description="Serve the datasets under PATH... and print the connect URL on stdout.",
+        description="Serve the datasets under PATH... and print the connect URL on stdout. "
+                    "By default over TLS with a self-signed certificate pinned by the URL, "
+                    "and a token every call must carry; both are kept in the state folder.",
     )
     serve.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                        help="a data file (Parquet, Arrow/Feather, CSV, .npy, .npz) or a folder")
     serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default: 127.0.0.1, this machine only)")
-    serve.add_argument("--port", type=int, default=0, help="port (default: 0, any free port)")
+                       help="address to listen on (default: 127.0.0.1, this machine only; "
+                            "0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=int, default=0,
+                       help="port (default: 0, the port of the last run, else any free one)")
+    serve.add_argument("--token", default=None,
+                       help="the token calls must carry (default: a random one, kept)")
+    serve.add_argument("--insecure", action="store_true",
+                       help="plain gRPC without TLS: only on loopback or a trusted network")
+    serve.add_argument("--tunnel", choices=TUNNELS, default=None,
+                       help="reach this daemon from anywhere through ngrok: 'ngrok' (TCP, TLS "
+                            "end to end; needs a verified ngrok account) or 'ngrok-https'. "
+                            "ngrok's free plan moves about 1 GB a month")
+    serve.add_argument("--results-dir", type=Path, default=None,
+                       help="where uploads land (default: STATE_DIR/results)")
+    serve.add_argument("--max-upload", type=_size, default=DEFAULT_MAX_BYTES,
+                       help="largest upload accepted, e.g. 500M or 20G (default 10G)")
     serve.add_argument("--state-dir", type=Path, default=None,
-                       help=f"where caches live (default: {default_state_dir()})")
+                       help=f"identity, caches and results (default: {default_state_dir()})")
     serve.add_argument("--workers", type=int, default=0,
                        help="threads reading and encoding shards (default: one per core)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.set_defaults(run=_serve)
+
+    results = subparsers.add_parser("results", help="list the results uploaded to this machine")
+    results.add_argument("--results-dir", type=Path, default=None)
+    results.add_argument("--state-dir", type=Path, default=None)
+    results.set_defaults(run=_results)

@@ -16,10 +16,13 @@ from tether import rpc
 from tether.allocator import tune_allocator
 from tether.url import Endpoint
 
+from .auth import TokenAuth
 from .catalog import Catalog
-from .identity import Identity, identity_dir
+from .identity import Identity, fingerprint, identity_dir
+from .results import DEFAULT_MAX_BYTES, ResultsSink
 from .servicer import Servicer, handler
 from .stats import Stats
+from .tunnel import Tunnel, open_tunnel
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,15 @@ class DaemonConfig:
     port: int = 0
     state_dir: Path | None = None
     encode_workers: int = 0  # 0: one per core, at least 2
+    token: str | None = None  # None: the one kept in the identity, made on first start
+    insecure: bool = False  # plain gRPC instead of pinned TLS
+    tunnel: str | None = None  # "ngrok" or "ngrok-https"
+    results_dir: Path | None = None  # None: STATE_DIR/results
+    max_upload: int = DEFAULT_MAX_BYTES
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class Daemon:
@@ -52,57 +64,74 @@ class Daemon:
         self.config = config
         tune_allocator()
         state_dir = config.state_dir or default_state_dir()
-        self.identity_dir = identity_dir(state_dir, config.paths, config.host)
-        self.identity = Identity.load(self.identity_dir)
+        self.identity = Identity.load(identity_dir(state_dir, config.paths, config.host))
+        if config.token:
+            self.identity.token = config.token
         self.catalog = Catalog([Path(p) for p in config.paths], state_dir / "cache")
+        self.results = ResultsSink(config.results_dir or state_dir / "results", config.max_upload)
         workers = config.encode_workers or max(2, os.cpu_count() or 1)
         self.encode_pool = ThreadPoolExecutor(workers, thread_name_prefix="tether-encode")
         self.stats = Stats()
+        servicer = Servicer(self.catalog, self.encode_pool, workers, self.stats, self.results)
         self.server = grpc.server(
             ThreadPoolExecutor(MAX_STREAMS + 8, thread_name_prefix="tether-rpc"),
-            handlers=[handler(Servicer(self.catalog, self.encode_pool, workers, self.stats))],
+            handlers=[handler(servicer)],
+            interceptors=[TokenAuth(self.identity.token)],
             options=rpc.SERVER_OPTIONS,
             maximum_concurrent_rpcs=MAX_STREAMS,
         )
         self.endpoint: Endpoint | None = None
+        self.tunnel: Tunnel | None = None
 
-    def _bind(self, port: int) -> int:
+    def _bind(self, host: str, port: int, secure: bool) -> int:
         """The port bound, or 0 when it is taken."""
-        host = self.config.host
         try:
-            return self.server.add_insecure_port(f"[{host}]:{port}" if ":" in host else
-                                                 f"{host}:{port}")
+            if secure:
+                credentials = grpc.ssl_server_credentials([self.identity.tls()])
+                return self.server.add_secure_port(_address(host, port), credentials)
+            return self.server.add_insecure_port(_address(host, port))
         except RuntimeError:  # newer grpcio raises where older returned 0
             return 0
 
     def start(self) -> str:
-        """Bind, start serving, and return the connect URL.
+        """Bind, start serving, and return the connect URL (the tunnel's, with one).
 
         With port 0 the daemon takes the port it had last time with these
         paths and host, when it is free, so that its URL survives restarts.
         """
-        host, wanted = self.config.host, self.config.port
+        host, wanted, secure = self.config.host, self.config.port, not self.config.insecure
         port = 0
         if wanted == 0 and self.identity.port:
-            port = self._bind(self.identity.port)
+            port = self._bind(host, self.identity.port, secure)
             if port == 0:
                 log.warning("port %d of the previous run is taken; the URL changes",
                             self.identity.port)
         if port == 0:
-            port = self._bind(wanted)
+            port = self._bind(host, wanted, secure)
         if port == 0:
             raise OSError(f"cannot listen on {host}:{wanted}: address in use or not available")
+        # ngrok's HTTPS edge speaks plain HTTP/2 to a port only this machine can reach.
+        edge_port = self._bind("127.0.0.1", 0, False) if self.config.tunnel == "ngrok-https" \
+            else port
         self.identity.port = port
-        self.identity.save(self.identity_dir)
+        self.identity.save()
         self.server.start()
         public = socket.getfqdn() if host in ("0.0.0.0", "::") else host
-        self.endpoint = Endpoint(public, port)
-        log.info("listening on %s port %d, serving %s", host, port, ", ".join(self.catalog.names))
+        fp = fingerprint(self.identity.tls()[1]) if secure else None
+        self.endpoint = Endpoint(public, port, self.identity.token, fp,
+                                 "pinned" if secure else "off")
+        log.info("listening on %s port %d (%s), serving %s", host, port,
+                 "TLS, token" if secure else "PLAIN, token", ", ".join(self.catalog.names))
+        if self.config.tunnel:
+            self.tunnel = open_tunnel(self.config.tunnel, edge_port, self.endpoint)
+            return self.tunnel.endpoint.url()
         return self.endpoint.url()
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.server.wait_for_termination(timeout)
 
     def stop(self, grace: float = 2.0) -> None:
+        if self.tunnel is not None:
+            self.tunnel.close()
         self.server.stop(grace).wait()
         self.encode_pool.shutdown(wait=False, cancel_futures=True)

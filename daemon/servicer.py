@@ -23,21 +23,27 @@ from .catalog import Catalog, column_info
 from .codec_policy import codec_policy, peer_is_local
 from .encoder import ShardEncoder
 from .planner import Plan, shard_rows
+from .results import ResultsSink
 from .stats import Stats
 from .stream import ShardStream
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SHARD_BYTES = 4 << 20
-MAX_WINDOW_BYTES = 1 << 30  # per stream, whatever the client asks
+# A stream's window, whatever the client asks: bytes bound memory, the shard
+# count bounds the work queued for tiny shards (found by tests/test_fuzz.py).
+MAX_WINDOW_BYTES = 1 << 30
+MAX_WINDOW_SHARDS = 256
 
 
 class Servicer:
-    def __init__(self, catalog: Catalog, pool: Executor, workers: int, stats: Stats) -> None:
+    def __init__(self, catalog: Catalog, pool: Executor, workers: int, stats: Stats,
+                 results: ResultsSink) -> None:
         self.catalog = catalog
         self.pool = pool
         self.workers = workers
         self.stats = stats
+        self.results = results
 
     def _refuse(self, context: grpc.ServicerContext, error: Exception) -> None:
         self.stats.error()
@@ -57,6 +63,19 @@ class Servicer:
 
     def Status(self, request: pb.StatusRequest, context) -> pb.StatusResponse:
         return self.stats.to_proto()
+
+    def Upload(self, chunks: Iterator[pb.UploadChunk], context) -> pb.UploadResult:
+        first = next(chunks, None)
+        if first is None:
+            raise RequestError("an upload must send at least one chunk naming the file")
+
+        def data() -> Iterator[bytes]:
+            yield first.data
+            for chunk in chunks:
+                yield chunk.data
+
+        stored = self.results.store(first.name, first.total_size, data())
+        return pb.UploadResult(name=stored.name, size=stored.size, sha256=stored.sha256)
 
     def Stream(self, requests: Iterator[pb.StreamRequest], context) -> Iterator[bytes]:
         first = next(requests, None)
@@ -112,7 +131,8 @@ class Servicer:
         )
         encoder = ShardEncoder(source, columns, plan, codec, narrow,
                                choose_checksum(list(request.accept_checksums)), self.stats)
-        max_window = max(2, MAX_WINDOW_BYTES // max(plan.shard_rows * row_bytes, 1))
+        max_window = min(MAX_WINDOW_SHARDS,
+                         max(2, MAX_WINDOW_BYTES // max(plan.shard_rows * row_bytes, 1)))
         return ShardStream(request, encoder, plan_message, self.pool, self.stats, entry,
                            max_window, codec.link)
 
@@ -149,6 +169,11 @@ def handler(servicer: Servicer) -> grpc.GenericRpcHandler:
         )
         for name, (request, response) in rpc.unary_methods().items()
     }
+    handlers[rpc.UPLOAD] = grpc.stream_unary_rpc_method_handler(
+        _guard_unary(servicer, servicer.Upload),
+        request_deserializer=pb.UploadChunk.FromString,
+        response_serializer=pb.UploadResult.SerializeToString,
+    )
     handlers[rpc.STREAM] = grpc.stream_stream_rpc_method_handler(
         _guard_stream(servicer, servicer.Stream),
         request_deserializer=pb.StreamRequest.FromString,

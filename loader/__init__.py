@@ -6,6 +6,7 @@ and numpy. `tether.daemon` is the local side (`pip install tether[daemon]`).
 
 from .client import Client, connect
 from .errors import (
+    AuthError,
     ColumnError,
     ConnectionFailed,
     DataCorrupted,
@@ -13,6 +14,7 @@ from .errors import (
     DatasetNotFound,
     ProtocolError,
     RequestError,
+    SecurityError,
     TetherError,
 )
 from .loader import Loader
@@ -22,6 +24,7 @@ from .url import Endpoint, parse_url
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuthError",
     "Client",
     "ColumnError",
     "ConnectionFailed",
@@ -33,6 +36,7 @@ __all__ = [
     "ProtocolError",
     "RequestError",
     "RetryPolicy",
+    "SecurityError",
     "TetherError",
     "connect",
     "parse_url",

@@ -1,6 +1,6 @@
 """The `tether` command. Each subcommand lives in the package that owns it:
 
-    serve, demo  -> tether.daemon (needs `pip install tether[daemon]`)
+    serve, results, demo  -> tether.daemon (needs `pip install tether[daemon]`)
     ls, status   -> tether.inspect (the base install)
     bench        -> tether.bench
 
@@ -19,6 +19,7 @@ from .errors import TetherError
 
 _COMMANDS = {
     "serve": ("tether.daemon.cli", "daemon"),
+    "results": ("tether.daemon.cli", "daemon"),
     "demo": ("tether.daemon.demo", "daemon"),
     "ls": ("tether.inspect", None),
     "status": ("tether.inspect", None),

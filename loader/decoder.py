@@ -79,4 +79,7 @@ class Decoder:
             yield shard
 
     def close(self) -> None:
+        """Stop decoding; call after the frames' stream was cancelled, so the
+        receiving thread ends (it is waited for briefly)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._thread.join(timeout=2.0)

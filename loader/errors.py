@@ -52,6 +52,18 @@ class ProtocolError(TetherError):
     code = grpc.StatusCode.INTERNAL
 
 
+class AuthError(TetherError):
+    """The daemon refused the token: missing, wrong, or another daemon's."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class SecurityError(TetherError):
+    """The daemon's certificate does not match the fingerprint in the URL."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
 class ConnectionFailed(TetherError):
     """The daemon could not be reached, or the connection broke."""
 
@@ -64,6 +76,7 @@ _BY_CODE = {
     grpc.StatusCode.FAILED_PRECONDITION: DatasetError,
     grpc.StatusCode.DATA_LOSS: DataCorrupted,
     grpc.StatusCode.UNAVAILABLE: ConnectionFailed,
+    grpc.StatusCode.UNAUTHENTICATED: AuthError,
     grpc.StatusCode.DEADLINE_EXCEEDED: ConnectionFailed,
 }
 

@@ -8,9 +8,13 @@ The pipeline, one stage a module:
 
 from __future__ import annotations
 
+import atexit
+import gc
 import math
 import os
 import secrets
+import sys
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +115,7 @@ class Loader:
         tune_allocator()
         self._channel = rpc.open_channel(self.endpoint)
         self._closers: list[Any] = []
+        _LIVE.add(self)
 
     def _open_request(self, start: Position, restored: LoaderState | None) -> pb.OpenStream:
         return pb.OpenStream(
@@ -136,7 +141,8 @@ class Loader:
         self._stop()  # one stream at a time: a new iteration starts afresh
         restored, self._restored = self._restored, None
         start = restored.position if restored else Position(0, 0, 0)
-        stream = ResumableStream(self._channel, self._open_request(start, restored), self.retry)
+        stream = ResumableStream(self._channel, self._open_request(start, restored), self.retry,
+                                 rpc.call_metadata(self.endpoint))
         self._closers.append(stream)
         self.plan = plan = stream.open()
         window = max(self.prefetch, math.ceil(self.batch_size / max(plan.shard_rows, 1)) + 1)
@@ -160,7 +166,10 @@ class Loader:
         try:
             yield from batches
         finally:
-            self._stop()
+            # At interpreter exit gRPC's threads are frozen, maybe holding the
+            # lock cancel() needs; _close_all_at_exit already stopped us.
+            if not sys.is_finalizing():
+                self._stop()
 
     @property
     def epoch(self) -> int:
@@ -219,8 +228,10 @@ class Loader:
         return DeviceIterator(with_states, sharding, buffer_size, initial_state=initial)
 
     def _stop(self) -> None:
-        while self._closers:
-            self._closers.pop().close()
+        # In order: cancel the stream first, so the decoder's thread can end.
+        closers, self._closers = self._closers, []
+        for closer in closers:
+            closer.close()
 
     def close(self) -> None:
         """Stop streaming and free the connection."""
@@ -232,6 +243,23 @@ class Loader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_LIVE: weakref.WeakSet[Loader] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    """Close loaders while gRPC's threads still run, and collect their calls.
+
+    A script that ends mid-iteration without close() would otherwise leave
+    gRPC call objects to be destroyed during interpreter finalization, when
+    gRPC's frozen threads may hold the lock their destructor needs: the
+    process would hang instead of exiting.
+    """
+    for loader in list(_LIVE):
+        loader.close()
+    gc.collect()
 
 
 def _check(ok: bool, message: str) -> None:

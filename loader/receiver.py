@@ -20,7 +20,8 @@ _CLOSE = None
 
 
 class Receiver:
-    def __init__(self, channel: grpc.Channel, request: pb.OpenStream) -> None:
+    def __init__(self, channel: grpc.Channel, request: pb.OpenStream,
+                 metadata: tuple[tuple[str, str], ...] = ()) -> None:
         self._outbox: queue.Queue[pb.StreamRequest | None] = queue.Queue()
         self._outbox.put(pb.StreamRequest(open=request))
         method = channel.stream_stream(
@@ -28,7 +29,7 @@ class Receiver:
             request_serializer=pb.StreamRequest.SerializeToString,
             response_deserializer=None,  # raw frames; framing.decode parses them
         )
-        self._call = method(self._requests())
+        self._call = method(self._requests(), metadata=metadata)
 
     def _requests(self) -> Iterator[pb.StreamRequest]:
         while (message := self._outbox.get()) is not _CLOSE:

@@ -18,6 +18,7 @@ from .v1 import tether_pb2 as pb
 SERVICE = pb.DESCRIPTOR.services_by_name["Tether"]
 SERVICE_NAME = SERVICE.full_name
 STREAM = "Stream"
+UPLOAD = "Upload"
 
 # Frames are about shard_bytes; this leaves room for the largest shard the
 # daemon will build (MAX_SHARD_BYTES) plus headers.
@@ -71,9 +72,24 @@ def unary_methods() -> dict[str, tuple[type, type]]:
     return {
         m.name: (message_class(m.input_type), message_class(m.output_type))
         for m in SERVICE.methods
-        if m.name != STREAM
+        if not (m.client_streaming or m.server_streaming)
     }
 
 
 def open_channel(endpoint: Endpoint) -> grpc.Channel:
+    """A channel secured as the URL says (see tether.url)."""
+    if endpoint.tls == "pinned":
+        from .tls import CERT_NAME, pinned_credentials
+
+        return grpc.secure_channel(endpoint.target, pinned_credentials(endpoint),
+                                   options=[*CHANNEL_OPTIONS,
+                                            ("grpc.ssl_target_name_override", CERT_NAME)])
+    if endpoint.tls == "system":
+        return grpc.secure_channel(endpoint.target, grpc.ssl_channel_credentials(),
+                                   options=CHANNEL_OPTIONS)
     return grpc.insecure_channel(endpoint.target, options=CHANNEL_OPTIONS)
+
+
+def call_metadata(endpoint: Endpoint) -> tuple[tuple[str, str], ...]:
+    """The token, sent with every call."""
+    return (("authorization", f"Bearer {endpoint.token}"),) if endpoint.token else ()

@@ -29,8 +29,10 @@ _PLAN_FIELDS = ("fingerprint", "num_rows", "shard_rows", "shards_per_epoch", "se
 
 
 class ResumableStream:
-    def __init__(self, channel: grpc.Channel, request: pb.OpenStream, retry: RetryPolicy) -> None:
+    def __init__(self, channel: grpc.Channel, request: pb.OpenStream, retry: RetryPolicy,
+                 metadata: tuple[tuple[str, str], ...] = ()) -> None:
         self._channel = channel
+        self._metadata = metadata
         self._request = request
         self._retry = retry
         self._window = request.initial_credits
@@ -53,7 +55,7 @@ class ResumableStream:
         if self.plan is not None:  # the same plan, whatever else changed
             request.shard_rows = self.plan.shard_rows
             request.fingerprint = self.plan.fingerprint
-        receiver = Receiver(self._channel, request)
+        receiver = Receiver(self._channel, request, self._metadata)
         frames = receiver.frames()
         try:
             first = next(frames, None)

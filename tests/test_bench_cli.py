@@ -34,4 +34,4 @@ def test_bench_runs_every_system_and_writes_json_and_plot(tmp_path: Path) -> Non
     assert tether_auto["ratio"] >= 3.9  # int64 token ids travel narrowed at least
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "tokens over 1gbit" in result.stdout and "raw TCP" in result.stdout
-    assert "[1/22]" in result.stderr  # progress
+    assert f"[1/{2 * len(NAMES)}]" in result.stderr  # progress

@@ -53,7 +53,8 @@ def test_twenty_cuts_in_one_epoch_change_nothing(daemon, undisturbed) -> None:
     proxy = ShapedProxy(("127.0.0.1", _port(daemon.url)), Link("cutting", None),
                         cut_range=(20_000, 150_000), seed=7)
     try:
-        loader = tether.Loader(f"tether://127.0.0.1:{proxy.port}/", dataset="train", **OPTIONS)
+        through = tether.parse_url(daemon.url).with_address("127.0.0.1", proxy.port)
+        loader = tether.Loader(through, dataset="train", **OPTIONS)
         ids = np.concatenate([b["id"] for b in loader])
     finally:
         cuts = proxy.close().count("cut after")
@@ -97,7 +98,7 @@ open(sys.argv[6], "w").write(json.dumps(loader.state_dict()))
 def _run_loader(url: str, state_in: str, batches: int, tmp: Path, name: str):
     ids, state = tmp / f"{name}.npy", tmp / f"{name}.json"
     subprocess.run([sys.executable, "-c", _RESUME_SCRIPT, url, json.dumps(OPTIONS), state_in,
-                    str(batches), str(ids), str(state)], check=True, timeout=300)
+                    str(batches), str(ids), str(state)], check=True, timeout=120)
     return np.load(ids), json.loads(state.read_text())
 
 
@@ -212,3 +213,16 @@ def test_to_jax_state_leaves_out_batches_still_on_the_device(daemon, undisturbed
     expected = np.concatenate([b["id"] for b in tether.Loader(daemon.url, dataset="train",
                                                               **options)])
     assert np.array_equal(np.concatenate(seen + rest), expected)
+
+
+def test_a_script_that_ends_mid_stream_without_close_exits(daemon) -> None:
+    """gRPC objects destroyed during interpreter exit used to hang the process."""
+    script = f"""
+import tether
+batches = iter(tether.Loader({daemon.url!r}, dataset="train", batch_size=1000,
+                             shard_bytes=32 << 10))
+for _ in range(50):
+    next(batches)
+"""
+    for _ in range(5):
+        subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

@@ -17,6 +17,7 @@ REGISTRY: dict[str, Callable[[], System]] = {
     "tether-none": lambda: TetherSystem("none"),
     "tether-lz4": lambda: TetherSystem("lz4"),
     "tether-zstd": lambda: TetherSystem("zstd"),
+    "tether-auto-tls": lambda: TetherSystem("auto", tls=True),
     "flight-none": lambda: FlightSystem("none"),
     "flight-lz4": lambda: FlightSystem("lz4"),
     "flight-zstd": lambda: FlightSystem("zstd"),

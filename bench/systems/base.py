@@ -38,6 +38,10 @@ class System(ABC):
         """Bytes a run moves over the link; None when there is no link."""
         return None
 
+    def client_env(self) -> dict[str, str]:
+        """Environment the client process needs besides the address."""
+        return {}
+
     @property
     def server_pid(self) -> int | None:
         return self.proc.pid if self.proc else None

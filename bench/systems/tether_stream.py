@@ -1,4 +1,8 @@
-"""Tether itself: the real daemon in a subprocess and the real loader."""
+"""Tether itself: the real daemon in a subprocess and the real loader.
+
+Plain gRPC (`--insecure`) by default, like the Flight and raw baselines it
+is compared with; `tls=True` measures the default, pinned TLS.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +14,30 @@ import tether
 
 from .base import Address, Batch, System
 
+_URL_VARIABLE = "TETHER_BENCH_URL"  # hands the token and fingerprint to the client process
+
 
 class TetherSystem(System):
-    def __init__(self, codec: str) -> None:
+    def __init__(self, codec: str, tls: bool = False) -> None:
         self.codec = codec
-        self.name = f"tether {codec}"
+        self.tls = tls
+        self.name = f"tether {codec}" + (" +TLS" if tls else "")
 
     def start(self, dataset: Path, workdir: Path) -> Address:
         url = self._spawn("tether.daemon", str(dataset), "--port", "0", "--state-dir",
-                          str(workdir / "tether-state"), "--log-level", "warning")
+                          str(workdir / "tether-state"), "--log-level", "error",
+                          *(() if self.tls else ("--insecure",)))
         self.endpoint = tether.parse_url(url)
         return (self.endpoint.host, self.endpoint.port)
 
+    def client_env(self) -> dict[str, str]:
+        return {_URL_VARIABLE: self.endpoint.url()}
+
     def batches(self, dataset: Path, address: Address | None,
                 batch_size: int) -> Iterator[Batch]:
-        host, port = address
-        loader = tether.Loader(f"tether://{host}:{port}/", dataset=dataset.name,
-                               batch_size=batch_size, codec=self.codec,
+        endpoint = tether.parse_url(os.environ[_URL_VARIABLE]).with_address(*address)
+        loader = tether.Loader(endpoint, dataset=dataset.name, batch_size=batch_size,
+                               codec=self.codec,
                                decode_threads=int(os.environ.get("TETHER_DECODE_THREADS", 0)))
         yield from loader
 

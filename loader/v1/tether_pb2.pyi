@@ -234,3 +234,23 @@ class ShardFrame(_message.Message):
     shard: ShardHeader
     payload: bytes
     def __init__(self, plan: _Optional[_Union[StreamPlan, _Mapping]] = ..., shard: _Optional[_Union[ShardHeader, _Mapping]] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class UploadChunk(_message.Message):
+    __slots__ = ("name", "total_size", "data")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    total_size: int
+    data: bytes
+    def __init__(self, name: _Optional[str] = ..., total_size: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class UploadResult(_message.Message):
+    __slots__ = ("name", "size", "sha256")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size: int
+    sha256: str
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,59 @@
+"""Client side of `Upload`: stream bytes or a file to the daemon's results folder."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from .v1 import tether_pb2 as pb
+
+CHUNK_BYTES = 1 << 20
+PROGRESS_FROM_BYTES = 16 << 20  # smaller uploads finish before a bar helps
+
+
+class Progress:
+    """A one-line progress bar on stderr: bytes, percent, rate."""
+
+    def __init__(self, name: str, total: int, enabled: bool) -> None:
+        self.name, self.total, self.enabled = name, total, enabled
+        self.done, self.started, self._shown = 0, time.monotonic(), 0.0
+
+    def advance(self, nbytes: int) -> None:
+        self.done += nbytes
+        now = time.monotonic()
+        if self.enabled and (now - self._shown > 0.2 or self.done == self.total):
+            self._shown = now
+            share = self.done / max(self.total, 1)
+            rate = self.done / max(now - self.started, 1e-9) / 1e6
+            bar = "#" * int(30 * share)
+            print(f"\rupload {self.name} [{bar:<30}] {100 * share:5.1f}% "
+                  f"{self.done / 1e6:,.1f}/{self.total / 1e6:,.1f} MB {rate:,.1f} MB/s",
+                  end="\n" if self.done == self.total else "", file=sys.stderr, flush=True)
+
+
+def _source(data: bytes | bytearray | memoryview | str | os.PathLike) -> tuple[BinaryIO, int]:
+    if isinstance(data, (str, os.PathLike)):
+        path = Path(data)
+        return open(path, "rb"), path.stat().st_size  # noqa: SIM115 - closed by chunks()
+    view = memoryview(data).cast("B")
+    return io.BytesIO(view), view.nbytes
+
+
+def chunks(name: str, data, progress: bool | None) -> Iterator[pb.UploadChunk]:
+    """The request stream: the name and size first, then 1 MiB of data at a time."""
+    stream, total = _source(data)
+    show = progress if progress is not None else total >= PROGRESS_FROM_BYTES and \
+        sys.stderr.isatty()
+    bar = Progress(name, total, show)
+    with stream:
+        first = stream.read(CHUNK_BYTES)
+        bar.advance(len(first))
+        yield pb.UploadChunk(name=name, total_size=total, data=first)
+        while block := stream.read(CHUNK_BYTES):
+            bar.advance(len(block))
+            yield pb.UploadChunk(data=block)
