@@ -35,6 +35,16 @@ def table(results: Sequence[Measurement]) -> str:
     return "\n".join(out)
 
 
+def load(path: Path) -> list[Measurement]:
+    """Measurements back from `tether bench --json`."""
+    import dataclasses
+    import json
+
+    names = {f.name for f in dataclasses.fields(Measurement)}
+    return [Measurement(**{k: v for k, v in row.items() if k in names})
+            for row in json.loads(Path(path).read_text())]
+
+
 def plot(results: Sequence[Measurement], path: Path) -> None:
     """Delivered MB/s against link bandwidth, one panel per dataset, a line per system."""
     import matplotlib
@@ -46,14 +56,17 @@ def plot(results: Sequence[Measurement], path: Path) -> None:
     rates = sorted({r.link_rate_bps for r in results if r.link_rate_bps})
     loopback_x = (max(rates) * 4) if rates else 1e10  # unshaped links plot right of the rest
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.6), squeeze=False)
+    systems = sorted({r.system for r in results})
+    colors = dict(zip(systems, plt.get_cmap("tab20").colors, strict=False))  # one per system
     for ax, data in zip(axes[0], datasets, strict=True):
-        systems = sorted({r.system for r in results if r.data == data})
         for system in systems:
             points = sorted((r.link_rate_bps or loopback_x, r.mb_per_s) for r in results
                             if r.data == data and r.system == system)
+            if not points:
+                continue
             xs, ys = zip(*points, strict=True)
             style = "-o" if system.startswith("tether") else "--s"
-            ax.plot(xs, ys, style, label=system, markersize=4)
+            ax.plot(xs, ys, style, label=system, markersize=4, color=colors[system])
         if rates:
             ax.plot(rates, [r / 8e6 for r in rates], ":", color="grey", label="link rate")
         ax.set_xscale("log")
