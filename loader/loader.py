@@ -142,7 +142,7 @@ class Loader:
         restored, self._restored = self._restored, None
         start = restored.position if restored else Position(0, 0, 0)
         stream = ResumableStream(self._channel, self._open_request(start, restored), self.retry,
-                                 rpc.call_metadata(self.endpoint))
+                                 rpc.call_metadata(self.endpoint), reopen=self._reopen_channel)
         self._closers.append(stream)
         self.plan = plan = stream.open()
         window = max(self.prefetch, math.ceil(self.batch_size / max(plan.shard_rows, 1)) + 1)
@@ -161,6 +161,10 @@ class Loader:
         self._batcher = Batcher(self._order, self.batch_size, self.drop_last, release,
                                 skip_rows=start.row)
         return self._guarded(self._batcher)
+
+    def _reopen_channel(self) -> Any:
+        self._channel = rpc.open_channel(self.endpoint)
+        return self._channel
 
     def _guarded(self, batches: Batcher) -> Iterator[Batch]:
         try:

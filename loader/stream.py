@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -30,8 +30,10 @@ _PLAN_FIELDS = ("fingerprint", "num_rows", "shard_rows", "shards_per_epoch", "se
 
 class ResumableStream:
     def __init__(self, channel: grpc.Channel, request: pb.OpenStream, retry: RetryPolicy,
-                 metadata: tuple[tuple[str, str], ...] = ()) -> None:
-        self._channel = channel
+                 metadata: tuple[tuple[str, str], ...] = (),
+                 reopen: Callable[[], grpc.Channel] | None = None) -> None:
+        self._channel: grpc.Channel | None = channel
+        self._reopen = reopen  # a fresh channel after a failure (None: keep this one)
         self._metadata = metadata
         self._request = request
         self._retry = retry
@@ -45,7 +47,24 @@ class ResumableStream:
         self.plan: pb.StreamPlan | None = None
         self.reconnects = 0
 
+    def _drop_channel(self) -> None:
+        """After a failure, connect anew: some grpcio releases (1.66) keep failing
+        TLS handshakes on a channel whose server was killed and restarted, and
+        a new channel re-checks the pinned certificate of whoever answers now."""
+        if self._reopen is not None and self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
     def _connect(self) -> Iterator[Frame]:
+        if self._channel is None:
+            self._channel = self._reopen()
+        try:
+            return self._open_stream()
+        except ConnectionFailed:
+            self._drop_channel()
+            raise
+
+    def _open_stream(self) -> Iterator[Frame]:
         request = pb.OpenStream()
         request.CopyFrom(self._request)
         request.start.epoch, request.start.sequence = self._next
@@ -98,6 +117,7 @@ class ResumableStream:
                 if self._retry.timeout <= 0:
                     raise
                 self.reconnects += 1
+                self._drop_channel()
                 self._frames = self._retry.call(self._connect, first_error=exc)
                 log.info("reconnected; resuming at shard %d of epoch %d", *self._next[::-1])
 
