@@ -29,7 +29,6 @@ from .stream import ShardStream
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SHARD_BYTES = 4 << 20
 # A stream's window, whatever the client asks: bytes bound memory, the shard
 # count bounds the work queued for tiny shards (found by tests/test_fuzz.py).
 MAX_WINDOW_BYTES = 1 << 30
@@ -97,7 +96,7 @@ class Servicer:
         if request.process_index >= process_count:
             raise RequestError(f"process_index {request.process_index} is not below "
                                f"process_count {process_count}")
-        shard_bytes = request.shard_bytes or DEFAULT_SHARD_BYTES
+        shard_bytes = request.shard_bytes or rpc.DEFAULT_SHARD_BYTES
         if not 1 << 10 <= shard_bytes <= rpc.MAX_SHARD_BYTES:
             raise RequestError(f"shard_bytes must be between 1 KiB and "
                                f"{rpc.MAX_SHARD_BYTES >> 20} MiB, got {shard_bytes}")

@@ -36,7 +36,7 @@ from .v1 import tether_pb2 as pb
 if TYPE_CHECKING:
     from .jax import DeviceIterator
 
-DEFAULT_SHARD_BYTES = 4 << 20  # grpcio's sweet spot measured on loopback
+DEFAULT_SHARD_BYTES = rpc.DEFAULT_SHARD_BYTES
 
 
 class Loader:
