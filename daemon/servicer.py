@@ -90,7 +90,8 @@ class Servicer:
     def _open(self, request: pb.OpenStream, context, entry) -> ShardStream:
         source = self.catalog.get(request.dataset)
         columns = source.select(list(request.columns))
-        if request.fingerprint and request.fingerprint != source.fingerprint:
+        fingerprint = source.fingerprint  # a stat of every file: once per stream
+        if request.fingerprint and request.fingerprint != fingerprint:
             raise DatasetError(f"dataset {source.name!r} changed since this stream was planned")
         process_count = request.process_count or 1
         if request.process_index >= process_count:
@@ -124,7 +125,7 @@ class Servicer:
                  request.codec or "auto",
                  ", ".join(c.name for c in columns))
         plan_message = pb.StreamPlan(
-            fingerprint=source.fingerprint, num_rows=source.num_rows,
+            fingerprint=fingerprint, num_rows=source.num_rows,
             shard_rows=plan.shard_rows, shards_per_epoch=plan.shards_per_epoch,
             columns=[column_info(c) for c in columns], seed=request.seed,
         )

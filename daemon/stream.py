@@ -17,6 +17,7 @@ import grpc
 
 from tether import framing
 from tether.errors import RequestError
+from tether.position import Position, following, normalize
 from tether.v1 import tether_pb2 as pb
 
 from .codec_policy import LinkMeter
@@ -56,17 +57,16 @@ class ShardStream:
         self._granted += accepted
         self.stats.credits = self._granted - self.stats.produced
 
-    def _positions(self) -> Iterator[tuple[int, int]]:
+    def _positions(self) -> Iterator[Position]:
         per_epoch = self.plan_message.shards_per_epoch
-        epoch, sequence = self.request.start.epoch, self.request.start.sequence
-        while per_epoch and sequence >= per_epoch:
-            epoch, sequence = epoch + 1, sequence - per_epoch
+        if not per_epoch:
+            return
+        start = (self.request.start.epoch, self.request.start.sequence)
+        position = normalize(start, per_epoch)  # one division, whatever the client sent
         epochs = self.request.num_epochs
-        while per_epoch and (epochs == 0 or epoch < epochs):
-            yield epoch, sequence
-            sequence += 1
-            if sequence == per_epoch:
-                epoch, sequence = epoch + 1, 0
+        while epochs == 0 or position[0] < epochs:
+            yield position
+            position = following(position, per_epoch)
 
     def _read_requests(self, requests: Iterable[pb.StreamRequest]) -> None:
         try:
@@ -104,7 +104,7 @@ class ShardStream:
         context.add_callback(wake)
         yield framing.encode_plan(self.plan_message)
         positions = self._positions()
-        pending: deque[tuple[tuple[int, int], Future[bytes]]] = deque()
+        pending: deque[tuple[Position, Future[bytes]]] = deque()
         exhausted = False
         try:
             while True:
