@@ -67,7 +67,7 @@ def consume(make_batches, step_s: float) -> dict:
 def main(argv: list[str]) -> None:
     import jax
 
-    from tether.allocator import tune_allocator
+    from tether.wire.allocator import tune_allocator
 
     from .systems import REGISTRY
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tether import framing, tensors
 from tether.batcher import Batcher
-from tether.codecs import byteshuffle
 from tether.decoder import Shard
-from tether.v1 import tether_pb2 as pb
+from tether.wire import framing, tensors
+from tether.wire.codecs import byteshuffle
+from tether.wire.v1 import tether_pb2 as pb
 
 MIB4 = 4 << 20
 DATA = {

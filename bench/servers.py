@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tether.allocator import tune_allocator
+from tether.wire.allocator import tune_allocator
 
 
 def main(argv: list[str]) -> None:

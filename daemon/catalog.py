@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tether.errors import DatasetError, DatasetNotFound
-from tether.v1 import tether_pb2 as pb
+from tether.wire.errors import DatasetError, DatasetNotFound
+from tether.wire.v1 import tether_pb2 as pb
 
 from .sources import Found, Source, discover
 from .sources.base import fingerprint

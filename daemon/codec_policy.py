@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tether import tensors
-from tether.codecs import NAMES
-from tether.errors import RequestError
+from tether.wire import tensors
+from tether.wire.codecs import NAMES
+from tether.wire.errors import RequestError
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tether import framing, tensors
-from tether.errors import DataCorrupted, TetherError
-from tether.v1 import tether_pb2 as pb
+from tether.wire import framing, tensors
+from tether.wire.errors import DataCorrupted, TetherError
+from tether.wire.v1 import tether_pb2 as pb
 
 from .codec_policy import AutoCodec, FixedCodec
 from .planner import Plan

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tether.tls import CERT_NAME
+from tether.wire.tls import CERT_NAME
 
 
 def identity_dir(state_dir: Path, paths: Sequence[Path], host: str) -> Path:

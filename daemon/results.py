@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tether.errors import RequestError
+from tether.wire.errors import RequestError
 
 log = logging.getLogger(__name__)
 

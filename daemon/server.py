@@ -12,9 +12,9 @@ from pathlib import Path
 
 import grpc
 
-from tether import rpc
-from tether.allocator import tune_allocator
-from tether.url import Endpoint
+from tether.wire import rpc
+from tether.wire.allocator import tune_allocator
+from tether.wire.url import Endpoint
 
 from .auth import TokenAuth
 from .catalog import Catalog

@@ -14,10 +14,10 @@ from concurrent.futures import Executor
 
 import grpc
 
-from tether import rpc
-from tether.checksums import choose_checksum
-from tether.errors import DatasetError, RequestError, TetherError, to_status
-from tether.v1 import tether_pb2 as pb
+from tether.wire import rpc
+from tether.wire.checksums import choose_checksum
+from tether.wire.errors import DatasetError, RequestError, TetherError, to_status
+from tether.wire.v1 import tether_pb2 as pb
 
 from .catalog import Catalog, column_info
 from .codec_policy import codec_policy, peer_is_local
@@ -160,7 +160,7 @@ def _guard_stream(servicer: Servicer, method: Callable) -> Callable:
 
 
 def handler(servicer: Servicer) -> grpc.GenericRpcHandler:
-    """The generic handler that serves `servicer` under tether.v1.Tether."""
+    """The generic handler that serves `servicer` under tether.v1.Tether (the proto package)."""
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
             _guard_unary(servicer, getattr(servicer, name)),
@@ -177,6 +177,6 @@ def handler(servicer: Servicer) -> grpc.GenericRpcHandler:
     handlers[rpc.STREAM] = grpc.stream_stream_rpc_method_handler(
         _guard_stream(servicer, servicer.Stream),
         request_deserializer=pb.StreamRequest.FromString,
-        response_serializer=None,  # frames are already bytes; see tether.framing
+        response_serializer=None,  # frames are already bytes; see tether.wire.framing
     )
     return grpc.method_handlers_generic_handler(rpc.SERVICE_NAME, handlers)

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 import tether
-from tether.v1 import tether_pb2 as pb
+from tether.wire.v1 import tether_pb2 as pb
 
 
 @dataclass

@@ -15,10 +15,10 @@ from concurrent.futures import Executor, Future
 
 import grpc
 
-from tether import framing
-from tether.errors import RequestError
-from tether.position import Position, following, normalize
-from tether.v1 import tether_pb2 as pb
+from tether.wire import framing
+from tether.wire.errors import RequestError
+from tether.wire.position import Position, following, normalize
+from tether.wire.v1 import tether_pb2 as pb
 
 from .codec_policy import LinkMeter
 from .encoder import ShardEncoder

@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from tether.url import Endpoint
+from tether.wire.url import Endpoint
 
 log = logging.getLogger(__name__)
 

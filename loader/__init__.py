@@ -2,26 +2,27 @@
 
 The remote (GPU) side imports this package; it needs only grpcio, protobuf
 and numpy. `tether.daemon` is the local side (`pip install tether[daemon]`).
+Both import the wire code from `tether.wire`. The names below load on first
+use, so `import tether` (and the daemon, which never needs the loader) stays
+cheap.
 """
 
-from .client import Client, connect
-from .errors import (
-    AuthError,
-    ColumnError,
-    ConnectionFailed,
-    DataCorrupted,
-    DatasetError,
-    DatasetNotFound,
-    ProtocolError,
-    RequestError,
-    SecurityError,
-    TetherError,
-)
-from .loader import Loader
-from .retry import RetryPolicy
-from .url import Endpoint, parse_url
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Client": "client", "connect": "client",
+    "Loader": "loader",
+    "RetryPolicy": "retry",
+    "Endpoint": "wire.url", "parse_url": "wire.url",
+    **{name: "wire.errors" for name in (
+        "AuthError", "ColumnError", "ConnectionFailed", "DataCorrupted", "DatasetError",
+        "DatasetNotFound", "ProtocolError", "RequestError", "SecurityError", "TetherError")},
+}
 
 __all__ = [
     "AuthError",
@@ -41,3 +42,35 @@ __all__ = [
     "connect",
     "parse_url",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tether' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from .client import Client, connect
+    from .loader import Loader
+    from .retry import RetryPolicy
+    from .wire.errors import (
+        AuthError,
+        ColumnError,
+        ConnectionFailed,
+        DataCorrupted,
+        DatasetError,
+        DatasetNotFound,
+        ProtocolError,
+        RequestError,
+        SecurityError,
+        TetherError,
+    )
+    from .wire.url import Endpoint, parse_url

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .aligned import aligned_empty
 from .decoder import Shard
+from .wire.aligned import aligned_empty
 
 Batch = dict[str, np.ndarray]
 

@@ -15,7 +15,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from .errors import TetherError
+from .wire.errors import TetherError
 
 _COMMANDS = {
     "serve": ("tether.daemon.cli", "daemon"),

@@ -6,11 +6,11 @@ import os
 
 import grpc
 
-from . import rpc
-from .errors import from_rpc_error
 from .upload import chunks as upload_chunks
-from .url import Endpoint, parse_url
-from .v1 import tether_pb2 as pb
+from .wire import rpc
+from .wire.errors import from_rpc_error
+from .wire.url import Endpoint, parse_url
+from .wire.v1 import tether_pb2 as pb
 
 
 class Client:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import tensors
-from .errors import ProtocolError
-from .framing import Frame
+from .wire import tensors
+from .wire.errors import ProtocolError
+from .wire.framing import Frame
 
 
 @dataclass

@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 
 from .client import connect
-from .v1 import tether_pb2 as pb
+from .wire.v1 import tether_pb2 as pb
 
 
 def _size(nbytes: float) -> str:

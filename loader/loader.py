@@ -18,20 +18,20 @@ import weakref
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import rpc
-from .allocator import tune_allocator
 from .batcher import Batch, Batcher
-from .checksums import available_checksums
-from .codecs import NAMES as CODEC_NAMES
-from .codecs import available_codecs
 from .decoder import Decoder, Shard
-from .errors import RequestError
 from .ordering import PlanOrder
 from .retry import RetryPolicy
 from .state import LoaderState, Position
 from .stream import ResumableStream
-from .url import Endpoint, parse_url
-from .v1 import tether_pb2 as pb
+from .wire import rpc
+from .wire.allocator import tune_allocator
+from .wire.checksums import available_checksums
+from .wire.codecs import NAMES as CODEC_NAMES
+from .wire.codecs import available_codecs
+from .wire.errors import RequestError
+from .wire.url import Endpoint, parse_url
+from .wire.v1 import tether_pb2 as pb
 
 if TYPE_CHECKING:
     from .jax import DeviceIterator

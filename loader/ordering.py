@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from .decoder import Shard
-from .errors import ProtocolError
-from .position import Position, following, normalize
+from .wire.errors import ProtocolError
+from .wire.position import Position, following, normalize
 
 
 class PlanOrder:

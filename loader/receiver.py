@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import grpc
 
-from . import framing, rpc
-from .errors import from_rpc_error
-from .v1 import tether_pb2 as pb
+from .wire import framing, rpc
+from .wire.errors import from_rpc_error
+from .wire.v1 import tether_pb2 as pb
 
 _CLOSE = None
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .errors import ConnectionFailed
+from .wire.errors import ConnectionFailed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
-from .errors import RequestError
+from .wire.errors import RequestError
 
 VERSION = 1
 

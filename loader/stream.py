@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
-from .errors import ConnectionFailed, DatasetError, ProtocolError
-from .framing import Frame
-from .position import Position, following, normalize
 from .receiver import Receiver
 from .retry import RetryPolicy
-from .v1 import tether_pb2 as pb
+from .wire.errors import ConnectionFailed, DatasetError, ProtocolError
+from .wire.framing import Frame
+from .wire.position import Position, following, normalize
+from .wire.v1 import tether_pb2 as pb
 
 log = logging.getLogger(__name__)
 

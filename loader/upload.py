@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .v1 import tether_pb2 as pb
+from .wire.v1 import tether_pb2 as pb
 
 CHUNK_BYTES = 1 << 20
 PROGRESS_FROM_BYTES = 16 << 20  # smaller uploads finish before a bar helps

@@ -1,4 +1,4 @@
-"""Regenerate the committed protobuf code in loader/v1/ from protos/.
+"""Regenerate the committed protobuf code in loader/wire/v1/ from protos/.
 
     python protos/generate.py
 
@@ -20,7 +20,7 @@ from pathlib import Path
 GRPCIO_TOOLS = "grpcio-tools==1.64.1"
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
-OUT = ROOT / "loader" / "v1"
+OUT = ROOT / "loader" / "wire" / "v1"
 
 
 def _tool_python() -> Path:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tether.aligned import is_aligned
 from tether.batcher import Batcher
 from tether.decoder import Shard
+from tether.wire.aligned import is_aligned
 
 
 def _shards(sizes: list[int], epochs: int = 1) -> list[Shard]:

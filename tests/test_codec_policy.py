@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tether.daemon.codec_policy import AutoCodec, LinkMeter, codec_policy, peer_is_local
-from tether.errors import RequestError
+from tether.wire.errors import RequestError
 
 TOKENS = np.minimum(np.random.default_rng(0).zipf(1.2, (2048, 512)) - 1, 49_999).astype(np.int64)
 NOISE = np.random.default_rng(1).standard_normal((4096, 256)).astype(np.float32)

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import tether
-from tether import rpc
-from tether.v1 import tether_pb2 as pb
+from tether.wire import rpc
+from tether.wire.v1 import tether_pb2 as pb
 
 from .conftest import DaemonProcess, collect
 

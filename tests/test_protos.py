@@ -8,7 +8,7 @@ from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 
-from tether.v1 import tether_pb2
+from tether.wire.v1 import tether_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,11 +36,11 @@ def test_generated_code_is_not_stale(tmp_path: Path) -> None:
     compiled = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file[0]
     _drop_json_names(compiled.message_type)  # protoc fills them in; gencode leaves them out
     committed = descriptor_pb2.FileDescriptorProto.FromString(tether_pb2.DESCRIPTOR.serialized_pb)
-    assert compiled == committed, "loader/v1 is stale: run `python protos/generate.py`"
+    assert compiled == committed, "loader/wire/v1 is stale: run `python protos/generate.py`"
 
 
 def test_generated_code_has_no_runtime_version_pin() -> None:
     """Gencode from protoc >= 5.27 refuses protobuf 5.26, which Colab may have."""
-    text = (ROOT / "loader" / "v1" / "tether_pb2.py").read_text()
+    text = (ROOT / "loader" / "wire" / "v1" / "tether_pb2.py").read_text()
     assert "ValidateProtobufRuntimeVersion" not in text
     assert "Protobuf Python Version: 5.26" in text

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import tether
-from tether import rpc
 from tether.daemon.results import ResultsSink, UploadRefused, safe_relative
-from tether.v1 import tether_pb2 as pb
+from tether.wire import rpc
+from tether.wire.v1 import tether_pb2 as pb
 
 from .conftest import DaemonProcess, collect
 

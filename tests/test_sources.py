@@ -11,7 +11,7 @@ import pytest
 
 from tether.daemon.catalog import Catalog
 from tether.daemon.sources import discover
-from tether.errors import ColumnError, DatasetError, DatasetNotFound
+from tether.wire.errors import ColumnError, DatasetError, DatasetNotFound
 
 from .formats import write_all
 

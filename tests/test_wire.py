@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tether import framing, tensors
-from tether.aligned import is_aligned
-from tether.checksums import available_checksums
-from tether.codecs import available_codecs
-from tether.errors import DataCorrupted, ProtocolError
-from tether.v1 import tether_pb2 as pb
+from tether.wire import framing, tensors
+from tether.wire.aligned import is_aligned
+from tether.wire.checksums import available_checksums
+from tether.wire.codecs import available_codecs
+from tether.wire.errors import DataCorrupted, ProtocolError
+from tether.wire.v1 import tether_pb2 as pb
 
 ARRAYS = {
     "f32": np.random.default_rng(1).standard_normal((300, 7)).astype(np.float32),
@@ -109,7 +109,7 @@ def test_big_endian_sources_travel_little_endian() -> None:
 
 @pytest.mark.parametrize("itemsize", [2, 4, 8])
 def test_byte_shuffle_layout_is_blosc_planes(itemsize: int) -> None:
-    from tether.codecs import byteshuffle
+    from tether.wire.codecs import byteshuffle
 
     data = np.random.default_rng(3).integers(0, 256, 1024 * itemsize, dtype=np.uint8)
     shuffled = byteshuffle.shuffle(memoryview(data), itemsize)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from tether.aligned import aligned_empty
+from tether.wire.aligned import aligned_empty
 
 from .. import data
 from .base import Address, Batch, System

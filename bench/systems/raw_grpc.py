@@ -13,8 +13,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from tether import rpc
-from tether.aligned import aligned_empty
+from tether.wire import rpc
+from tether.wire.aligned import aligned_empty
 
 from .. import data
 from .base import Address, Batch, System, rebatch

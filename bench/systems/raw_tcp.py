@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tether.aligned import aligned_empty
+from tether.wire.aligned import aligned_empty
 
 from .. import data
 from .base import Address, Batch, System, rebatch

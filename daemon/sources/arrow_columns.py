@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from tether.errors import ColumnError
+from tether.wire.errors import ColumnError
 
 from .base import Column, numpy_column
 

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from tether.errors import ColumnError
+from tether.wire.errors import ColumnError
 
 # Element types a column may have on the wire.
 TENSOR_KINDS = frozenset("biuf")

@@ -79,7 +79,7 @@ def unary_methods() -> dict[str, tuple[type, type]]:
 
 
 def open_channel(endpoint: Endpoint) -> grpc.Channel:
-    """A channel secured as the URL says (see tether.url)."""
+    """A channel secured as the URL says (see tether.wire.url)."""
     if endpoint.tls == "pinned":
         from .tls import CERT_NAME, pinned_credentials
 

@@ -1,6 +1,6 @@
 """The one module that knows how a ShardFrame sits on the wire.
 
-A frame is the protobuf encoding of `tether.v1.ShardFrame`
+A frame is the protobuf encoding of `tether.v1.ShardFrame` (the proto package)
 (plan = 1, shard = 2, payload = 3), written and read by hand so that the
 payload, megabytes of tensor bytes, is never copied by protobuf: the daemon
 joins header and payload once, the loader slices the payload as a
