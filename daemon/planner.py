@@ -1,64 +1,64 @@
-"""The deterministic plan of a stream: which rows each shard holds, in what order.
+"""Plans one stream: its shard size and its HostPlan, checked against the dataset.
 
-A shard is a contiguous row range of the dataset. Each epoch, with shuffle
-on, the shard order is permuted and so are the rows inside each shard, both
-from (seed, epoch[, shard]), so any position in any epoch can be recomputed
-from the request alone. That is what makes resuming exact. Processes take
-every process_count-th shard of the epoch's order: disjoint, and together
-every row.
+The order itself is tether.wire.plan's, shared with the loader; this module
+decides only what depends on the dataset as the daemon sees it: the layout,
+the shuffle window's size and how many rows a shard holds.
 """
 
 from __future__ import annotations
 
-import functools
-import math
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-import numpy as np
+from tether.wire import rpc
+from tether.wire.errors import RequestError
+from tether.wire.plan import HostPlan
+from tether.wire.spec import StreamSpec
+
+from .sources import Column, Source
+
+# Rows a Parquet shuffle window spans, in bytes of whole uncompressed rows. A
+# stream's cache holds the window's row groups (its columns only), so this
+# bounds the daemon's memory per stream besides the prefetch window.
+DEFAULT_SHUFFLE_WINDOW_BYTES = 512 << 20
 
 
 def shard_rows(row_bytes: int, shard_bytes: int, batch_size: int) -> int:
-    """Rows per shard: about `shard_bytes`, rounded down to whole batches."""
+    """Rows per shard: about `shard_bytes`, rounded down to whole batches so
+    that most batches are views of one shard. (Shards carry the plan's order;
+    their size never changes it.)"""
     rows = max(1, shard_bytes // max(row_bytes, 1))
-    if batch_size and rows >= batch_size:
+    if rows >= batch_size:
         rows -= rows % batch_size
     return rows
 
 
-@dataclass(frozen=True)
-class ShardSpec:
-    index: int  # position in the unshuffled plan
-    start: int
-    stop: int
-
-
-class Plan:
-    def __init__(self, num_rows: int, rows_per_shard: int, shuffle: bool, seed: int,
-                 process_index: int = 0, process_count: int = 1) -> None:
-        self.num_rows = num_rows
-        self.shard_rows = rows_per_shard
-        self.shuffle = shuffle
-        self.seed = seed
-        self.process_index = process_index
-        self.process_count = process_count
-        self.num_shards = math.ceil(num_rows / rows_per_shard)
-        self.shards_per_epoch = len(range(process_index, self.num_shards, process_count))
-
-    @functools.lru_cache(maxsize=2)  # noqa: B019 - a plan lives as long as its stream
-    def _order(self, epoch: int) -> np.ndarray:
-        order = np.arange(self.num_shards)
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, epoch]).permutation(self.num_shards)
-        return order[self.process_index::self.process_count]
-
-    def shard(self, epoch: int, sequence: int) -> ShardSpec:
-        index = int(self._order(epoch)[sequence])
-        start = index * self.shard_rows
-        return ShardSpec(index, start, min(start + self.shard_rows, self.num_rows))
-
-    def row_order(self, epoch: int, spec: ShardSpec) -> np.ndarray | None:
-        """Permutation of the shard's rows, or None to keep them in place."""
-        if not self.shuffle:
-            return None
-        rng = np.random.default_rng([self.seed, epoch, spec.index])
-        return rng.permutation(spec.stop - spec.start)
+def plan_stream(spec: StreamSpec, source: Source, columns: Sequence[Column],
+                fixed_shard_rows: int = 0) -> HostPlan:
+    """The stream's plan, or a RequestError that says what to change."""
+    row_bytes = sum(c.row_bytes for c in columns)
+    limit = rpc.MAX_SHARD_BYTES
+    if row_bytes > limit:
+        raise RequestError(f"one row of {[c.name for c in columns]} is {row_bytes} bytes, "
+                           f"over the {limit >> 20} MiB frame limit")
+    rows = fixed_shard_rows or shard_rows(row_bytes, spec.shard_bytes, spec.batch_size)
+    if rows * row_bytes > limit:
+        raise RequestError(f"shard_rows {rows} makes shards over the {limit >> 20} MiB "
+                           "frame limit")
+    if source.num_rows == 0:
+        raise RequestError(f"dataset {source.name!r} has no rows")
+    if spec.start.row > source.num_rows:
+        raise RequestError(f"start row {spec.start.row} is past the end of {source.name!r} "
+                           f"({source.num_rows} rows)")
+    layout = source.layout(spec.shuffle_window_bytes or DEFAULT_SHUFFLE_WINDOW_BYTES)
+    plan = HostPlan(layout, spec.shuffle, spec.seed, spec.batch_size, rows,
+                    spec.process_index, spec.process_count, spec.drop_last, spec.start,
+                    spec.num_epochs)
+    if plan.local_rows(spec.start.epoch + 1) == 0:
+        per = f"{spec.process_count} processes x {spec.batch_size}" \
+            if spec.process_count > 1 else f"batch_size {spec.batch_size}"
+        raise RequestError(
+            f"dataset {source.name!r} has {source.num_rows} rows, fewer than one global "
+            f"batch ({per} = {spec.global_batch} rows): lower batch_size or process_count"
+            + ("" if spec.process_count > 1 else ", or keep the short batch (drop_last=False)")
+        )
+    return plan

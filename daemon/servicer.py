@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 
@@ -17,12 +18,14 @@ import grpc
 from tether.wire import rpc
 from tether.wire.checksums import choose_checksum
 from tether.wire.errors import DatasetError, RequestError, TetherError, to_status
+from tether.wire.plan import Cursor
+from tether.wire.spec import StreamSpec
 from tether.wire.v1 import tether_pb2 as pb
 
 from .catalog import Catalog, column_info
 from .codec_policy import codec_policy, peer_is_local
 from .encoder import ShardEncoder
-from .planner import Plan, shard_rows
+from .planner import plan_stream
 from .results import ResultsSink
 from .stats import Stats
 from .stream import ShardStream
@@ -88,53 +91,42 @@ class Servicer:
             self.stats.close_stream(key)
 
     def _open(self, request: pb.OpenStream, context, entry) -> ShardStream:
-        source = self.catalog.get(request.dataset)
-        columns = source.select(list(request.columns))
+        spec = StreamSpec.from_proto(request)
+        source = self.catalog.get(spec.dataset)
+        columns = source.select(list(spec.columns))
         fingerprint = source.fingerprint  # a stat of every file: once per stream
         if request.fingerprint and request.fingerprint != fingerprint:
             raise DatasetError(f"dataset {source.name!r} changed since this stream was planned")
-        process_count = request.process_count or 1
-        if request.process_index >= process_count:
-            raise RequestError(f"process_index {request.process_index} is not below "
-                               f"process_count {process_count}")
-        shard_bytes = request.shard_bytes or rpc.DEFAULT_SHARD_BYTES
-        if not 1 << 10 <= shard_bytes <= rpc.MAX_SHARD_BYTES:
-            raise RequestError(f"shard_bytes must be between 1 KiB and "
-                               f"{rpc.MAX_SHARD_BYTES >> 20} MiB, got {shard_bytes}")
-        row_bytes = sum(c.row_bytes for c in columns)
-        if row_bytes > rpc.MAX_SHARD_BYTES:
-            raise RequestError(f"one row of {[c.name for c in columns]} is {row_bytes} bytes, "
-                               f"over the {rpc.MAX_SHARD_BYTES >> 20} MiB frame limit")
-        rows = request.shard_rows or shard_rows(row_bytes, shard_bytes, request.batch_size)
-        if rows * row_bytes > rpc.MAX_SHARD_BYTES:
-            raise RequestError(f"shard_rows {rows} makes shards over the "
-                               f"{rpc.MAX_SHARD_BYTES >> 20} MiB frame limit")
-        plan = Plan(source.num_rows, rows, request.shuffle, request.seed,
-                    request.process_index, process_count)
-        if plan.shards_per_epoch == 0 and request.num_epochs == 0:
-            raise RequestError(
-                f"process {request.process_index} of {process_count} gets no shard of "
-                f"{source.name!r} ({plan.num_shards} shards) and would wait forever; "
-                "use fewer processes or a smaller shard_bytes"
-            )
+        plan = plan_stream(spec, source, columns, request.shard_rows)
+        try:
+            first = plan.normalize(Cursor(request.resume.epoch, request.resume.sequence)) \
+                if request.HasField("resume") else plan.first()
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
         narrow = not request.no_narrowing
-        codec = codec_policy(request.codec, list(request.accept_codecs), self.workers, narrow,
+        codec = codec_policy(spec.codec, list(request.accept_codecs), self.workers, narrow,
                              peer_is_local(context.peer()))
-        log.info("stream %s -> %s: %d shards/epoch of %d rows, codec %s, columns %s",
-                 source.name, context.peer(), plan.shards_per_epoch, plan.shard_rows,
-                 request.codec or "auto",
-                 ", ".join(c.name for c in columns))
+        full_epoch = spec.start.epoch + 1
+        log.info("stream %s -> %s: process %d of %d, %d batches of %d and %d shards of %d rows "
+                 "per epoch, shuffle %s, codec %s, columns %s", source.name, context.peer(),
+                 spec.process_index, spec.process_count, plan.full_batches(full_epoch),
+                 spec.batch_size, plan.shards_in(full_epoch), plan.shard_rows,
+                 spec.shuffle, spec.codec, ", ".join(c.name for c in columns))
         plan_message = pb.StreamPlan(
-            fingerprint=fingerprint, num_rows=source.num_rows,
-            shard_rows=plan.shard_rows, shards_per_epoch=plan.shards_per_epoch,
-            columns=[column_info(c) for c in columns], seed=request.seed,
+            fingerprint=fingerprint, num_rows=source.num_rows, shard_rows=plan.shard_rows,
+            shards_per_epoch=plan.shards_in(full_epoch),
+            batches_per_epoch=math.ceil(plan.local_rows(full_epoch) / spec.batch_size),
+            dropped_rows=plan.dropped_rows(full_epoch),
+            chunk_rows=plan.layout.chunk_rows, shuffle_window_rows=plan.layout.window_rows,
+            columns=[column_info(c) for c in columns], seed=spec.seed,
         )
         encoder = ShardEncoder(source, columns, plan, codec, narrow,
                                choose_checksum(list(request.accept_checksums)), self.stats)
+        row_bytes = sum(c.row_bytes for c in columns)
         max_window = min(MAX_WINDOW_SHARDS,
                          max(2, MAX_WINDOW_BYTES // max(plan.shard_rows * row_bytes, 1)))
-        return ShardStream(request, encoder, plan_message, self.pool, self.stats, entry,
-                           max_window, codec.link)
+        return ShardStream(plan, first, request.initial_credits, encoder, plan_message,
+                           self.pool, self.stats, entry, max_window, codec.link)
 
 
 def _guard_unary(servicer: Servicer, method: Callable) -> Callable:

@@ -17,7 +17,7 @@ import grpc
 
 from tether.wire import framing
 from tether.wire.errors import RequestError
-from tether.wire.position import Position, following, normalize
+from tether.wire.plan import Cursor, HostPlan
 from tether.wire.v1 import tether_pb2 as pb
 
 from .codec_policy import LinkMeter
@@ -31,10 +31,12 @@ _POLL_SECONDS = 1.0
 
 
 class ShardStream:
-    def __init__(self, request: pb.OpenStream, encoder: ShardEncoder, plan_message: pb.StreamPlan,
+    def __init__(self, plan: HostPlan, first: Cursor, initial_credits: int,
+                 encoder: ShardEncoder, plan_message: pb.StreamPlan,
                  pool: Executor, totals: Stats, stats: StreamStats, max_window: int,
                  link: LinkMeter) -> None:
-        self.request = request
+        self.plan = plan
+        self.first = first
         self.encoder = encoder
         self.plan_message = plan_message
         self.pool = pool
@@ -46,7 +48,7 @@ class ShardStream:
         self._granted = 0  # credits accepted in total
         self._sizes: dict[tuple[int, int], int] = {}  # wire size of each unacked shard
         self._error: Exception | None = None
-        self._grant(request.initial_credits)
+        self._grant(initial_credits)
 
     def _grant(self, shards: int) -> None:
         """Accept credits, clamped so the window never exceeds max_window shards."""
@@ -56,17 +58,6 @@ class ShardStream:
             log.debug("clamped a credit of %d to %d (window %d)", shards, accepted, self.max_window)
         self._granted += accepted
         self.stats.credits = self._granted - self.stats.produced
-
-    def _positions(self) -> Iterator[Position]:
-        per_epoch = self.plan_message.shards_per_epoch
-        if not per_epoch:
-            return
-        start = (self.request.start.epoch, self.request.start.sequence)
-        position = normalize(start, per_epoch)  # one division, whatever the client sent
-        epochs = self.request.num_epochs
-        while epochs == 0 or position[0] < epochs:
-            yield position
-            position = following(position, per_epoch)
 
     def _read_requests(self, requests: Iterable[pb.StreamRequest]) -> None:
         try:
@@ -103,8 +94,8 @@ class ShardStream:
 
         context.add_callback(wake)
         yield framing.encode_plan(self.plan_message)
-        positions = self._positions()
-        pending: deque[tuple[Position, Future[bytes]]] = deque()
+        positions = self.plan.cursors(self.first)
+        pending: deque[tuple[Cursor, Future[bytes]]] = deque()
         exhausted = False
         try:
             while True:

@@ -1,9 +1,11 @@
-"""Cuts a stream of shards into batches of exactly `batch_size` rows.
+"""Cuts the plan's shards into batches of exactly `batch_size` rows, and
+keeps the position: where in the epoch's global order the next batch starts.
 
 A batch that lies inside one shard is a view of it (no copy; the daemon
 sizes shards in whole batches so that this is the common case). A batch
 that spans shards is copied into one new aligned buffer. Batches never span
-epochs: the last batch of an epoch is short, or dropped with `drop_last`.
+epochs. The daemon sends only rows that make batches (the plan drops the
+rest), so the only short batch is a single process's last of an epoch.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .decoder import Shard
 from .wire.aligned import aligned_empty
+from .wire.plan import Position
 
 Batch = dict[str, np.ndarray]
 
@@ -31,50 +35,48 @@ class _Held:
 
 
 class Batcher:
-    def __init__(
-        self,
-        shards: Iterable[Shard],
-        batch_size: int,
-        drop_last: bool,
-        release: Callable[[Shard], None],
-        skip_rows: int = 0,
-    ) -> None:
+    """`start` is the global position of the first batch; each batch moves it
+    by one global batch (`global_batch` rows: every process's share)."""
+
+    def __init__(self, shards: Iterable[Shard], batch_size: int, global_batch: int,
+                 start: Position, release: Callable[[Shard], None]) -> None:
         self._shards = shards
         self._batch_size = batch_size
-        self._drop_last = drop_last
+        self._global_batch = global_batch
         self._release = release
         self._held: deque[_Held] = deque()
         self._rows = 0
-        self.epoch = 0  # epoch of the batch last handed out
-        self._skip = skip_rows  # rows of the first shard consumed before a restore
+        self._position = Position(*start)
+        self.epoch = start[0]  # epoch of the batch last handed out
 
+    def get_state(self) -> dict[str, Any]:
+        """Where the next batch starts, the same on every process of a run."""
+        return self._position._asdict()
 
     def __iter__(self) -> Iterator[Batch]:
         for shard in self._shards:
             if self._held and self._held[0].shard.epoch != shard.epoch:
                 yield from self._end_of_epoch()
-            if self._skip >= shard.num_rows:
-                raise ValueError(f"cannot skip {self._skip} rows of a {shard.num_rows}-row shard")
-            self._held.append(_Held(shard, self._skip))
-            self._rows += shard.num_rows - self._skip
-            self._skip = 0
+            self._held.append(_Held(shard))
+            self._rows += shard.num_rows
             while self._rows >= self._batch_size:
-                yield self._take(self._batch_size)
+                yield self._handed_out(self._take(self._batch_size))
         yield from self._end_of_epoch()
 
-    def position(self) -> tuple[int, int, int] | None:
-        """(epoch, sequence, row) of the next row to hand out, if a held shard has it."""
-        if not self._held:
-            return None
-        head = self._held[0]
-        return head.shard.epoch, head.shard.sequence, head.offset
+    def _handed_out(self, batch: Batch) -> Batch:
+        epoch = self.epoch
+        if epoch != self._position.epoch:  # the first batch of a new epoch
+            self._position = Position(epoch, 0)
+        rows = len(next(iter(batch.values())))
+        if rows < self._batch_size:  # a single process's short last batch
+            self._position = Position(epoch + 1, 0)
+        else:
+            self._position = Position(epoch, self._position.row + self._global_batch)
+        return batch
 
     def _end_of_epoch(self) -> Iterator[Batch]:
-        if self._rows and not self._drop_last:
-            yield self._take(self._rows)
-        while self._held:  # dropped rows still count as consumed
-            self._rows -= self._held[0].remaining
-            self._release(self._held.popleft().shard)
+        if self._rows:
+            yield self._handed_out(self._take(self._rows))
 
     def _advance(self, rows: int) -> None:
         head = self._held[0]

@@ -20,7 +20,6 @@ from .wire.framing import Frame
 class Shard:
     epoch: int
     sequence: int
-    shard_index: int
     num_rows: int
     columns: dict[str, np.ndarray]
 
@@ -35,7 +34,7 @@ def decode_shard(frame: Frame) -> Shard:
             raise ProtocolError(
                 f"tensor {name!r} has {array.shape[:1]} rows; the shard claims {header.num_rows}"
             )
-    return Shard(header.epoch, header.sequence, header.shard_index, header.num_rows, columns)
+    return Shard(header.epoch, header.sequence, header.num_rows, columns)
 
 
 _END = object()

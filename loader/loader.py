@@ -16,13 +16,14 @@ import secrets
 import sys
 import weakref
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .batcher import Batch, Batcher
 from .decoder import Decoder, Shard
 from .ordering import PlanOrder
 from .retry import RetryPolicy
-from .state import LoaderState, Position
+from .state import LoaderState
 from .stream import ResumableStream
 from .wire import rpc
 from .wire.allocator import tune_allocator
@@ -30,6 +31,8 @@ from .wire.checksums import available_checksums
 from .wire.codecs import NAMES as CODEC_NAMES
 from .wire.codecs import available_codecs
 from .wire.errors import RequestError
+from .wire.plan import HostPlan, Position
+from .wire.spec import StreamSpec
 from .wire.url import Endpoint, parse_url
 from .wire.v1 import tether_pb2 as pb
 
@@ -47,13 +50,22 @@ class Loader:
     >>> for batch in loader:                                          # doctest: +SKIP
     ...     train_step(batch["x"], batch["y"])
 
-    Each batch is a dict of column name to numpy array (64-byte aligned), with
-    `batch_size` rows; the last batch of an epoch is shorter unless
-    `drop_last`. `prefetch` is how many shards (about `shard_bytes` each) the
-    loader holds ahead; it is raised to what one batch needs. Memory on both
-    sides stays within that window whatever the dataset's size. A broken
-    connection is retried under `retry` and the stream resumes exactly where
-    it broke; `state_dict()` / `load_state_dict()` do the same across processes.
+    Each batch is a dict of column name to numpy array (64-byte aligned) with
+    `batch_size` rows. Each epoch's row order is a function of the dataset's
+    version, `seed` and the epoch alone (a global shuffle with `shuffle`).
+    With several processes (`process_index`/`process_count`, by default
+    JAX's when `jax` is imported) the order is cut into global batches of
+    process_count x batch_size rows and each process takes its slice: every
+    process gets the same number of full batches, and the few rows that make
+    no whole global batch are dropped (other rows each epoch). A single
+    process keeps a short last batch unless `drop_last`.
+
+    `prefetch` is how many shards (about `shard_bytes` each) the loader holds
+    ahead; it is raised to what one batch needs. Memory on both sides stays
+    within that window whatever the dataset's size. A broken connection is
+    retried under `retry` and the stream resumes exactly where it broke;
+    `state_dict()` / `load_state_dict()` do the same across processes, and
+    across a change of process count or batch size.
     """
 
     def __init__(
@@ -65,87 +77,66 @@ class Loader:
         columns: Sequence[str] | None = None,
         shuffle: bool = False,
         seed: int | None = None,
+        shuffle_window: int | str | None = None,
         num_epochs: int | None = 1,
         prefetch: int = 8,
-        process_index: int = 0,
-        process_count: int = 1,
+        process_index: int | None = None,
+        process_count: int | None = None,
         drop_last: bool = False,
         codec: str = "auto",
         shard_bytes: int = DEFAULT_SHARD_BYTES,
         decode_threads: int | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
-        _check(batch_size >= 1, f"batch_size must be at least 1, got {batch_size}")
         _check(prefetch >= 1, f"prefetch must be at least 1 shard, got {prefetch}")
-        _check(num_epochs is None or num_epochs >= 1,
-               f"num_epochs must be None (forever) or at least 1, got {num_epochs}")
-        _check(process_count >= 1 and 0 <= process_index < process_count,
-               f"need 0 <= process_index < process_count, got {process_index} of {process_count}")
+        _check(codec in ("auto", *available_codecs()) or codec not in CODEC_NAMES,
+               f"codec {codec!r} needs pyarrow on this machine: pip install pyarrow")
+        process_index, process_count = _process_layout(process_index, process_count)
         _check(not (shuffle and process_count > 1 and seed is None),
                "several processes must share one seed to split one shuffled order: pass seed=")
-        _check(codec == "auto" or codec in CODEC_NAMES,
-               f"unknown codec {codec!r}; choose auto or one of {', '.join(CODEC_NAMES)}")
-        _check(codec in ("auto", *available_codecs()),
-               f"codec {codec!r} needs pyarrow on this machine: pip install pyarrow")
-        _check(1 << 10 <= shard_bytes <= rpc.MAX_SHARD_BYTES,
-               f"shard_bytes must be between 1 KiB and {rpc.MAX_SHARD_BYTES >> 20} MiB")
-        self.endpoint = url if isinstance(url, Endpoint) else parse_url(url)
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.columns = list(columns) if columns is not None else None
-        self.shuffle = shuffle
         # A shuffled run always has a seed, chosen here if not given, so that
         # it can be reproduced and resumed.
         self._seed_given = seed is not None
-        self.seed = seed if seed is not None or not shuffle else secrets.randbits(63)
-        self.num_epochs = num_epochs
+        if seed is None:
+            seed = secrets.randbits(63) if shuffle else 0
+        self.spec = StreamSpec(
+            dataset=dataset, batch_size=batch_size, columns=tuple(columns or ()),
+            shuffle=shuffle, seed=seed, shuffle_window_bytes=_window_bytes(shuffle_window),
+            num_epochs=num_epochs, process_index=process_index, process_count=process_count,
+            drop_last=drop_last, shard_bytes=shard_bytes, codec=codec,
+        )
+        self.endpoint = url if isinstance(url, Endpoint) else parse_url(url)
         self.prefetch = prefetch
-        self.process_index = process_index
-        self.process_count = process_count
-        self.drop_last = drop_last
-        self.codec = codec
-        self.shard_bytes = shard_bytes
         self.decode_threads = decode_threads or min(4, os.cpu_count() or 1)
         self.retry = retry or RetryPolicy()
         self.plan: pb.StreamPlan | None = None
+        self.host_plan: HostPlan | None = None
         self._restored: LoaderState | None = None  # where the next iteration starts
         self._stream: ResumableStream | None = None
-        self._order: PlanOrder | None = None
         self._batcher: Batcher | None = None
         tune_allocator()
         self._channel = rpc.open_channel(self.endpoint)
         self._closers: list[Any] = []
         _LIVE.add(self)
 
-    def _open_request(self, start: Position, restored: LoaderState | None) -> pb.OpenStream:
-        return pb.OpenStream(
-            dataset=self.dataset,
-            columns=self.columns or [],
-            batch_size=self.batch_size,
-            shard_bytes=self.shard_bytes,
-            shuffle=self.shuffle,
-            seed=self.seed or 0,
-            num_epochs=self.num_epochs or 0,
-            process_index=self.process_index,
-            process_count=self.process_count,
-            start=pb.Cursor(epoch=start.epoch, sequence=start.sequence),
-            codec=self.codec,
-            accept_codecs=available_codecs(),
-            accept_checksums=available_checksums(),
-            initial_credits=self.prefetch,
-            shard_rows=restored.shard_rows if restored else 0,
-            fingerprint=restored.fingerprint if restored and restored.fingerprint else "",
-        )
+    @property
+    def seed(self) -> int:
+        """The shuffle's seed (drawn at random when not given; kept in the state)."""
+        return self.spec.seed
 
     def __iter__(self) -> Iterator[Batch]:
         self._stop()  # one stream at a time: a new iteration starts afresh
         restored, self._restored = self._restored, None
-        start = restored.position if restored else Position(0, 0, 0)
-        stream = ResumableStream(self._channel, self._open_request(start, restored), self.retry,
-                                 rpc.call_metadata(self.endpoint), reopen=self._reopen_channel)
+        spec = restored.spec if restored else self.spec
+        stream = ResumableStream(
+            self._channel, spec, self.prefetch, self.retry, rpc.call_metadata(self.endpoint),
+            reopen=self._reopen_channel, accept_codecs=available_codecs(),
+            accept_checksums=available_checksums(),
+            fingerprint=restored.fingerprint if restored else "")
         self._closers.append(stream)
         self.plan = plan = stream.open()
-        window = max(self.prefetch, math.ceil(self.batch_size / max(plan.shard_rows, 1)) + 1)
+        self.host_plan = stream.host_plan
+        window = max(self.prefetch, math.ceil(spec.batch_size / max(plan.shard_rows, 1)) + 1)
         stream.grant(window - self.prefetch)
         decoder = Decoder(stream.frames(), self.decode_threads)
         self._closers.append(decoder)
@@ -156,10 +147,8 @@ class Loader:
             stream.release(shard.epoch, shard.sequence, waited)
 
         self._stream = stream
-        self._order = PlanOrder(decoder, plan.shards_per_epoch, (start.epoch, start.sequence),
-                                self.num_epochs)
-        self._batcher = Batcher(self._order, self.batch_size, self.drop_last, release,
-                                skip_rows=start.row)
+        order = PlanOrder(decoder, stream.host_plan)
+        self._batcher = Batcher(order, spec.batch_size, spec.global_batch, spec.start, release)
         return self._guarded(self._batcher)
 
     def _reopen_channel(self) -> Any:
@@ -177,7 +166,7 @@ class Loader:
 
     @property
     def epoch(self) -> int:
-        """The epoch of the batch last yielded (0 before the first)."""
+        """The epoch of the batch last yielded (the start epoch before the first)."""
         return self._batcher.epoch if self._batcher else 0
 
     @property
@@ -189,35 +178,31 @@ class Loader:
         """Where this loader is, as a small JSON-serializable dict.
 
         Save it beside the model's checkpoint; `load_state_dict` on a new
-        loader (in a new process) resumes at the very next batch.
+        loader (in a new process, or on another number of processes) resumes
+        at the very next batch. Every process of a run saves the same
+        position: the global row where the next global batch starts.
         """
-        if self._batcher is None:
-            position = self._restored.position if self._restored else Position(0, 0, 0)
-        else:
-            held = self._batcher.position()
-            position = Position(*held) if held else Position(*self._order.next, 0)
-        plan = self.plan
-        return LoaderState(
-            dataset=self.dataset, fingerprint=plan.fingerprint if plan else "",
-            columns=self.columns, batch_size=self.batch_size, shuffle=self.shuffle,
-            seed=self.seed, num_epochs=self.num_epochs, process_index=self.process_index,
-            process_count=self.process_count, drop_last=self.drop_last,
-            shard_rows=plan.shard_rows if plan else 0, position=position,
-        ).to_dict()
+        if self._batcher is not None:
+            spec = self.spec.starting_at(Position(**self._batcher.get_state()))
+            return LoaderState(spec, self.plan.fingerprint).to_dict()
+        if self._restored is not None:
+            return self._restored.to_dict()
+        return LoaderState(self.spec, "").to_dict()
 
     def load_state_dict(self, state: dict[str, Any], allow_changed_data: bool = False) -> None:
         """Make the next iteration start where `state` (from `state_dict()`) was.
 
+        The state may come from a run with another batch_size or number of
+        processes: the rest of the epoch is cut among this run's processes.
         Fails on the first batch if the dataset's files changed since, unless
         `allow_changed_data`: then rows may be mixed from two versions.
         """
         restored = LoaderState.from_dict(state)
-        if self.shuffle and not self._seed_given:
-            self.seed = restored.seed  # the drawn seed is part of the position
-        restored.check_matches(self)
-        if allow_changed_data:
-            restored.fingerprint = ""
-        self._restored = restored
+        if self.spec.shuffle and not self._seed_given:
+            self.spec = replace(self.spec, seed=restored.spec.seed)  # the drawn seed is kept
+        restored.check_order_matches(self.spec)
+        self._restored = LoaderState(self.spec.starting_at(restored.spec.start),
+                                     "" if allow_changed_data else restored.fingerprint)
 
     def to_jax(self, sharding: Any = None, buffer_size: int = 2) -> DeviceIterator:
         """Batches as `jax.Array`s, placed on device `buffer_size` batches ahead.
@@ -269,3 +254,28 @@ def _close_all_at_exit() -> None:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise RequestError(message)
+
+
+def _process_layout(index: int | None, count: int | None) -> tuple[int, int]:
+    """The given process index and count, else JAX's (when jax is imported), else 0 of 1."""
+    if index is None or count is None:
+        from .jax import process_layout
+
+        jax_index, jax_count = process_layout() or (0, 1)
+        index = jax_index if index is None else index
+        count = jax_count if count is None else count
+    return index, count
+
+
+def _window_bytes(window: int | str | None) -> int:
+    """shuffle_window as bytes of rows: an int, or a size such as "256MB"."""
+    if window is None:
+        return 0
+    if isinstance(window, str):
+        from .wire.sizes import parse_size
+
+        try:
+            return parse_size(window)
+        except ValueError as exc:
+            raise RequestError(f"shuffle_window: {exc}") from None
+    return window

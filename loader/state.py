@@ -1,62 +1,55 @@
-"""The loader's checkpointable state: the request that fixes the plan, and a position in it."""
+"""The loader's checkpointable state: the request, starting where the run is.
+
+A state is the stream request (tether.wire.spec) whose `start` is the
+global position of the next batch, plus the dataset's version. The position
+is the same on every process of a run, so a state saved by N processes
+resumes on M: only the fields that decide the row order must agree.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from .wire.errors import RequestError
+from .wire.spec import StreamSpec
 
-VERSION = 1
+VERSION = 2
 
-# Fields that decide the plan or the batches: a restored loader must agree on them.
-_MUST_MATCH = ("dataset", "columns", "batch_size", "shuffle", "seed", "process_index",
-               "process_count", "drop_last")
-
-
-class Position(NamedTuple):
-    """The next row to hand out: row `row` of shard `sequence` of epoch `epoch`."""
-
-    epoch: int
-    sequence: int
-    row: int
+# Fields that decide the row order: a restored loader must agree on them.
+# batch_size, process_count and process_index may change (elastic resume).
+ORDER_FIELDS = ("dataset", "shuffle", "seed", "shuffle_window_bytes")
 
 
-@dataclass
+_PER_PROCESS = ("process_index", "process_count")
+
+
+@dataclass(frozen=True)
 class LoaderState:
-    dataset: str
+    spec: StreamSpec
     fingerprint: str
-    columns: list[str] | None
-    batch_size: int
-    shuffle: bool
-    seed: int | None
-    num_epochs: int | None
-    process_index: int
-    process_count: int
-    drop_last: bool
-    shard_rows: int
-    position: Position
 
     def to_dict(self) -> dict[str, Any]:
-        state = asdict(self)
-        state["position"] = self.position._asdict()
-        return {"version": VERSION, **state}
+        """The same dict on every process of a run: which process saved it is
+        not part of it (the restoring loader brings its own)."""
+        request = {k: v for k, v in self.spec.to_dict().items() if k not in _PER_PROCESS}
+        return {"version": VERSION, "request": request, "fingerprint": self.fingerprint}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> LoaderState:
-        if state.get("version") != VERSION:
-            raise RequestError(f"loader state version {state.get('version')!r} is not "
-                               f"{VERSION}; was it made by loader.state_dict()?")
-        fields = {k: v for k, v in state.items() if k != "version"}
+        if not isinstance(state, dict) or state.get("version") != VERSION:
+            found = state.get("version") if isinstance(state, dict) else type(state).__name__
+            raise RequestError(f"loader state version {found!r} is not {VERSION}; was it made "
+                               "by loader.state_dict() of this Tether version?")
         try:
-            fields["position"] = Position(**fields["position"])
-            return cls(**fields)
+            return cls(StreamSpec.from_dict(state["request"]), str(state["fingerprint"]))
         except (KeyError, TypeError) as exc:
             raise RequestError(f"malformed loader state: {exc}") from None
 
-    def check_matches(self, loader: Any) -> None:
-        """Refuse to resume a loader whose request would plan another stream."""
-        differ = [f"{name}: state has {getattr(self, name)!r}, loader {getattr(loader, name)!r}"
-                  for name in _MUST_MATCH if getattr(self, name) != getattr(loader, name)]
+    def check_order_matches(self, spec: StreamSpec) -> None:
+        """Refuse to resume a loader whose request would order the rows otherwise."""
+        differ = [f"{name}: state has {getattr(self.spec, name)!r}, loader "
+                  f"{getattr(spec, name)!r}"
+                  for name in ORDER_FIELDS if getattr(self.spec, name) != getattr(spec, name)]
         if differ:
             raise RequestError("this state belongs to another stream; " + "; ".join(differ))

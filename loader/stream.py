@@ -19,32 +19,40 @@ from .receiver import Receiver
 from .retry import RetryPolicy
 from .wire.errors import ConnectionFailed, DatasetError, ProtocolError
 from .wire.framing import Frame
-from .wire.position import Position, following, normalize
+from .wire.plan import Cursor, HostPlan
+from .wire.spec import StreamSpec
 from .wire.v1 import tether_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 # What must not change between connections of one stream.
-_PLAN_FIELDS = ("fingerprint", "num_rows", "shard_rows", "shards_per_epoch", "seed")
+_PLAN_FIELDS = ("fingerprint", "num_rows", "shard_rows", "shards_per_epoch", "seed",
+                "chunk_rows", "shuffle_window_rows")
 
 
 class ResumableStream:
-    def __init__(self, channel: grpc.Channel, request: pb.OpenStream, retry: RetryPolicy,
+    """`connection` holds the OpenStream fields that are this client's own
+    (accepted codecs and checksums, fingerprint to insist on)."""
+
+    def __init__(self, channel: grpc.Channel, spec: StreamSpec, window: int, retry: RetryPolicy,
                  metadata: tuple[tuple[str, str], ...] = (),
-                 reopen: Callable[[], grpc.Channel] | None = None) -> None:
+                 reopen: Callable[[], grpc.Channel] | None = None,
+                 **connection) -> None:
         self._channel: grpc.Channel | None = channel
         self._reopen = reopen  # a fresh channel after a failure (None: keep this one)
         self._metadata = metadata
-        self._request = request
+        self._spec = spec
+        self._connection = connection
         self._retry = retry
-        self._window = request.initial_credits
-        self._next: Position = (request.start.epoch, request.start.sequence)
+        self._window = window
+        self._next: Cursor | None = None  # None: the plan's first shard
         self._held = 0  # shards received and not yet released
         self._lock = threading.Lock()  # _held and _receiver: the consumer's thread releases
         self._receiver: Receiver | None = None
-        self._connection_start: Position = self._next
+        self._connection_start: Cursor | None = None
         self._frames: Iterator[Frame] | None = None
         self.plan: pb.StreamPlan | None = None
+        self.host_plan: HostPlan | None = None
         self.reconnects = 0
 
     def _drop_channel(self) -> None:
@@ -65,15 +73,14 @@ class ResumableStream:
             raise
 
     def _open_stream(self) -> Iterator[Frame]:
-        request = pb.OpenStream()
-        request.CopyFrom(self._request)
-        request.start.epoch, request.start.sequence = self._next
         with self._lock:
             held_when_asked = self._held
-        request.initial_credits = max(0, self._window - held_when_asked)
+        connection = dict(self._connection)
         if self.plan is not None:  # the same plan, whatever else changed
-            request.shard_rows = self.plan.shard_rows
-            request.fingerprint = self.plan.fingerprint
+            connection.update(shard_rows=self.plan.shard_rows, fingerprint=self.plan.fingerprint)
+        request = self._spec.to_proto(resume=self._next,
+                                      initial_credits=max(0, self._window - held_when_asked),
+                                      **connection)
         receiver = Receiver(self._channel, request, self._metadata)
         frames = receiver.frames()
         try:
@@ -86,6 +93,8 @@ class ResumableStream:
             raise ProtocolError("the daemon did not open the stream with a plan")
         if self.plan is None:
             self.plan = first.plan
+            self.host_plan = self._spec.host_plan(first.plan)
+            self._next = self.host_plan.first()
         elif any(getattr(first.plan, f) != getattr(self.plan, f) for f in _PLAN_FIELDS):
             receiver.close()
             raise DatasetError("the dataset changed while the loader was reconnecting")
@@ -109,8 +118,8 @@ class ResumableStream:
                 for frame in self._frames:
                     with self._lock:
                         self._held += 1
-                    self._next = following((frame.shard.epoch, frame.shard.sequence),
-                                           self.plan.shards_per_epoch)
+                    self._next = self.host_plan.following(
+                        Cursor(frame.shard.epoch, frame.shard.sequence))
                     yield frame
                 return
             except ConnectionFailed as exc:
@@ -128,7 +137,7 @@ class ResumableStream:
 
     def release(self, epoch: int, sequence: int, waited_seconds: float) -> None:
         """A shard is consumed: free its slot; ack it if this connection sent it."""
-        position = normalize((epoch, sequence), self.plan.shards_per_epoch)
+        position = self.host_plan.normalize(Cursor(epoch, sequence))
         with self._lock:
             self._held -= 1
             if position >= self._connection_start:

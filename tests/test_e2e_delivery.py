@@ -50,7 +50,7 @@ def test_every_row_exactly_once_per_epoch(daemon, shuffle: bool) -> None:
         assert all(np.array_equal(ids, np.arange(ROWS)) for ids in epochs)
 
 
-def test_three_processes_get_disjoint_parts_that_cover_every_row(daemon) -> None:
+def test_three_processes_get_equal_disjoint_parts_of_whole_global_batches(daemon) -> None:
     results: dict[int, list[np.ndarray]] = {}
 
     def run(index: int) -> None:
@@ -65,10 +65,16 @@ def test_three_processes_get_disjoint_parts_that_cover_every_row(daemon) -> None
     for t in threads:
         t.join(120)
     assert sorted(results) == [0, 1, 2]
+    global_batch = 3 * 50
+    used = ROWS // global_batch * global_batch  # 4950: 50 rows make no global batch
+    dropped = []
     for epoch in range(2):
         parts = [results[p][epoch] for p in range(3)]
-        assert all(len(p) > 0 for p in parts)
-        assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(ROWS))
+        assert [len(p) for p in parts] == [used // 3] * 3  # the same steps on every process
+        together = np.concatenate(parts)
+        assert len(np.unique(together)) == used  # disjoint, none repeated
+        dropped.append(set(range(ROWS)) - set(together.tolist()))
+    assert dropped[0] != dropped[1]  # another remainder each epoch
 
 
 def test_same_seed_same_order_other_seed_other_order(daemon) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 import tether
 from tether.bench.link import Link, ShapedProxy
-from tether.daemon.planner import Plan
+from tether.wire.plan import EpochOrder, Layout
 
 from .conftest import DaemonProcess
 
@@ -105,7 +105,7 @@ def _run_loader(url: str, state_in: str, batches: int, tmp: Path, name: str):
 def test_state_dict_resumes_in_a_new_process(daemon, undisturbed, tmp_path: Path) -> None:
     head, state = _run_loader(daemon.url, "-", 537, tmp_path, "first")
     json.dumps(state)  # JSON-serializable
-    assert state["position"]["row"] > 0  # mid-shard: the hard case
+    assert state["request"]["start"]["row"] % 4000 > 0  # mid-shard (4000 rows): the hard case
     (tmp_path / "state.json").write_text(json.dumps(state))
     tail, _ = _run_loader(daemon.url, str(tmp_path / "state.json"), 10**6, tmp_path, "second")
     assert np.array_equal(head, undisturbed[:len(head)])
@@ -140,20 +140,16 @@ def test_a_state_for_another_stream_is_refused(daemon) -> None:
         other.load_state_dict(state)
 
 
-def _expected(seed: int, shard_rows: int) -> np.ndarray:
-    plan = Plan(ROWS, shard_rows, shuffle=True, seed=seed)
-    parts = []
-    for sequence in range(plan.shards_per_epoch):
-        spec = plan.shard(0, sequence)
-        parts.append(np.arange(spec.start, spec.stop)[plan.row_order(0, spec)])
-    return np.concatenate(parts)
+def _expected(seed: int) -> np.ndarray:
+    """The plan's order, computed here: the daemon must deliver exactly it."""
+    return EpochOrder(Layout.random_access(ROWS), shuffle=True, seed=seed, epoch=0).rows(
+        np.arange(ROWS))
 
 
 def test_eight_clients_each_exact_and_the_slow_one_holds_no_one_back(daemon) -> None:
     done = threading.Event()
     results: dict[int, np.ndarray] = {}
     slow_progress: list[int] = []
-    shard_rows: list[int] = []
 
     def run(seed: int, slow: bool) -> None:
         loader = tether.Loader(daemon.url, dataset="train", batch_size=1000, shuffle=True,
@@ -165,7 +161,6 @@ def test_eight_clients_each_exact_and_the_slow_one_holds_no_one_back(daemon) -> 
                 time.sleep(0.01)
                 if done.is_set() and not slow_progress:
                     slow_progress.append(len(ids))
-        shard_rows.append(loader.plan.shard_rows)
         results[seed] = np.concatenate(ids)
 
     threads = [threading.Thread(target=run, args=(seed, seed == 0)) for seed in range(8)]
@@ -177,7 +172,7 @@ def test_eight_clients_each_exact_and_the_slow_one_holds_no_one_back(daemon) -> 
     threads[0].join(300)
     assert sorted(results) == list(range(8))
     for seed, ids in results.items():
-        assert np.array_equal(ids, _expected(seed, shard_rows[0])), seed
+        assert np.array_equal(ids, _expected(seed)), seed
     assert slow_progress and slow_progress[0] < ROWS // 1000 // 2
 
 

@@ -227,6 +227,6 @@ def test_a_far_off_start_cursor_is_planned_in_one_step(secured) -> None:
     """A start sequence of 2**63 used to be walked one epoch at a time."""
     far = pb.StreamRequest(open=pb.OpenStream(dataset="train", batch_size=10, num_epochs=1,
                                               initial_credits=4,
-                                              start=pb.Cursor(sequence=2**63)))
+                                              resume=pb.Cursor(sequence=2**63)))
     assert _raw_stream(secured.url, [far.SerializeToString()]) == grpc.StatusCode.OK
     assert tether.connect(secured.url).datasets()[0].name == "train"

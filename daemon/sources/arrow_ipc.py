@@ -1,7 +1,8 @@
 """Arrow IPC (Feather v2), file or stream format, memory-mapped.
 
 Record batches are zero-copy views of the mapped file, so reading is lazy:
-the OS pages in only the rows that are sent.
+the OS pages in only the rows that are sent. Any row is as cheap to reach
+as any other, so the shuffle is a true permutation.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pyarrow as pa
 
 from . import arrow_columns
 from .base import Column, Source
-from .row_blocks import RowBlocks
+from .row_blocks import BlockCache, RowBlocks
 
 
 def _batches(path: Path) -> tuple[pa.Schema, list[pa.RecordBatch]]:
@@ -36,13 +37,15 @@ class ArrowIpcSource(Source):
         self._blocks = RowBlocks([b.num_rows for b in self._batches])
         super().__init__(name, paths, self._blocks.num_rows, arrow_columns.describe_schema(schema))
 
-    def read(self, start: int, stop: int, columns: Sequence[Column]) -> dict[str, np.ndarray]:
+    def take(self, rows: np.ndarray, columns: Sequence[Column],
+             cache: BlockCache | None = None) -> dict[str, np.ndarray]:
         names = [c.name for c in columns]
 
-        def load(block: int) -> pa.Table:
+        def load(block: int) -> pa.Table:  # a view of the mapped file: nothing to cache
             return pa.Table.from_batches([self._batches[block].select(names)])
 
-        return arrow_columns.table_to_numpy(self._blocks.read(start, stop, load), columns)
+        return self._blocks.gather(rows, load,
+                                   lambda table: arrow_columns.table_to_numpy(table, columns))
 
 
 class FeatherSource(ArrowIpcSource):

@@ -1,4 +1,4 @@
-"""What a source is: a table of equal-length tensor columns, read by row range."""
+"""What a source is: a table of equal-length tensor columns, read by row index."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from typing import ClassVar
 import numpy as np
 
 from tether.wire.errors import ColumnError
+from tether.wire.plan import Layout
+
+from .row_blocks import BlockCache
 
 # Element types a column may have on the wire.
 TENSOR_KINDS = frozenset("biuf")
@@ -51,6 +54,9 @@ class Source(ABC):
     """A dataset's rows. Subclasses are built as `cls(name, paths, cache_dir)`,
     open lazily, and must be safe to read from several threads at once."""
 
+    # Rows are gathered from anywhere (a shuffled shard), so a format declares
+    # how it stores them: `layout` says which reads are cheap.
+
     format: ClassVar[str]
 
     def __init__(self, name: str, paths: list[Path], num_rows: int,
@@ -87,9 +93,21 @@ class Source(ABC):
             raise ColumnError(f"columns {list(names)} name a column twice")
         return chosen
 
+    def layout(self, window_bytes: int) -> Layout:
+        """How the rows are stored, for the shuffle: random-access sources are one
+        chunk, shuffled by a true permutation whatever `window_bytes` is."""
+        return Layout.random_access(self.num_rows)
+
     @abstractmethod
+    def take(self, rows: np.ndarray, columns: Sequence[Column],
+             cache: BlockCache | None = None) -> dict[str, np.ndarray]:
+        """These rows of `columns`, in this order, each an array of shape
+        (len(rows), *column.shape). `cache` keeps decoded blocks for the
+        stream's next reads, where the format has blocks."""
+
     def read(self, start: int, stop: int, columns: Sequence[Column]) -> dict[str, np.ndarray]:
-        """Rows [start, stop) of `columns`, each an array of shape (rows, *column.shape)."""
+        """Rows [start, stop) of `columns`."""
+        return self.take(np.arange(start, stop), columns)
 
     def close(self) -> None:  # noqa: B027 - most sources hold nothing to close
         pass

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import Column, Source, numpy_column
+from .row_blocks import BlockCache, contiguous
 
 
 def columns_from_arrays(arrays: dict[str, np.ndarray]) -> tuple[int, dict[str, Column]]:
@@ -31,8 +32,11 @@ class ArraySource(Source):
         super().__init__(name, paths, num_rows, columns)
         self._arrays = arrays
 
-    def read(self, start: int, stop: int, columns: Sequence[Column]) -> dict[str, np.ndarray]:
-        return {c.name: self._arrays[c.name][start:stop] for c in columns}
+    def take(self, rows: np.ndarray, columns: Sequence[Column],
+             cache: BlockCache | None = None) -> dict[str, np.ndarray]:
+        span = contiguous(rows)
+        index = rows if span is None else span  # a slice is a view, not a gather
+        return {c.name: self._arrays[c.name][index] for c in columns}
 
 
 class NpySource(ArraySource):

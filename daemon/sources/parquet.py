@@ -2,6 +2,9 @@
 
 Only footers are read at start-up; rows are read a row group at a time,
 projected to the requested columns, so unneeded columns never leave the disk.
+Row groups are compressed as wholes, so the shuffle is windowed: row groups
+are permuted and rows shuffled across a window of many of them, each row
+group read once per epoch into the stream's cache (tether.wire.plan).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+
+from tether.wire.plan import Layout
 
 from . import arrow_columns
 from .base import Column, Source
@@ -28,12 +33,17 @@ class ParquetSource(Source):
             if not f.schema_arrow.equals(schema):
                 raise ValueError(f"{path.name} has another schema than {paths[0].name}")
         self._groups = [(i, g) for i, f in enumerate(files) for g in range(f.num_row_groups)]
-        self._blocks = RowBlocks(
-            [files[i].metadata.row_group(g).num_rows for i, g in self._groups]
-        )
+        metadata = [files[i].metadata.row_group(g) for i, g in self._groups]
+        self._blocks = RowBlocks([m.num_rows for m in metadata])
+        # Uncompressed bytes of whole rows: sizes the shuffle window the same
+        # whichever columns a stream reads, so the order never depends on them.
+        self._row_bytes = sum(m.total_byte_size for m in metadata) / max(self._blocks.num_rows, 1)
         super().__init__(name, paths, self._blocks.num_rows, arrow_columns.describe_schema(schema))
-        self._cache = BlockCache()
         self._local = threading.local()  # a ParquetFile is not shared across threads
+
+    def layout(self, window_bytes: int) -> Layout:
+        window_rows = max(1, int(window_bytes / max(self._row_bytes, 1e-9)))
+        return Layout(tuple(self._blocks.sizes), window_rows)
 
     def _file(self, index: int) -> pq.ParquetFile:
         files = getattr(self._local, "files", None)
@@ -43,14 +53,17 @@ class ParquetSource(Source):
             files[index] = pq.ParquetFile(self.paths[index], memory_map=True)
         return files[index]
 
-    def read(self, start: int, stop: int, columns: Sequence[Column]) -> dict[str, np.ndarray]:
+    def take(self, rows: np.ndarray, columns: Sequence[Column],
+             cache: BlockCache | None = None) -> dict[str, np.ndarray]:
         names = tuple(c.name for c in columns)
+        cache = cache or BlockCache()
 
         def load(block: int):
             file_index, group = self._groups[block]
-            return self._cache.get(
+            return cache.get(
                 (block, names),
                 lambda: self._file(file_index).read_row_group(group, columns=list(names)),
             )
 
-        return arrow_columns.table_to_numpy(self._blocks.read(start, stop, load), columns)
+        return self._blocks.gather(rows, load,
+                                   lambda table: arrow_columns.table_to_numpy(table, columns))

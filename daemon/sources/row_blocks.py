@@ -1,45 +1,66 @@
-"""Row ranges over a sequence of blocks (row groups, record batches).
+"""Rows gathered from a sequence of blocks (row groups, record batches).
 
-Formats that store rows in blocks share this: find the blocks a range
-touches, read each (cached, since consecutive shards often share a block),
-and cut the range out of them.
+Formats that store rows in blocks share this: find the blocks the rows lie
+in, read each block once (through the stream's cache: consecutive shards of
+one shuffle window keep coming back to the same blocks), take the rows out
+of it, and put them where the request wants them.
 """
 
 from __future__ import annotations
 
-import bisect
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 
+import numpy as np
 import pyarrow as pa
 
-# Decoded blocks kept per source; bounds the daemon's memory beyond its
-# prefetch window when blocks are larger than shards.
+# Decoded blocks kept per stream when the plan does not say more (unshuffled
+# reads need only the few blocks a shard spans).
 CACHE_BYTES = 256 << 20
 
 
+def contiguous(rows: np.ndarray) -> slice | None:
+    """`rows` as a slice when they are consecutive and increasing, else None."""
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return None
+
+
 class BlockCache:
+    """Least-recently-used decoded blocks, up to `limit` bytes. A block asked for
+    by several encode workers at once is read once."""
+
     def __init__(self, limit: int = CACHE_BYTES) -> None:
-        self._limit = limit
+        self.limit = limit
         self._items: OrderedDict[Hashable, pa.Table] = OrderedDict()
+        self._loading: dict[Hashable, threading.Event] = {}
         self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, load: Callable[[], pa.Table]) -> pa.Table:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        table = load()
-        with self._lock:
-            if key not in self._items:
+        while True:
+            with self._lock:
+                if key in self._items:
+                    self._items.move_to_end(key)
+                    return self._items[key]
+                pending = self._loading.get(key)
+                if pending is None:
+                    self._loading[key] = threading.Event()
+                    break
+            pending.wait()  # another worker is reading it; then look again
+        try:
+            table = load()
+            with self._lock:
                 self._items[key] = table
                 self._bytes += table.nbytes
-            while self._bytes > self._limit and len(self._items) > 1:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= old.nbytes
-        return table
+                while self._bytes > self.limit and len(self._items) > 1:
+                    _, old = self._items.popitem(last=False)
+                    self._bytes -= old.nbytes
+            return table
+        finally:
+            with self._lock:
+                self._loading.pop(key).set()
 
 
 class RowBlocks:
@@ -47,29 +68,31 @@ class RowBlocks:
 
     def __init__(self, sizes: Sequence[int]) -> None:
         self.sizes = list(sizes)
-        self.starts = [0]
-        for size in self.sizes:
-            self.starts.append(self.starts[-1] + size)
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes, dtype=np.int64)])
 
     @property
     def num_rows(self) -> int:
-        return self.starts[-1]
+        return int(self.starts[-1])
 
-    def slices(self, start: int, stop: int) -> list[tuple[int, int, int]]:
-        """(block, first row in block, row count) pieces covering [start, stop)."""
-        pieces = []
-        block = bisect.bisect_right(self.starts, start) - 1
-        while start < stop:
-            offset = start - self.starts[block]
-            count = min(stop, self.starts[block + 1]) - start
-            if count > 0:
-                pieces.append((block, offset, count))
-            start += max(count, 0)
-            block += 1
-        return pieces
-
-    def read(
-        self, start: int, stop: int, load_block: Callable[[int], pa.Table]
-    ) -> pa.Table:
-        pieces = [load_block(b).slice(offset, n) for b, offset, n in self.slices(start, stop)]
-        return pa.concat_tables(pieces) if len(pieces) != 1 else pieces[0]
+    def gather(self, rows: np.ndarray, load_block: Callable[[int], pa.Table],
+               to_numpy: Callable[[pa.Table], dict[str, np.ndarray]],
+               ) -> dict[str, np.ndarray]:
+        """`rows`, in their order, as numpy columns: each block is read once."""
+        in_order = bool(np.all(np.diff(rows) >= 0))  # unshuffled: slices, no scatter
+        order = np.arange(len(rows)) if in_order else np.argsort(rows, kind="stable")
+        ordered = rows if in_order else rows[order]
+        blocks = np.searchsorted(self.starts, ordered, side="right") - 1
+        bounds = np.flatnonzero(np.diff(blocks)) + 1
+        out: dict[str, np.ndarray] = {}
+        for first, last in zip(np.r_[0, bounds], np.r_[bounds, len(rows)], strict=True):
+            block = int(blocks[first])
+            local = ordered[first:last] - self.starts[block]
+            table = load_block(block)
+            span = contiguous(local)
+            piece = table.slice(span.start, span.stop - span.start) if span else \
+                table.take(pa.array(local))
+            for name, values in to_numpy(piece).items():
+                if name not in out:
+                    out[name] = np.empty((len(rows), *values.shape[1:]), values.dtype)
+                out[name][slice(first, last) if in_order else order[first:last]] = values
+        return out

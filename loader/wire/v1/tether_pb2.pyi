@@ -95,6 +95,14 @@ class StatusResponse(_message.Message):
     errors: int
     def __init__(self, version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., streams_total: _Optional[int] = ..., shards_sent: _Optional[int] = ..., bytes_sent: _Optional[int] = ..., rows_read: _Optional[int] = ..., bytes_read: _Optional[int] = ..., streams: _Optional[_Iterable[_Union[StreamStatus, _Mapping]]] = ..., errors: _Optional[int] = ...) -> None: ...
 
+class Position(_message.Message):
+    __slots__ = ("epoch", "row")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    row: int
+    def __init__(self, epoch: _Optional[int] = ..., row: _Optional[int] = ...) -> None: ...
+
 class Cursor(_message.Message):
     __slots__ = ("epoch", "sequence")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -104,7 +112,7 @@ class Cursor(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class OpenStream(_message.Message):
-    __slots__ = ("dataset", "columns", "batch_size", "shard_bytes", "shuffle", "seed", "num_epochs", "process_index", "process_count", "start", "codec", "accept_codecs", "initial_credits", "fingerprint", "no_narrowing", "accept_checksums", "shard_rows")
+    __slots__ = ("dataset", "columns", "batch_size", "shard_bytes", "shuffle", "seed", "num_epochs", "process_index", "process_count", "start", "codec", "accept_codecs", "initial_credits", "fingerprint", "no_narrowing", "accept_checksums", "shard_rows", "resume", "shuffle_window_bytes", "drop_last")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +130,9 @@ class OpenStream(_message.Message):
     NO_NARROWING_FIELD_NUMBER: _ClassVar[int]
     ACCEPT_CHECKSUMS_FIELD_NUMBER: _ClassVar[int]
     SHARD_ROWS_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    SHUFFLE_WINDOW_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DROP_LAST_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     batch_size: int
@@ -131,7 +142,7 @@ class OpenStream(_message.Message):
     num_epochs: int
     process_index: int
     process_count: int
-    start: Cursor
+    start: Position
     codec: str
     accept_codecs: _containers.RepeatedScalarFieldContainer[str]
     initial_credits: int
@@ -139,7 +150,10 @@ class OpenStream(_message.Message):
     no_narrowing: bool
     accept_checksums: _containers.RepeatedScalarFieldContainer[str]
     shard_rows: int
-    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ..., shard_bytes: _Optional[int] = ..., shuffle: bool = ..., seed: _Optional[int] = ..., num_epochs: _Optional[int] = ..., process_index: _Optional[int] = ..., process_count: _Optional[int] = ..., start: _Optional[_Union[Cursor, _Mapping]] = ..., codec: _Optional[str] = ..., accept_codecs: _Optional[_Iterable[str]] = ..., initial_credits: _Optional[int] = ..., fingerprint: _Optional[str] = ..., no_narrowing: bool = ..., accept_checksums: _Optional[_Iterable[str]] = ..., shard_rows: _Optional[int] = ...) -> None: ...
+    resume: Cursor
+    shuffle_window_bytes: int
+    drop_last: bool
+    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ..., shard_bytes: _Optional[int] = ..., shuffle: bool = ..., seed: _Optional[int] = ..., num_epochs: _Optional[int] = ..., process_index: _Optional[int] = ..., process_count: _Optional[int] = ..., start: _Optional[_Union[Position, _Mapping]] = ..., codec: _Optional[str] = ..., accept_codecs: _Optional[_Iterable[str]] = ..., initial_credits: _Optional[int] = ..., fingerprint: _Optional[str] = ..., no_narrowing: bool = ..., accept_checksums: _Optional[_Iterable[str]] = ..., shard_rows: _Optional[int] = ..., resume: _Optional[_Union[Cursor, _Mapping]] = ..., shuffle_window_bytes: _Optional[int] = ..., drop_last: bool = ...) -> None: ...
 
 class Credit(_message.Message):
     __slots__ = ("shards",)
@@ -168,20 +182,28 @@ class StreamRequest(_message.Message):
     def __init__(self, open: _Optional[_Union[OpenStream, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
 
 class StreamPlan(_message.Message):
-    __slots__ = ("fingerprint", "num_rows", "shard_rows", "shards_per_epoch", "columns", "seed")
+    __slots__ = ("fingerprint", "num_rows", "shard_rows", "shards_per_epoch", "columns", "seed", "batches_per_epoch", "dropped_rows", "chunk_rows", "shuffle_window_rows")
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
     SHARD_ROWS_FIELD_NUMBER: _ClassVar[int]
     SHARDS_PER_EPOCH_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_PER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_ROWS_FIELD_NUMBER: _ClassVar[int]
+    SHUFFLE_WINDOW_ROWS_FIELD_NUMBER: _ClassVar[int]
     fingerprint: str
     num_rows: int
     shard_rows: int
     shards_per_epoch: int
     columns: _containers.RepeatedCompositeFieldContainer[ColumnInfo]
     seed: int
-    def __init__(self, fingerprint: _Optional[str] = ..., num_rows: _Optional[int] = ..., shard_rows: _Optional[int] = ..., shards_per_epoch: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., seed: _Optional[int] = ...) -> None: ...
+    batches_per_epoch: int
+    dropped_rows: int
+    chunk_rows: _containers.RepeatedScalarFieldContainer[int]
+    shuffle_window_rows: int
+    def __init__(self, fingerprint: _Optional[str] = ..., num_rows: _Optional[int] = ..., shard_rows: _Optional[int] = ..., shards_per_epoch: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., seed: _Optional[int] = ..., batches_per_epoch: _Optional[int] = ..., dropped_rows: _Optional[int] = ..., chunk_rows: _Optional[_Iterable[int]] = ..., shuffle_window_rows: _Optional[int] = ...) -> None: ...
 
 class TensorHeader(_message.Message):
     __slots__ = ("name", "dtype", "shape", "wire_dtype", "codec", "byte_shuffle", "offset", "wire_size", "raw_size", "checksum", "checksum_algorithm")
@@ -210,20 +232,16 @@ class TensorHeader(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., wire_dtype: _Optional[str] = ..., codec: _Optional[str] = ..., byte_shuffle: bool = ..., offset: _Optional[int] = ..., wire_size: _Optional[int] = ..., raw_size: _Optional[int] = ..., checksum: _Optional[int] = ..., checksum_algorithm: _Optional[str] = ...) -> None: ...
 
 class ShardHeader(_message.Message):
-    __slots__ = ("epoch", "sequence", "shard_index", "row_start", "num_rows", "tensors")
+    __slots__ = ("epoch", "sequence", "num_rows", "tensors")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
-    SHARD_INDEX_FIELD_NUMBER: _ClassVar[int]
-    ROW_START_FIELD_NUMBER: _ClassVar[int]
     NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
     TENSORS_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     sequence: int
-    shard_index: int
-    row_start: int
     num_rows: int
     tensors: _containers.RepeatedCompositeFieldContainer[TensorHeader]
-    def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ..., shard_index: _Optional[int] = ..., row_start: _Optional[int] = ..., num_rows: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[TensorHeader, _Mapping]]] = ...) -> None: ...
+    def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ..., num_rows: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[TensorHeader, _Mapping]]] = ...) -> None: ...
 
 class ShardFrame(_message.Message):
     __slots__ = ("plan", "shard", "payload")

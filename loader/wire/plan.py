@@ -1,0 +1,230 @@
+"""The plan of a stream: each epoch's row order, and the rows each process takes.
+
+Both sides compute it from the same few numbers, so it lives here, in the
+shared wire code. Three layers, each a pure function:
+
+1. **The epoch's order** (`EpochOrder`): position -> dataset row, from the
+   layout, shuffle, seed and epoch alone. Never from columns, batch size,
+   shard size or prefetch. With shuffle it is global: a true permutation of
+   every row for random-access formats; for formats stored in compressed
+   chunks (Parquet row groups) the chunks are permuted and rows are shuffled
+   across windows of many chunks, so each chunk is read once per epoch.
+2. **The host's slice** (`HostPlan`): the order is cut into global batches
+   of process_count x batch_size rows and process i takes rows
+   [i*B, (i+1)*B) of each. Every process steps the same number of times; the
+   rows after the last full global batch (fewer than one global batch) are
+   dropped, except on a single process without drop_last, which gets a
+   short last batch instead.
+3. **The shards**: this process's rows of an epoch, cut into runs of
+   shard_rows, numbered (epoch, sequence). Shards are the unit of transfer
+   and of exactly-once accounting, not of order.
+
+A stream may start mid-epoch at a global position (a multiple of the global
+batch, the same on every process): the rest of that epoch is cut into
+global batches from there. That is how a state saved by N processes
+resumes on M.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .permutation import Permutation, derive_key
+
+
+class Position(NamedTuple):
+    """A place in the global order: the next row of epoch `epoch` is at `row`."""
+
+    epoch: int
+    row: int
+
+
+class Cursor(NamedTuple):
+    """A shard of a stream: shard `sequence` of this process in epoch `epoch`."""
+
+    epoch: int
+    sequence: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a dataset stores its rows, as far as shuffling cares.
+
+    `chunk_rows` are the rows of each storage chunk in storage order (one
+    chunk for random-access formats); `window_rows` is how many rows a
+    shuffle window spans (0: all of them, a true global permutation).
+    """
+
+    chunk_rows: tuple[int, ...]
+    window_rows: int = 0
+
+    @property
+    def num_rows(self) -> int:
+        return sum(self.chunk_rows)
+
+    @property
+    def windowed(self) -> bool:
+        return 0 < self.window_rows < self.num_rows and len(self.chunk_rows) > 1
+
+    @classmethod
+    def random_access(cls, num_rows: int) -> Layout:
+        return cls((num_rows,))
+
+
+class EpochOrder:
+    """Position -> dataset row for one epoch."""
+
+    def __init__(self, layout: Layout, shuffle: bool, seed: int, epoch: int,
+                 rotation: int = 0) -> None:
+        self.num_rows = layout.num_rows
+        self.shuffle = shuffle
+        self.rotation = rotation % max(self.num_rows, 1)
+        self._key = derive_key(seed, epoch)
+        self._windows: np.ndarray | None = None
+        if shuffle and layout.windowed:
+            self._plan_windows(layout)
+
+    def _plan_windows(self, layout: Layout) -> None:
+        chunk_rows = np.asarray(layout.chunk_rows, dtype=np.int64)
+        count = len(chunk_rows)
+        self._chunks = Permutation(count, derive_key(self._key, 1))[np.arange(count)]
+        offsets = np.concatenate([[0], np.cumsum(chunk_rows)[:-1]])
+        self._chunk_offsets = offsets[self._chunks]  # storage row of each permuted chunk
+        sizes = chunk_rows[self._chunks]
+        self._starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])  # their positions
+        # A window is the chunks whose first position falls in one stretch of window_rows.
+        first = np.flatnonzero(np.diff(self._starts // layout.window_rows, prepend=-1))
+        self._windows = self._starts[first]
+        self._window_sizes = np.diff(np.append(self._windows, self.num_rows))
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        positions = np.asarray(positions, dtype=np.int64)
+        if not self.shuffle:
+            return (positions + self.rotation) % self.num_rows
+        if self._windows is None:
+            return Permutation(self.num_rows, self._key)[positions]
+        window_of = np.searchsorted(self._windows, positions, side="right") - 1
+        shuffled = np.empty_like(positions)
+        for window in np.unique(window_of):
+            where = window_of == window
+            start, size = self._windows[window], self._window_sizes[window]
+            within = Permutation(int(size), derive_key(self._key, 2, int(window)))
+            shuffled[where] = start + within[positions[where] - start]
+        chunk = np.searchsorted(self._starts, shuffled, side="right") - 1
+        return self._chunk_offsets[chunk] + (shuffled - self._starts[chunk])
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """One process's rows, batches and shards, epoch by epoch."""
+
+    layout: Layout
+    shuffle: bool
+    seed: int
+    batch_size: int
+    shard_rows: int
+    process_index: int = 0
+    process_count: int = 1
+    drop_last: bool = False
+    start: Position = Position(0, 0)
+    num_epochs: int | None = 1
+
+    @property
+    def num_rows(self) -> int:
+        return self.layout.num_rows
+
+    @property
+    def global_batch(self) -> int:
+        return self.process_count * self.batch_size
+
+    @property
+    def keeps_short_batch(self) -> bool:
+        return self.process_count == 1 and not self.drop_last
+
+    def _anchor(self, epoch: int) -> int:
+        return self.start.row if epoch == self.start.epoch else 0
+
+    def full_batches(self, epoch: int) -> int:
+        """Global batches of `epoch` (this process's full batches)."""
+        return (self.num_rows - self._anchor(epoch)) // self.global_batch
+
+    def local_rows(self, epoch: int) -> int:
+        if self.keeps_short_batch:
+            return self.num_rows - self._anchor(epoch)
+        return self.full_batches(epoch) * self.batch_size
+
+    def dropped_rows(self, epoch: int) -> int:
+        """Rows of the epoch no process receives (fewer than one global batch)."""
+        used = self.num_rows - self._anchor(epoch) if self.keeps_short_batch else \
+            self.full_batches(epoch) * self.global_batch
+        return self.num_rows - self._anchor(epoch) - used
+
+    def shards_in(self, epoch: int) -> int:
+        return math.ceil(self.local_rows(epoch) / self.shard_rows)
+
+    def order(self, epoch: int) -> EpochOrder:
+        # Unshuffled, the dropped tail would always be the same rows: rotate
+        # the order by one epoch's remainder each epoch so that none is always left out.
+        remainder = self.num_rows % self.global_batch if not self.keeps_short_batch else 0
+        return EpochOrder(self.layout, self.shuffle, self.seed, epoch, epoch * remainder)
+
+    def global_positions(self, epoch: int, local: np.ndarray) -> np.ndarray:
+        """Positions in the epoch's order of this process's `local` positions."""
+        local = np.asarray(local, dtype=np.int64)
+        steps, offset = np.divmod(local, self.batch_size)
+        return (self._anchor(epoch) + steps * self.global_batch
+                + self.process_index * self.batch_size + offset)
+
+    def shard(self, cursor: Cursor, order: EpochOrder | None = None) -> np.ndarray:
+        """The dataset rows of a shard, in the order they are delivered."""
+        epoch, sequence = cursor
+        first = sequence * self.shard_rows
+        local = np.arange(first, min(first + self.shard_rows, self.local_rows(epoch)))
+        order = order or self.order(epoch)
+        return order.rows(self.global_positions(epoch, local))
+
+    # Cursors: shard (epoch, sequence), in delivery order.
+
+    def first(self) -> Cursor:
+        return self.normalize(Cursor(self.start.epoch, 0))
+
+    def normalize(self, cursor: Cursor) -> Cursor:
+        """Carry a sequence past the end of its epoch into the next ones, in O(1).
+
+        The start epoch may hold fewer shards than the others (it begins at
+        `start.row`); every later epoch holds the same number.
+        """
+        epoch, sequence = cursor
+        if epoch < self.start.epoch:
+            raise ValueError(f"cursor {tuple(cursor)} lies before the stream's start, "
+                             f"epoch {self.start.epoch}")
+        if epoch == self.start.epoch:
+            first = self.shards_in(epoch)
+            if sequence < first:
+                return Cursor(epoch, sequence)
+            epoch, sequence = epoch + 1, sequence - first
+        per_epoch = self.shards_in(epoch)
+        if per_epoch:
+            epoch, sequence = epoch + sequence // per_epoch, sequence % per_epoch
+        return Cursor(epoch, sequence)
+
+    def following(self, cursor: Cursor) -> Cursor:
+        return self.normalize(Cursor(cursor.epoch, cursor.sequence + 1))
+
+    def finished(self, cursor: Cursor) -> bool:
+        """Whether a (normalized) cursor lies past the plan's end."""
+        if cursor.epoch > self.start.epoch and self.shards_in(cursor.epoch) == 0:
+            return True  # a dataset smaller than one global batch: nothing after the start
+        return self.num_epochs is not None and cursor.epoch >= self.num_epochs
+
+    def cursors(self, start: Cursor | None = None) -> Iterator[Cursor]:
+        """Every cursor from `start` to the end; endless without num_epochs."""
+        cursor = self.normalize(start) if start is not None else self.first()
+        while not self.finished(cursor):
+            yield cursor
+            cursor = self.following(cursor)
