@@ -3,17 +3,53 @@
 `jax.device_put` is asynchronous, so keeping `buffer_size` batches in flight
 overlaps the host-to-device copy of the next batches with the current step.
 On CPU the loader's 64-byte-aligned arrays are adopted without a copy.
+
+With a `jax.sharding.Sharding` each column of a batch becomes one global
+`jax.Array` whose leading (batch) axis is split over the sharding's devices:
+every process contributes its own rows, as `jax.make_array_from_process_local_data`
+expects. This module never imports JAX itself until a `DeviceIterator` is made,
+so `import tether` stays cheap for those who do not use it.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 
+def process_layout() -> tuple[int, int] | None:
+    """`(jax.process_index(), jax.process_count())`, or None if JAX is not imported.
+
+    JAX is never imported from here: a process that has not imported it is
+    not a JAX process, and gets None. Asking JAX starts its backend, after
+    which `jax.distributed.initialize()` fails; on several hosts, call
+    jax.distributed.initialize() before creating the Loader.
+
+    >>> jax.distributed.initialize()                         # doctest: +SKIP
+    >>> index, count = tether.jax.process_layout()           # doctest: +SKIP
+    """
+    jax = sys.modules.get("jax")
+    if jax is None:
+        return None
+    return jax.process_index(), jax.process_count()
+
+
 class DeviceIterator(Iterator[Any]):
     """Yields batches as `jax.Array`s, `buffer_size` of them already on device.
+
+    Without `sharding` each batch is `jax.device_put` on the default device.
+    With one (e.g. `NamedSharding(mesh, PartitionSpec("data"))`, or a pytree
+    of shardings matching the batch) each array is one global `jax.Array` of
+    `process_count × rows` along its leading axis, built from this process's
+    rows by `jax.make_array_from_process_local_data`. The sharding must split
+    that axis over all processes, evenly over their devices.
+
+    `layout`, the `(process_index, process_count)` the rows were loaded for,
+    is checked against JAX's when there is a sharding and several processes:
+    two hosts that both read process 0's rows would otherwise each train on
+    the same part of the data, with nothing failing.
 
     Its `state_dict()` describes the position after the batch it yielded
     last, not after the ones still waiting in its buffer: checkpoint this,
@@ -21,13 +57,16 @@ class DeviceIterator(Iterator[Any]):
     """
 
     def __init__(self, batches: Iterable[tuple[Any, Any]], sharding: Any = None,
-                 buffer_size: int = 2, initial_state: Any = None) -> None:
+                 buffer_size: int = 2, initial_state: Any = None,
+                 layout: tuple[int, int] | None = None) -> None:
         import jax
 
         if buffer_size < 1:
             raise ValueError(f"buffer_size must be at least 1, got {buffer_size}")
         self._jax = jax
         self._sharding = sharding
+        if sharding is not None and layout is not None:
+            _check_layout(jax, layout)
         self._source = iter(batches)
         self._buffer_size = buffer_size
         self._ahead: deque[tuple[Any, Any]] = deque()
@@ -37,10 +76,21 @@ class DeviceIterator(Iterator[Any]):
         jax = self._jax
         if self._sharding is None:
             return jax.device_put(batch)
-        if jax.process_count() > 1:
-            return jax.tree_util.tree_map(
-                lambda x: jax.make_array_from_process_local_data(self._sharding, x), batch)
-        return jax.device_put(batch, self._sharding)
+        count = jax.process_count()
+        # Stated, not inferred: a sharding that does not split the rows over
+        # every process (so processes would hold replicas) fails here instead
+        # of silently mixing different rows into one "replicated" array.
+        global_shapes = jax.tree_util.tree_map(lambda x: _global_shape(x, count), batch)
+        try:
+            return jax.make_array_from_process_local_data(self._sharding, batch, global_shapes)
+        except ValueError as exc:
+            leaves = jax.tree_util.tree_leaves(batch)
+            shape = getattr(leaves[0], "shape", ()) if leaves else ()
+            raise ValueError(
+                f"cannot lay out a batch of shape {shape} on each of {count} process(es) with "
+                f"{self._sharding}: {str(exc).rstrip('.')}. The sharding must split the "
+                "leading (batch) axis over every process, evenly over their devices; the short "
+                "last batch of an epoch needs drop_last=True") from exc
 
     def _fill(self) -> None:
         while len(self._ahead) < self._buffer_size:
@@ -62,13 +112,29 @@ class DeviceIterator(Iterator[Any]):
         return self._state
 
 
+def _global_shape(x: Any, process_count: int) -> tuple[int, ...] | None:
+    shape = tuple(getattr(x, "shape", ()))
+    return (shape[0] * process_count, *shape[1:]) if shape else None
+
+
+def _check_layout(jax: Any, loader_layout: tuple[int, int]) -> None:
+    """Refuse rows loaded for another process than this JAX process."""
+    jax_layout = (jax.process_index(), jax.process_count())
+    if jax_layout[1] > 1 and tuple(loader_layout) != jax_layout:
+        raise ValueError(
+            f"the loader reads the rows of process {loader_layout[0]} of {loader_layout[1]}, "
+            f"but this is JAX process {jax_layout[0]} of {jax_layout[1]}: pass "
+            "process_index, process_count = tether.jax.process_layout() to the Loader")
+
+
 def device_iterator(batches: Iterable[Any], sharding: Any = None,
                     buffer_size: int = 2) -> DeviceIterator:
     """Yield each batch (any pytree of numpy arrays) as `jax.Array`s.
 
-    With `sharding` (e.g. a `NamedSharding` over a mesh) each array is laid
-    out accordingly; on several hosts each host passes its own rows and the
-    global array is assembled from them.
+    With `sharding` (e.g. a `NamedSharding` over a mesh) each array is one
+    global array laid out accordingly; on several processes each passes its
+    own rows and the global array, `process_count` times as many rows, is
+    assembled from them.
 
     >>> for batch in tether.jax.device_iterator(loader, buffer_size=2):  # doctest: +SKIP
     ...     state = train_step(state, batch)
