@@ -9,7 +9,7 @@ import numpy as np
 
 from tether.wire import framing, tensors
 from tether.wire.errors import DataCorrupted, TetherError
-from tether.wire.plan import Cursor, EpochOrder, HostPlan
+from tether.wire.plan import EpochOrder, HostPlan, ShardTask
 from tether.wire.v1 import tether_pb2 as pb
 
 from .codec_policy import AutoCodec, FixedCodec
@@ -56,8 +56,10 @@ class ShardEncoder:
                 f"{rows.min()} and {rows.max()} failed: {type(exc).__name__}: {exc}"
             ) from None
 
-    def encode(self, epoch: int, sequence: int) -> bytes:
-        rows = self.plan.shard(Cursor(epoch, sequence), self._order(epoch))
+    def encode(self, task: ShardTask) -> bytes:
+        epoch, sequence = task.cursor
+        rows = task.rows if task.rows is not None else \
+            self.plan.shard(task.cursor, self._order(epoch))
         data = self._take(rows)
         headers, parts, offset, read_bytes = [], [], 0, 0
         for column in self.columns:
@@ -78,5 +80,5 @@ class ShardEncoder:
             read_bytes += array.nbytes
         self.stats.read(len(rows), read_bytes)
         header = pb.ShardHeader(epoch=epoch, sequence=sequence, num_rows=len(rows),
-                                tensors=headers)
+                                tensors=headers, last_in_epoch=task.last_in_epoch)
         return framing.encode_shard(header, parts)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from tether.wire import rpc
 from tether.wire.errors import RequestError
-from tether.wire.plan import HostPlan
+from tether.wire.plan import HostPlan, Layout
 from tether.wire.spec import StreamSpec
 
 from .sources import Column, Source
@@ -32,9 +32,14 @@ def shard_rows(row_bytes: int, shard_bytes: int, batch_size: int) -> int:
     return rows
 
 
+def source_layout(spec: StreamSpec, source: Source) -> Layout:
+    return source.layout(spec.shuffle_window_bytes or DEFAULT_SHUFFLE_WINDOW_BYTES)
+
+
 def plan_stream(spec: StreamSpec, source: Source, columns: Sequence[Column],
-                fixed_shard_rows: int = 0) -> HostPlan:
-    """The stream's plan, or a RequestError that says what to change."""
+                fixed_shard_rows: int = 0, layout: Layout | None = None) -> HostPlan:
+    """The stream's plan over `layout` (the source's own unless it is one part of
+    a dataset on several daemons), or a RequestError that says what to change."""
     row_bytes = sum(c.row_bytes for c in columns)
     limit = rpc.MAX_SHARD_BYTES
     if row_bytes > limit:
@@ -46,18 +51,16 @@ def plan_stream(spec: StreamSpec, source: Source, columns: Sequence[Column],
                            "frame limit")
     if source.num_rows == 0:
         raise RequestError(f"dataset {source.name!r} has no rows")
-    if spec.start.row > source.num_rows:
+    layout = layout or source_layout(spec, source)
+    if spec.start.row > layout.num_rows:
         raise RequestError(f"start row {spec.start.row} is past the end of {source.name!r} "
-                           f"({source.num_rows} rows)")
-    layout = source.layout(spec.shuffle_window_bytes or DEFAULT_SHUFFLE_WINDOW_BYTES)
-    plan = HostPlan(layout, spec.shuffle, spec.seed, spec.batch_size, rows,
-                    spec.process_index, spec.process_count, spec.drop_last, spec.start,
-                    spec.num_epochs)
+                           f"({layout.num_rows} rows)")
+    plan = spec.plan_on(layout, rows)
     if plan.local_rows(spec.start.epoch + 1) == 0:
         per = f"{spec.process_count} processes x {spec.batch_size}" \
             if spec.process_count > 1 else f"batch_size {spec.batch_size}"
         raise RequestError(
-            f"dataset {source.name!r} has {source.num_rows} rows, fewer than one global "
+            f"dataset {source.name!r} has {layout.num_rows} rows, fewer than one global "
             f"batch ({per} = {spec.global_batch} rows): lower batch_size or process_count"
             + ("" if spec.process_count > 1 else ", or keep the short batch (drop_last=False)")
         )

@@ -12,21 +12,23 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
+from dataclasses import dataclass
 
 import grpc
 
 from tether.wire import rpc
 from tether.wire.checksums import choose_checksum
 from tether.wire.errors import DatasetError, RequestError, TetherError, to_status
-from tether.wire.plan import Cursor
-from tether.wire.spec import StreamSpec
+from tether.wire.plan import Cursor, Layout, combine, part_tasks, shard_tasks
+from tether.wire.spec import StreamSpec, layout_from_proto, layout_to_proto
 from tether.wire.v1 import tether_pb2 as pb
 
 from .catalog import Catalog, column_info
 from .codec_policy import codec_policy, peer_is_local
 from .encoder import ShardEncoder
-from .planner import plan_stream
+from .planner import DEFAULT_SHUFFLE_WINDOW_BYTES, plan_stream, source_layout
 from .results import ResultsSink
+from .sources import Source
 from .stats import Stats
 from .stream import ShardStream
 
@@ -60,8 +62,11 @@ class Servicer:
         return pb.ListDatasetsResponse(datasets=self.catalog.infos())
 
     def Describe(self, request: pb.DescribeRequest, context) -> pb.DatasetInfo:
-        self.catalog.get(request.dataset)  # raises a clear error for unknown or broken ones
-        return self.catalog.info(request.dataset)
+        source = self.catalog.get(request.dataset)  # a clear error for unknown or broken ones
+        info = self.catalog.info(request.dataset)
+        window = request.shuffle_window_bytes or DEFAULT_SHUFFLE_WINDOW_BYTES
+        info.layout.CopyFrom(layout_to_proto(source.layout(window)))
+        return info
 
     def Status(self, request: pb.StatusRequest, context) -> pb.StatusResponse:
         return self.stats.to_proto()
@@ -97,10 +102,15 @@ class Servicer:
         fingerprint = source.fingerprint  # a stat of every file: once per stream
         if request.fingerprint and request.fingerprint != fingerprint:
             raise DatasetError(f"dataset {source.name!r} changed since this stream was planned")
-        plan = plan_stream(spec, source, columns, request.shard_rows)
+        part = _part(request, spec, source) if request.parts else None
+        plan = plan_stream(spec, source, columns, request.shard_rows,
+                           part.layout if part else None)
+        resume = Cursor(request.resume.epoch, request.resume.sequence) \
+            if request.HasField("resume") else None
         try:
-            first = plan.normalize(Cursor(request.resume.epoch, request.resume.sequence)) \
-                if request.HasField("resume") else plan.first()
+            tasks = part_tasks(plan, part.rows, resume) if part else shard_tasks(plan, resume)
+            if resume is not None:
+                plan.normalize(resume)  # refuses a cursor before the start, here
         except ValueError as exc:
             raise RequestError(str(exc)) from None
         narrow = not request.no_narrowing
@@ -117,7 +127,7 @@ class Servicer:
             shards_per_epoch=plan.shards_in(full_epoch),
             batches_per_epoch=math.ceil(plan.local_rows(full_epoch) / spec.batch_size),
             dropped_rows=plan.dropped_rows(full_epoch),
-            chunk_rows=plan.layout.chunk_rows, shuffle_window_rows=plan.layout.window_rows,
+            layout=layout_to_proto(plan.layout),
             columns=[column_info(c) for c in columns], seed=spec.seed,
         )
         encoder = ShardEncoder(source, columns, plan, codec, narrow,
@@ -125,8 +135,28 @@ class Servicer:
         row_bytes = sum(c.row_bytes for c in columns)
         max_window = min(MAX_WINDOW_SHARDS,
                          max(2, MAX_WINDOW_BYTES // max(plan.shard_rows * row_bytes, 1)))
-        return ShardStream(plan, first, request.initial_credits, encoder, plan_message,
+        return ShardStream(tasks, request.initial_credits, encoder, plan_message,
                            self.pool, self.stats, entry, max_window, codec.link)
+
+
+@dataclass(frozen=True)
+class _Part:
+    layout: Layout  # of the whole dataset
+    rows: range  # this daemon's part of it
+
+
+def _part(request: pb.OpenStream, spec: StreamSpec, source: Source) -> _Part:
+    """Where this daemon's rows lie in a dataset served by several daemons,
+    after checking that its part is still what the loader described."""
+    if request.part_index >= len(request.parts):
+        raise RequestError(f"part_index {request.part_index} names none of the "
+                           f"{len(request.parts)} parts")
+    layouts = [layout_from_proto(p) for p in request.parts]
+    if layouts[request.part_index] != source_layout(spec, source):
+        raise DatasetError(f"dataset {source.name!r} is not what the loader was told when it "
+                           "opened (its files changed?); open the loader again")
+    offset = sum(layout.num_rows for layout in layouts[:request.part_index])
+    return _Part(combine(layouts), range(offset, offset + source.num_rows))
 
 
 def _guard_unary(servicer: Servicer, method: Callable) -> Callable:

@@ -17,7 +17,7 @@ import grpc
 
 from tether.wire import framing
 from tether.wire.errors import RequestError
-from tether.wire.plan import Cursor, HostPlan
+from tether.wire.plan import Cursor, ShardTask
 from tether.wire.v1 import tether_pb2 as pb
 
 from .codec_policy import LinkMeter
@@ -31,12 +31,11 @@ _POLL_SECONDS = 1.0
 
 
 class ShardStream:
-    def __init__(self, plan: HostPlan, first: Cursor, initial_credits: int,
+    def __init__(self, tasks: Iterator[ShardTask], initial_credits: int,
                  encoder: ShardEncoder, plan_message: pb.StreamPlan,
                  pool: Executor, totals: Stats, stats: StreamStats, max_window: int,
                  link: LinkMeter) -> None:
-        self.plan = plan
-        self.first = first
+        self.tasks = tasks
         self.encoder = encoder
         self.plan_message = plan_message
         self.pool = pool
@@ -94,19 +93,18 @@ class ShardStream:
 
         context.add_callback(wake)
         yield framing.encode_plan(self.plan_message)
-        positions = self.plan.cursors(self.first)
         pending: deque[tuple[Cursor, Future[bytes]]] = deque()
         exhausted = False
         try:
             while True:
                 with self._cond:
                     while not exhausted and self.stats.produced < self._granted:
-                        position = next(positions, None)
-                        if position is None:
+                        task = next(self.tasks, None)
+                        if task is None:
                             exhausted = True
                             break
-                        future = self.pool.submit(self.encoder.encode, *position)
-                        pending.append((position, future))
+                        future = self.pool.submit(self.encoder.encode, task)
+                        pending.append((task.cursor, future))
                         self.stats.produced += 1
                         self.stats.credits = self._granted - self.stats.produced
                     if self._error is not None:

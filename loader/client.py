@@ -43,8 +43,10 @@ class Client:
     def datasets(self) -> list[pb.DatasetInfo]:
         return list(self._call("ListDatasets", pb.ListDatasetsRequest()).datasets)
 
-    def describe(self, dataset: str) -> pb.DatasetInfo:
-        return self._call("Describe", pb.DescribeRequest(dataset=dataset))
+    def describe(self, dataset: str, shuffle_window_bytes: int = 0) -> pb.DatasetInfo:
+        """One dataset, with its layout for a shuffle window of that many bytes."""
+        return self._call("Describe", pb.DescribeRequest(
+            dataset=dataset, shuffle_window_bytes=shuffle_window_bytes))
 
     def status(self) -> pb.StatusResponse:
         return self._call("Status", pb.StatusRequest())

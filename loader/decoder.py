@@ -22,6 +22,7 @@ class Shard:
     sequence: int
     num_rows: int
     columns: dict[str, np.ndarray]
+    last_in_epoch: bool = False
 
 
 def decode_shard(frame: Frame) -> Shard:
@@ -34,7 +35,7 @@ def decode_shard(frame: Frame) -> Shard:
             raise ProtocolError(
                 f"tensor {name!r} has {array.shape[:1]} rows; the shard claims {header.num_rows}"
             )
-    return Shard(header.epoch, header.sequence, header.num_rows, columns)
+    return Shard(header.epoch, header.sequence, header.num_rows, columns, header.last_in_epoch)
 
 
 _END = object()

@@ -15,12 +15,16 @@ import os
 import secrets
 import sys
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .batcher import Batch, Batcher
+from .client import Client
 from .decoder import Decoder, Shard
+from .merger import Merger, PartQueue
 from .ordering import PlanOrder
 from .retry import RetryPolicy
 from .state import LoaderState
@@ -30,9 +34,9 @@ from .wire.allocator import tune_allocator
 from .wire.checksums import available_checksums
 from .wire.codecs import NAMES as CODEC_NAMES
 from .wire.codecs import available_codecs
-from .wire.errors import RequestError
-from .wire.plan import HostPlan, Position
-from .wire.spec import StreamSpec
+from .wire.errors import DatasetError, RequestError, TetherError
+from .wire.plan import HostPlan, Position, combine
+from .wire.spec import StreamSpec, layout_from_proto
 from .wire.url import Endpoint, parse_url
 from .wire.v1 import tether_pb2 as pb
 
@@ -70,7 +74,7 @@ class Loader:
 
     def __init__(
         self,
-        url: str | Endpoint,
+        url: str | Endpoint | Sequence[str | Endpoint],
         dataset: str,
         batch_size: int,
         *,
@@ -105,17 +109,21 @@ class Loader:
             num_epochs=num_epochs, process_index=process_index, process_count=process_count,
             drop_last=drop_last, shard_bytes=shard_bytes, codec=codec,
         )
-        self.endpoint = url if isinstance(url, Endpoint) else parse_url(url)
+        urls = [url] if isinstance(url, str | Endpoint) else list(url)
+        _check(bool(urls), "pass the URL `tether serve` printed, or a list of them")
+        self.endpoints = [u if isinstance(u, Endpoint) else parse_url(u) for u in urls]
+        self.endpoint = self.endpoints[0]
         self.prefetch = prefetch
         self.decode_threads = decode_threads or min(4, os.cpu_count() or 1)
         self.retry = retry or RetryPolicy()
-        self.plan: pb.StreamPlan | None = None
+        self.plan: pb.StreamPlan | None = None  # the (first) daemon's plan of this iteration
         self.host_plan: HostPlan | None = None
+        self._fingerprint = ""  # the dataset version(s) this iteration streams
         self._restored: LoaderState | None = None  # where the next iteration starts
-        self._stream: ResumableStream | None = None
+        self._streams: list[ResumableStream] = []
         self._batcher: Batcher | None = None
         tune_allocator()
-        self._channel = rpc.open_channel(self.endpoint)
+        self._channels = [rpc.open_channel(endpoint) for endpoint in self.endpoints]
         self._closers: list[Any] = []
         _LIVE.add(self)
 
@@ -126,16 +134,39 @@ class Loader:
 
     def __iter__(self) -> Iterator[Batch]:
         self._stop()  # one stream at a time: a new iteration starts afresh
+        self._streams = []
         restored, self._restored = self._restored, None
         spec = restored.spec if restored else self.spec
+        fingerprints = restored.fingerprint.split(",") if restored and restored.fingerprint \
+            else [""] * len(self.endpoints)
+        _check(len(fingerprints) == len(self.endpoints),
+               f"this state is of a dataset on {len(fingerprints)} daemons, not "
+               f"{len(self.endpoints)}")
+        if len(self.endpoints) == 1:
+            shards, release = self._open_one(spec, fingerprints[0])
+        else:  # the merger releases each part's shards as it copies them
+            shards, release = self._open_parts(spec, fingerprints), lambda shard: None
+        self._fingerprint = ",".join(s.plan.fingerprint for s in self._streams)
+        self._batcher = Batcher(shards, spec.batch_size, spec.global_batch, spec.start, release)
+        return self._guarded(self._batcher)
+
+    def _stream(self, index: int, spec: StreamSpec, fingerprint: str,
+                **connection) -> tuple[ResumableStream, Decoder, Callable[[Shard], None]]:
+        """Open one daemon's stream, with its window and a release that acks it."""
+        endpoint = self.endpoints[index]
+
+        def reopen() -> Any:
+            self._channels[index] = rpc.open_channel(endpoint)
+            return self._channels[index]
+
         stream = ResumableStream(
-            self._channel, spec, self.prefetch, self.retry, rpc.call_metadata(self.endpoint),
-            reopen=self._reopen_channel, accept_codecs=available_codecs(),
-            accept_checksums=available_checksums(),
-            fingerprint=restored.fingerprint if restored else "")
+            self._channels[index], spec, self.prefetch, self.retry,
+            rpc.call_metadata(endpoint), reopen=reopen, name=endpoint.target,
+            accept_codecs=available_codecs(), accept_checksums=available_checksums(),
+            fingerprint=fingerprint, **connection)
         self._closers.append(stream)
-        self.plan = plan = stream.open()
-        self.host_plan = stream.host_plan
+        self._streams.append(stream)
+        plan = stream.open()
         window = max(self.prefetch, math.ceil(spec.batch_size / max(plan.shard_rows, 1)) + 1)
         stream.grant(window - self.prefetch)
         decoder = Decoder(stream.frames(), self.decode_threads)
@@ -146,14 +177,42 @@ class Loader:
             waited, reported[0] = decoder.waited_seconds - reported[0], decoder.waited_seconds
             stream.release(shard.epoch, shard.sequence, waited)
 
-        self._stream = stream
-        order = PlanOrder(decoder, stream.host_plan)
-        self._batcher = Batcher(order, spec.batch_size, spec.global_batch, spec.start, release)
-        return self._guarded(self._batcher)
+        return stream, decoder, release
 
-    def _reopen_channel(self) -> Any:
-        self._channel = rpc.open_channel(self.endpoint)
-        return self._channel
+    def _open_one(self, spec: StreamSpec,
+                  fingerprint: str) -> tuple[Iterable[Shard], Callable[[Shard], None]]:
+        stream, decoder, release = self._stream(0, spec, fingerprint)
+        self.plan, self.host_plan = stream.plan, stream.host_plan
+        return PlanOrder(decoder, stream.host_plan), release
+
+    def _open_parts(self, spec: StreamSpec, fingerprints: list[str]) -> Iterable[Shard]:
+        """One dataset served in parts by several daemons, merged into one order."""
+        infos = [self._describe(i, spec) for i in range(len(self.endpoints))]
+        schemas = [_schema(info, spec.columns) for info in infos]
+        for endpoint, schema in zip(self.endpoints[1:], schemas[1:], strict=True):
+            if schema != schemas[0]:
+                raise DatasetError(
+                    f"{endpoint.target} serves {spec.dataset!r} with columns {schema}, "
+                    f"{self.endpoint.target} with {schemas[0]}: the parts of one dataset must "
+                    "have the same columns, dtypes and shapes")
+        layouts = [layout_from_proto(info.layout) for info in infos]
+        parts = []
+        for index, info in enumerate(infos):
+            stream, decoder, release = self._stream(
+                index, spec, fingerprints[index] or info.fingerprint, parts=layouts,
+                part_index=index)
+            parts.append(PartQueue(f"daemon {self.endpoints[index].target}", decoder, release))
+        self.plan = plan = self._streams[0].plan
+        self.host_plan = spec.plan_on(combine(layouts), plan.shard_rows)
+        columns = {c.name: (np.dtype(c.dtype), tuple(c.shape)) for c in plan.columns}
+        return Merger(self.host_plan, parts, [layout.num_rows for layout in layouts], columns)
+
+    def _describe(self, index: int, spec: StreamSpec) -> pb.DatasetInfo:
+        with Client(self.endpoints[index]) as client:
+            try:
+                return client.describe(spec.dataset, spec.shuffle_window_bytes)
+            except TetherError as exc:
+                raise type(exc)(f"{self.endpoints[index].target}: {exc}") from None
 
     def _guarded(self, batches: Batcher) -> Iterator[Batch]:
         try:
@@ -171,8 +230,8 @@ class Loader:
 
     @property
     def reconnects(self) -> int:
-        """How many times the current iteration has reconnected."""
-        return self._stream.reconnects if self._stream else 0
+        """How many times the current iteration has reconnected (all daemons)."""
+        return sum(stream.reconnects for stream in self._streams)
 
     def state_dict(self) -> dict[str, Any]:
         """Where this loader is, as a small JSON-serializable dict.
@@ -184,7 +243,7 @@ class Loader:
         """
         if self._batcher is not None:
             spec = self.spec.starting_at(Position(**self._batcher.get_state()))
-            return LoaderState(spec, self.plan.fingerprint).to_dict()
+            return LoaderState(spec, self._fingerprint).to_dict()
         if self._restored is not None:
             return self._restored.to_dict()
         return LoaderState(self.spec, "").to_dict()
@@ -214,7 +273,8 @@ class Loader:
 
         initial = self.state_dict()
         with_states = ((batch, self.state_dict()) for batch in self)
-        return DeviceIterator(with_states, sharding, buffer_size, initial_state=initial)
+        return DeviceIterator(with_states, sharding, buffer_size, initial_state=initial,
+                              layout=(self.spec.process_index, self.spec.process_count))
 
     def _stop(self) -> None:
         # In order: cancel the stream first, so the decoder's thread can end.
@@ -225,7 +285,8 @@ class Loader:
     def close(self) -> None:
         """Stop streaming and free the connection."""
         self._stop()
-        self._channel.close()
+        for channel in self._channels:
+            channel.close()
 
     def __enter__(self) -> Loader:
         return self
@@ -249,6 +310,12 @@ def _close_all_at_exit() -> None:
     for loader in list(_LIVE):
         loader.close()
     gc.collect()
+
+
+def _schema(info: pb.DatasetInfo, columns: Sequence[str]) -> list[tuple[str, str, tuple]]:
+    """(name, dtype, shape) of the requested columns (all when none named)."""
+    return [(c.name, c.dtype, tuple(c.shape)) for c in info.columns
+            if not columns or c.name in columns]
 
 
 def _check(ok: bool, message: str) -> None:

@@ -25,9 +25,16 @@ from .wire.v1 import tether_pb2 as pb
 
 log = logging.getLogger(__name__)
 
+
+def following(shard: pb.ShardHeader) -> Cursor:
+    """The cursor after `shard`; an epoch's last shard says it is (the stream
+    of one part of a dataset cannot know its epochs' lengths in advance)."""
+    if shard.last_in_epoch:
+        return Cursor(shard.epoch + 1, 0)
+    return Cursor(shard.epoch, shard.sequence + 1)
+
 # What must not change between connections of one stream.
-_PLAN_FIELDS = ("fingerprint", "num_rows", "shard_rows", "shards_per_epoch", "seed",
-                "chunk_rows", "shuffle_window_rows")
+_PLAN_FIELDS = ("fingerprint", "num_rows", "shard_rows", "shards_per_epoch", "seed", "layout")
 
 
 class ResumableStream:
@@ -36,8 +43,9 @@ class ResumableStream:
 
     def __init__(self, channel: grpc.Channel, spec: StreamSpec, window: int, retry: RetryPolicy,
                  metadata: tuple[tuple[str, str], ...] = (),
-                 reopen: Callable[[], grpc.Channel] | None = None,
+                 reopen: Callable[[], grpc.Channel] | None = None, name: str = "the daemon",
                  **connection) -> None:
+        self.name = name  # the daemon, for messages
         self._channel: grpc.Channel | None = channel
         self._reopen = reopen  # a fresh channel after a failure (None: keep this one)
         self._metadata = metadata
@@ -49,7 +57,7 @@ class ResumableStream:
         self._held = 0  # shards received and not yet released
         self._lock = threading.Lock()  # _held and _receiver: the consumer's thread releases
         self._receiver: Receiver | None = None
-        self._connection_start: Cursor | None = None
+        self._connection_start = Cursor(0, 0)  # shards before it came on a dead connection
         self._frames: Iterator[Frame] | None = None
         self.plan: pb.StreamPlan | None = None
         self.host_plan: HostPlan | None = None
@@ -94,12 +102,12 @@ class ResumableStream:
         if self.plan is None:
             self.plan = first.plan
             self.host_plan = self._spec.host_plan(first.plan)
-            self._next = self.host_plan.first()
         elif any(getattr(first.plan, f) != getattr(self.plan, f) for f in _PLAN_FIELDS):
             receiver.close()
             raise DatasetError("the dataset changed while the loader was reconnecting")
         with self._lock:
-            old, self._receiver, self._connection_start = self._receiver, receiver, self._next
+            old, self._receiver = self._receiver, receiver
+            self._connection_start = self._next or Cursor(0, 0)  # every shard comes after
             # Shards released while connecting went to the dead connection.
             receiver.grant(held_when_asked - self._held)
         if old is not None:
@@ -116,10 +124,11 @@ class ResumableStream:
         while True:
             try:
                 for frame in self._frames:
+                    if frame.shard is None:
+                        raise ProtocolError(f"{self.name} sent a second plan mid-stream")
                     with self._lock:
                         self._held += 1
-                    self._next = self.host_plan.following(
-                        Cursor(frame.shard.epoch, frame.shard.sequence))
+                    self._next = following(frame.shard)
                     yield frame
                 return
             except ConnectionFailed as exc:
@@ -127,8 +136,11 @@ class ResumableStream:
                     raise
                 self.reconnects += 1
                 self._drop_channel()
-                self._frames = self._retry.call(self._connect, first_error=exc)
-                log.info("reconnected; resuming at shard %d of epoch %d", *self._next[::-1])
+                try:
+                    self._frames = self._retry.call(self._connect, first_error=exc)
+                except ConnectionFailed as gave_up:
+                    raise ConnectionFailed(f"daemon {self.name}: {gave_up}") from gave_up
+                log.info("reconnected to %s; resuming at %s", self.name, self._next)
 
     def grant(self, shards: int) -> None:
         with self._lock:
@@ -137,7 +149,7 @@ class ResumableStream:
 
     def release(self, epoch: int, sequence: int, waited_seconds: float) -> None:
         """A shard is consumed: free its slot; ack it if this connection sent it."""
-        position = self.host_plan.normalize(Cursor(epoch, sequence))
+        position = Cursor(epoch, sequence)
         with self._lock:
             self._held -= 1
             if position >= self._connection_start:

@@ -22,8 +22,8 @@ def _shards(sizes: list[int], epochs: int = 1) -> list[Shard]:
 
 
 def _batcher(shards, batch_size: int, release=lambda shard: None, processes: int = 1,
-             start: Position = Position(0, 0)) -> Batcher:
-    return Batcher(shards, batch_size, batch_size * processes, start, release)
+             start: tuple[int, int] = (0, 0)) -> Batcher:
+    return Batcher(shards, batch_size, batch_size * processes, Position(*start), release)
 
 
 def test_batches_are_exact_and_cover_every_row_once() -> None:
@@ -66,7 +66,7 @@ def test_the_position_counts_global_batches_and_moves_on_after_a_short_batch() -
 
 
 def test_with_several_processes_a_batch_moves_the_position_by_the_global_batch() -> None:
-    batcher = _batcher(_shards([6, 6], epochs=2), 3, processes=4, start=Position(0, 24))
+    batcher = _batcher(_shards([6, 6], epochs=2), 3, processes=4, start=(0, 24))
     states = []
     for _ in batcher:
         states.append(Position(**batcher.get_state()))

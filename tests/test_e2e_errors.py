@@ -68,7 +68,8 @@ def test_corrupt_file_found_at_start(messy) -> None:
 
 
 def test_corrupt_file_found_mid_read(messy) -> None:
-    with pytest.raises(tether.DataCorrupted, match="'torn': reading 5000 rows between 0 and 4999 failed"):
+    with pytest.raises(tether.DataCorrupted,
+                       match="'torn': reading 5000 rows between 0 and 4999 failed"):
         collect(tether.Loader(messy.url, dataset="torn", batch_size=10))
     _still_serving(messy)
 

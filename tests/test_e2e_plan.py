@@ -142,9 +142,9 @@ def test_a_parquet_shuffle_window_is_announced_and_still_exact(formats) -> None:
     loader = tether.Loader(daemon.url, dataset="big", batch_size=500, shuffle=True, seed=3,
                            shuffle_window="500KB", columns=["id", "label"])
     _, got = collect(loader)
-    window = loader.plan.shuffle_window_rows
+    window = loader.plan.layout.window_rows
     assert 0 < window < 200_000  # windowed: 500 KB of ~20-byte rows
-    assert len(loader.plan.chunk_rows) == 200  # the row groups
+    assert len(loader.plan.layout.chunk_rows) == 200  # the row groups
     assert np.array_equal(np.sort(got["id"]), np.arange(200_000))
     # A window holds ~25 of the 200 row groups, drawn at random: a batch sees
     # the classes of those (most of the 10), where an unshuffled batch sees one.

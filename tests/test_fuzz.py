@@ -39,7 +39,9 @@ open_requests = st.builds(
     num_epochs=st.integers(0, 3), process_index=U64, process_count=U64,
     codec=st.one_of(st.sampled_from(["auto", "none", "lz4", "zstd"]), st.text(max_size=8)),
     accept_codecs=st.lists(st.text(max_size=6), max_size=3), initial_credits=U64,
-    start=st.builds(pb.Cursor, epoch=U64, sequence=U64), shard_rows=U64,
+    start=st.builds(pb.Position, epoch=U64, row=U64), shard_rows=U64,
+    resume=st.builds(pb.Cursor, epoch=U64, sequence=U64), shuffle_window_bytes=U64,
+    drop_last=st.booleans(),
     fingerprint=st.one_of(st.just(""), st.text(max_size=30)),
 )
 follow_ups = st.lists(st.one_of(

@@ -166,3 +166,41 @@ def test_cursors_carry_across_epochs_and_jump_far_in_constant_time() -> None:
     assert plan.following(Cursor(2, 5)) == Cursor(3, 0)
     with pytest.raises(ValueError, match="before the stream's start"):
         plan.normalize(Cursor(1, 0))
+
+
+def test_parts_shuffle_as_one_dataset_and_each_part_streams_its_own_rows() -> None:
+    """What several daemons send (part_tasks), merged by the plan, is the plan."""
+    from tether.wire.plan import combine, part_tasks
+
+    parts = [Layout((400,) * 10, window_rows=2_000), Layout.random_access(3_001)]
+    layout = combine(parts)
+    assert layout.windowed and layout.num_rows == 7_001
+    assert max(layout.chunk_rows) == 400  # the random-access part, cut to mix into windows
+    plan = HostPlan(layout, True, 6, 64, shard_rows=100, process_index=1, process_count=2,
+                    num_epochs=2)
+    whole = _delivered(plan)
+    starts = [0, 4_000, 7_001]
+    for epoch in range(2):
+        streams = []
+        for index in range(2):
+            tasks = [t for t in part_tasks(plan, range(starts[index], starts[index + 1]))
+                     if t.cursor.epoch == epoch]
+            assert [t.cursor.sequence for t in tasks] == list(range(len(tasks)))
+            assert [t.last_in_epoch for t in tasks] == [False] * (len(tasks) - 1) + [True]
+            streams.append(np.concatenate([t.rows for t in tasks]) + starts[index])
+        part_of = np.searchsorted(starts, whole[epoch], side="right") - 1
+        for index in range(2):
+            assert np.array_equal(whole[epoch][part_of == index], streams[index])
+
+
+def test_a_part_stream_resumes_at_any_of_its_shards() -> None:
+    from tether.wire.plan import part_tasks
+
+    plan = HostPlan(Layout.random_access(5_000), True, 1, 10, shard_rows=64, num_epochs=2)
+    part = range(1_000, 3_000)
+    every = list(part_tasks(plan, part))
+    later = list(part_tasks(plan, part, Cursor(1, 5)))
+    index = next(i for i, t in enumerate(every) if t.cursor == Cursor(1, 5))
+    assert [t.cursor for t in later] == [t.cursor for t in every[index:]]
+    assert all(np.array_equal(a.rows, b.rows) for a, b in zip(later, every[index:],
+                                                             strict=True))

@@ -28,7 +28,7 @@ resumes on M.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -228,3 +228,87 @@ class HostPlan:
         while not self.finished(cursor):
             yield cursor
             cursor = self.following(cursor)
+
+
+class ShardTask(NamedTuple):
+    """One shard to send: where it is in the stream, and its rows (None: the
+    plan computes them from the cursor, on the encoder's thread)."""
+
+    cursor: Cursor
+    last_in_epoch: bool
+    rows: np.ndarray | None = None
+
+
+def shard_tasks(plan: HostPlan, start: Cursor | None = None) -> Iterator[ShardTask]:
+    """A whole dataset's stream: every shard of the plan from `start`."""
+    for cursor in plan.cursors(start):
+        yield ShardTask(cursor, cursor.sequence == plan.shards_in(cursor.epoch) - 1)
+
+
+def combine(layouts: Sequence[Layout]) -> Layout:
+    """One dataset's layout from its parts' (served by several daemons), in order.
+
+    Random-access parts shuffle as one true permutation. Where a part is
+    windowed, so is the whole, by the smallest window; random-access parts
+    then count as chunks a sixteenth of a window long, so they mix into
+    every window like row groups do.
+    """
+    if len(layouts) == 1:
+        return layouts[0]
+    windows = [layout.window_rows for layout in layouts if layout.windowed]
+    if not windows:
+        return Layout(tuple(layout.num_rows for layout in layouts))
+    window = min(windows)
+    piece = max(1, window // 16)
+    chunks: list[int] = []
+    for layout in layouts:
+        if len(layout.chunk_rows) > 1:
+            chunks.extend(layout.chunk_rows)
+        else:
+            whole, rest = divmod(layout.num_rows, piece)
+            chunks.extend([piece] * whole + ([rest] if rest else []))
+    return Layout(tuple(chunks), window)
+
+
+# Positions of the order scanned at once when finding one part's rows.
+_SCAN_ROWS = 1 << 16
+
+
+def part_tasks(plan: HostPlan, part: range, start: Cursor | None = None,
+               ) -> Iterator[ShardTask]:
+    """One part's stream: this process's rows that lie in `part` (rows of the
+    whole dataset), in delivery order, cut into shards of plan.shard_rows.
+    Rows are given relative to the part. Where each shard starts is known
+    only by scanning the epoch's order, so a resume at `start` scans up to
+    it (no reads; about 50 ns a row)."""
+    start = start or Cursor(plan.start.epoch, 0)
+    epoch = start.epoch
+    while not plan.finished(Cursor(epoch, 0)):
+        held: ShardTask | None = None
+        for task in _part_epoch(plan, part, epoch):
+            if held is not None and held.cursor >= start:
+                yield held
+            held = task
+        if held is not None and held.cursor >= start:
+            yield held._replace(last_in_epoch=True)
+        epoch += 1
+
+
+def _part_epoch(plan: HostPlan, part: range, epoch: int) -> Iterator[ShardTask]:
+    order, local_rows, size = plan.order(epoch), plan.local_rows(epoch), plan.shard_rows
+    pending: list[np.ndarray] = []
+    count = sequence = 0
+    for first in range(0, local_rows, _SCAN_ROWS):
+        local = np.arange(first, min(first + _SCAN_ROWS, local_rows))
+        rows = order.rows(plan.global_positions(epoch, local))
+        pending.append(rows[(rows >= part.start) & (rows < part.stop)] - part.start)
+        count += len(pending[-1])
+        if count >= size:
+            rows = np.concatenate(pending)
+            whole = len(rows) // size * size
+            for cut in range(0, whole, size):
+                yield ShardTask(Cursor(epoch, sequence), False, rows[cut:cut + size])
+                sequence += 1
+            pending, count = [rows[whole:]], len(rows) - whole
+    if count:
+        yield ShardTask(Cursor(epoch, sequence), False, np.concatenate(pending))

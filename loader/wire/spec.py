@@ -7,6 +7,7 @@ because they are the same code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -15,6 +16,16 @@ from .codecs import NAMES as CODEC_NAMES
 from .errors import RequestError
 from .plan import Cursor, HostPlan, Layout, Position
 from .v1 import tether_pb2 as pb
+
+
+def layout_to_proto(layout: Layout) -> pb.Layout:
+    return pb.Layout(chunk_rows=layout.chunk_rows, window_rows=layout.window_rows)
+
+
+def layout_from_proto(message: pb.Layout) -> Layout:
+    _check(len(message.chunk_rows) > 0 and all(message.chunk_rows),
+           "a layout needs at least one chunk, and no empty one")
+    return Layout(tuple(message.chunk_rows), message.window_rows)
 
 
 def _check(ok: bool, message: str) -> None:
@@ -75,12 +86,13 @@ class StreamSpec:
 
     def host_plan(self, plan: pb.StreamPlan) -> HostPlan:
         """This request's plan as the daemon announced it: the loader's copy."""
-        layout = Layout(tuple(plan.chunk_rows) or (plan.num_rows,), plan.shuffle_window_rows)
-        _check(layout.num_rows == plan.num_rows,
-               f"the daemon's plan is inconsistent: chunks of {layout.num_rows} rows, "
-               f"{plan.num_rows} announced")
+        layout = layout_from_proto(plan.layout)
         _check(plan.shard_rows >= 1, "the daemon's plan has shards of 0 rows")
-        return HostPlan(layout, self.shuffle, self.seed, self.batch_size, plan.shard_rows,
+        return self.plan_on(layout, plan.shard_rows)
+
+    def plan_on(self, layout: Layout, shard_rows: int) -> HostPlan:
+        """This request's plan over a dataset of `layout`, in shards of `shard_rows`."""
+        return HostPlan(layout, self.shuffle, self.seed, self.batch_size, shard_rows,
                         self.process_index, self.process_count, self.drop_last, self.start,
                         self.num_epochs)
 
@@ -88,7 +100,8 @@ class StreamSpec:
 
     def to_proto(self, *, resume: Cursor | None = None, initial_credits: int = 0,
                  accept_codecs: list[str] = (), accept_checksums: list[str] = (),
-                 fingerprint: str = "", shard_rows: int = 0) -> pb.OpenStream:
+                 fingerprint: str = "", shard_rows: int = 0,
+                 parts: Sequence[Layout] = (), part_index: int = 0) -> pb.OpenStream:
         """The OpenStream message; the keywords are this connection's own."""
         request = pb.OpenStream(
             dataset=self.dataset, columns=self.columns, batch_size=self.batch_size,
@@ -99,6 +112,7 @@ class StreamSpec:
             start=pb.Position(epoch=self.start.epoch, row=self.start.row),
             initial_credits=initial_credits, accept_codecs=accept_codecs,
             accept_checksums=accept_checksums, fingerprint=fingerprint, shard_rows=shard_rows,
+            parts=[layout_to_proto(part) for part in parts], part_index=part_index,
         )
         if resume is not None:
             request.resume.CopyFrom(pb.Cursor(epoch=resume.epoch, sequence=resume.sequence))

@@ -16,10 +16,12 @@ class ListDatasetsResponse(_message.Message):
     def __init__(self, datasets: _Optional[_Iterable[_Union[DatasetInfo, _Mapping]]] = ...) -> None: ...
 
 class DescribeRequest(_message.Message):
-    __slots__ = ("dataset",)
+    __slots__ = ("dataset", "shuffle_window_bytes")
     DATASET_FIELD_NUMBER: _ClassVar[int]
+    SHUFFLE_WINDOW_BYTES_FIELD_NUMBER: _ClassVar[int]
     dataset: str
-    def __init__(self, dataset: _Optional[str] = ...) -> None: ...
+    shuffle_window_bytes: int
+    def __init__(self, dataset: _Optional[str] = ..., shuffle_window_bytes: _Optional[int] = ...) -> None: ...
 
 class ColumnInfo(_message.Message):
     __slots__ = ("name", "dtype", "shape", "unsupported")
@@ -34,20 +36,30 @@ class ColumnInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., unsupported: _Optional[str] = ...) -> None: ...
 
 class DatasetInfo(_message.Message):
-    __slots__ = ("name", "format", "num_rows", "columns", "fingerprint", "error")
+    __slots__ = ("name", "format", "num_rows", "columns", "fingerprint", "error", "layout")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
     name: str
     format: str
     num_rows: int
     columns: _containers.RepeatedCompositeFieldContainer[ColumnInfo]
     fingerprint: str
     error: str
-    def __init__(self, name: _Optional[str] = ..., format: _Optional[str] = ..., num_rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., fingerprint: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    layout: Layout
+    def __init__(self, name: _Optional[str] = ..., format: _Optional[str] = ..., num_rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., fingerprint: _Optional[str] = ..., error: _Optional[str] = ..., layout: _Optional[_Union[Layout, _Mapping]] = ...) -> None: ...
+
+class Layout(_message.Message):
+    __slots__ = ("chunk_rows", "window_rows")
+    CHUNK_ROWS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_ROWS_FIELD_NUMBER: _ClassVar[int]
+    chunk_rows: _containers.RepeatedScalarFieldContainer[int]
+    window_rows: int
+    def __init__(self, chunk_rows: _Optional[_Iterable[int]] = ..., window_rows: _Optional[int] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ()
@@ -112,7 +124,7 @@ class Cursor(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class OpenStream(_message.Message):
-    __slots__ = ("dataset", "columns", "batch_size", "shard_bytes", "shuffle", "seed", "num_epochs", "process_index", "process_count", "start", "codec", "accept_codecs", "initial_credits", "fingerprint", "no_narrowing", "accept_checksums", "shard_rows", "resume", "shuffle_window_bytes", "drop_last")
+    __slots__ = ("dataset", "columns", "batch_size", "shard_bytes", "shuffle", "seed", "num_epochs", "process_index", "process_count", "start", "codec", "accept_codecs", "initial_credits", "fingerprint", "no_narrowing", "accept_checksums", "shard_rows", "resume", "shuffle_window_bytes", "drop_last", "parts", "part_index")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +145,8 @@ class OpenStream(_message.Message):
     RESUME_FIELD_NUMBER: _ClassVar[int]
     SHUFFLE_WINDOW_BYTES_FIELD_NUMBER: _ClassVar[int]
     DROP_LAST_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
+    PART_INDEX_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     batch_size: int
@@ -153,7 +167,9 @@ class OpenStream(_message.Message):
     resume: Cursor
     shuffle_window_bytes: int
     drop_last: bool
-    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ..., shard_bytes: _Optional[int] = ..., shuffle: bool = ..., seed: _Optional[int] = ..., num_epochs: _Optional[int] = ..., process_index: _Optional[int] = ..., process_count: _Optional[int] = ..., start: _Optional[_Union[Position, _Mapping]] = ..., codec: _Optional[str] = ..., accept_codecs: _Optional[_Iterable[str]] = ..., initial_credits: _Optional[int] = ..., fingerprint: _Optional[str] = ..., no_narrowing: bool = ..., accept_checksums: _Optional[_Iterable[str]] = ..., shard_rows: _Optional[int] = ..., resume: _Optional[_Union[Cursor, _Mapping]] = ..., shuffle_window_bytes: _Optional[int] = ..., drop_last: bool = ...) -> None: ...
+    parts: _containers.RepeatedCompositeFieldContainer[Layout]
+    part_index: int
+    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ..., shard_bytes: _Optional[int] = ..., shuffle: bool = ..., seed: _Optional[int] = ..., num_epochs: _Optional[int] = ..., process_index: _Optional[int] = ..., process_count: _Optional[int] = ..., start: _Optional[_Union[Position, _Mapping]] = ..., codec: _Optional[str] = ..., accept_codecs: _Optional[_Iterable[str]] = ..., initial_credits: _Optional[int] = ..., fingerprint: _Optional[str] = ..., no_narrowing: bool = ..., accept_checksums: _Optional[_Iterable[str]] = ..., shard_rows: _Optional[int] = ..., resume: _Optional[_Union[Cursor, _Mapping]] = ..., shuffle_window_bytes: _Optional[int] = ..., drop_last: bool = ..., parts: _Optional[_Iterable[_Union[Layout, _Mapping]]] = ..., part_index: _Optional[int] = ...) -> None: ...
 
 class Credit(_message.Message):
     __slots__ = ("shards",)
@@ -182,7 +198,7 @@ class StreamRequest(_message.Message):
     def __init__(self, open: _Optional[_Union[OpenStream, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
 
 class StreamPlan(_message.Message):
-    __slots__ = ("fingerprint", "num_rows", "shard_rows", "shards_per_epoch", "columns", "seed", "batches_per_epoch", "dropped_rows", "chunk_rows", "shuffle_window_rows")
+    __slots__ = ("fingerprint", "num_rows", "shard_rows", "shards_per_epoch", "columns", "seed", "batches_per_epoch", "dropped_rows", "layout")
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
     SHARD_ROWS_FIELD_NUMBER: _ClassVar[int]
@@ -191,8 +207,7 @@ class StreamPlan(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     BATCHES_PER_EPOCH_FIELD_NUMBER: _ClassVar[int]
     DROPPED_ROWS_FIELD_NUMBER: _ClassVar[int]
-    CHUNK_ROWS_FIELD_NUMBER: _ClassVar[int]
-    SHUFFLE_WINDOW_ROWS_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
     fingerprint: str
     num_rows: int
     shard_rows: int
@@ -201,9 +216,8 @@ class StreamPlan(_message.Message):
     seed: int
     batches_per_epoch: int
     dropped_rows: int
-    chunk_rows: _containers.RepeatedScalarFieldContainer[int]
-    shuffle_window_rows: int
-    def __init__(self, fingerprint: _Optional[str] = ..., num_rows: _Optional[int] = ..., shard_rows: _Optional[int] = ..., shards_per_epoch: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., seed: _Optional[int] = ..., batches_per_epoch: _Optional[int] = ..., dropped_rows: _Optional[int] = ..., chunk_rows: _Optional[_Iterable[int]] = ..., shuffle_window_rows: _Optional[int] = ...) -> None: ...
+    layout: Layout
+    def __init__(self, fingerprint: _Optional[str] = ..., num_rows: _Optional[int] = ..., shard_rows: _Optional[int] = ..., shards_per_epoch: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., seed: _Optional[int] = ..., batches_per_epoch: _Optional[int] = ..., dropped_rows: _Optional[int] = ..., layout: _Optional[_Union[Layout, _Mapping]] = ...) -> None: ...
 
 class TensorHeader(_message.Message):
     __slots__ = ("name", "dtype", "shape", "wire_dtype", "codec", "byte_shuffle", "offset", "wire_size", "raw_size", "checksum", "checksum_algorithm")
@@ -232,16 +246,18 @@ class TensorHeader(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., wire_dtype: _Optional[str] = ..., codec: _Optional[str] = ..., byte_shuffle: bool = ..., offset: _Optional[int] = ..., wire_size: _Optional[int] = ..., raw_size: _Optional[int] = ..., checksum: _Optional[int] = ..., checksum_algorithm: _Optional[str] = ...) -> None: ...
 
 class ShardHeader(_message.Message):
-    __slots__ = ("epoch", "sequence", "num_rows", "tensors")
+    __slots__ = ("epoch", "sequence", "num_rows", "tensors", "last_in_epoch")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
     TENSORS_FIELD_NUMBER: _ClassVar[int]
+    LAST_IN_EPOCH_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     sequence: int
     num_rows: int
     tensors: _containers.RepeatedCompositeFieldContainer[TensorHeader]
-    def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ..., num_rows: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[TensorHeader, _Mapping]]] = ...) -> None: ...
+    last_in_epoch: bool
+    def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ..., num_rows: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[TensorHeader, _Mapping]]] = ..., last_in_epoch: bool = ...) -> None: ...
 
 class ShardFrame(_message.Message):
     __slots__ = ("plan", "shard", "payload")
