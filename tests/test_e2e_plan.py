@@ -48,7 +48,7 @@ def test_every_format_shuffles_globally(formats) -> None:
         if "id" not in columns:
             continue
         ids = np.concatenate(_ids(daemon.url, name, batch_size=64, shuffle=True, seed=1,
-                                  columns=["id"]))
+                                  columns=["id"], shard_bytes=1 << 10))  # 128-row shards
         assert np.array_equal(np.sort(ids), np.arange(ROWS)), name
         assert mean_classes(ids, labels, 64) >= 0.95 * baseline, name
 
