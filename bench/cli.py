@@ -14,6 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tether.wire.sizes import size_argument
+
 from . import data, measure, report
 from .link import PRESETS, Link, custom_link
 from .systems import NAMES as SYSTEMS
@@ -29,14 +31,6 @@ def _size_for(link: Link, requested: int | None) -> int:
     if link.rate is None:
         return LOOPBACK_BYTES
     return min(LOOPBACK_BYTES, int(link.rate / 8 * SECONDS_OF_LINK))
-
-
-def _parse_size(text: str) -> int:
-    units = {"KB": 10**3, "MB": 10**6, "GB": 10**9}
-    for unit, factor in units.items():
-        if text.upper().endswith(unit):
-            return int(float(text[: -len(unit)]) * factor)
-    return int(text)
 
 
 def _links(args: argparse.Namespace) -> list[Link]:
@@ -109,9 +103,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--dataset", help="which dataset under a --data path")
     bench.add_argument("--systems", default=",".join(SYSTEMS),
                        help=f"comma-separated: {', '.join(SYSTEMS)}")
-    bench.add_argument("--size", type=_parse_size, default=None,
-                       help="bytes of data per run, e.g. 1GB (default: 256MB on loopback, "
-                            f"{SECONDS_OF_LINK} s of the link rate on shaped links)")
+    bench.add_argument("--size", type=size_argument, default=None,
+                       help="bytes of data per run, e.g. 1GB or 512MiB (default: 256MiB on "
+                            f"loopback, {SECONDS_OF_LINK} s of the link rate on shaped links)")
     bench.add_argument("--batch-size", type=int, default=1024)
     bench.add_argument("--step-ms", type=float, default=0.0,
                        help="simulated training step per batch; reports the share of steps "

@@ -16,6 +16,8 @@ import sys
 import threading
 from pathlib import Path
 
+from tether.wire.sizes import size_argument
+
 from .results import DEFAULT_MAX_BYTES, ResultsSink
 from .server import Daemon, DaemonConfig, default_state_dir
 from .tunnel import KINDS as TUNNELS
@@ -74,13 +76,6 @@ def _results(args: argparse.Namespace) -> int:
     return 0
 
 
-def _size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    if text and text[-1].upper() in units:
-        return int(float(text[:-1]) * units[text[-1].upper()])
-    return int(text)
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser(
         "serve", help="serve datasets from this machine",
@@ -105,8 +100,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "ngrok's free plan moves about 1 GB a month")
     serve.add_argument("--results-dir", type=Path, default=None,
                        help="where uploads land (default: STATE_DIR/results)")
-    serve.add_argument("--max-upload", type=_size, default=DEFAULT_MAX_BYTES,
-                       help="largest upload accepted, e.g. 500M or 20G (default 10G)")
+    serve.add_argument("--max-upload", type=size_argument, default=DEFAULT_MAX_BYTES,
+                       help="largest upload accepted, e.g. 500MB or 20GiB: K, M, G, T (or KB, "
+                            "MB, ...) are powers of 1000, KiB, MiB, GiB, TiB powers of 1024 "
+                            f"(default {DEFAULT_MAX_BYTES / 2**30:g}GiB)")
     serve.add_argument("--state-dir", type=Path, default=None,
                        help=f"identity, caches and results (default: {default_state_dir()})")
     serve.add_argument("--workers", type=int, default=0,

@@ -8,13 +8,14 @@ it, printing throughput and the share of steps that waited on data.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .spawn import DaemonProcess
 
 # A step "waited on data" when fetching its batch blocked longer than this.
 WAIT_THRESHOLD_S = 1e-3
@@ -37,19 +38,6 @@ def write_dataset(folder: Path, rows: int, features: int, classes: int) -> None:
             "label": label,
         })
         pq.write_table(table, folder / f"part-{part:03d}.parquet", row_group_size=8192)
-
-
-def start_daemon(data: Path, state: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tether.daemon", str(data), "--port", "0",
-         "--state-dir", str(state), "--log-level", "warning"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    url = proc.stdout.readline().strip()
-    if not url.startswith("tether://"):
-        proc.kill()
-        raise RuntimeError("the demo daemon did not start; run `tether serve` to see why")
-    return proc, url
 
 
 def train(url: str, seconds: float, batch_size: int, features: int, classes: int) -> None:
@@ -116,12 +104,9 @@ def _demo(args: argparse.Namespace) -> int:
         data = Path(tmp) / "train"
         print(f"writing {args.rows:,} synthetic rows to {data}", file=sys.stderr)
         write_dataset(data, args.rows, args.features, args.classes)
-        proc, url = start_daemon(data, Path(tmp) / "state")
-        try:
-            train(url, args.seconds, args.batch_size, args.features, args.classes)
-        finally:
-            proc.terminate()
-            proc.wait(10)
+        with DaemonProcess([data], Path(tmp) / "state", "--log-level", "warning",
+                           capture_stderr=False) as daemon:
+            train(daemon.url, args.seconds, args.batch_size, args.features, args.classes)
     return 0
 
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import selectors
-import signal
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +11,7 @@ import numpy as np
 import pytest
 
 import tether
+from tether.daemon import spawn
 
 # The loader's tests can run against a daemon from another environment
 # (CI's oldest-versions run: old grpcio/protobuf in the loader, newest in
@@ -21,38 +19,11 @@ import tether
 DAEMON_PYTHON = os.environ.get("TETHER_DAEMON_PYTHON", sys.executable)
 
 
-class DaemonProcess:
+class DaemonProcess(spawn.DaemonProcess):
+    """The real daemon, run by DAEMON_PYTHON, its stderr captured for assertions."""
+
     def __init__(self, paths: list[Path], state_dir: Path, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [DAEMON_PYTHON, "-m", "tether.daemon", *map(str, paths), "--port", "0",
-             "--state-dir", str(state_dir), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        self.url = self._read_url()
-
-    def _read_url(self, timeout: float = 60.0) -> str:
-        selector = selectors.DefaultSelector()
-        selector.register(self.proc.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            self.proc.kill()
-            raise RuntimeError(f"daemon printed no URL in {timeout} s: {self.proc.stderr.read()}")
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("tether://"):
-            self.proc.wait(10)
-            raise RuntimeError(f"daemon failed: {line!r} {self.proc.stderr.read()}")
-        return line
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signum)
-        try:
-            return self.proc.wait(20)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-
-    def client(self) -> tether.Client:
-        return tether.connect(self.url)
+        super().__init__(paths, state_dir, *args, python=DAEMON_PYTHON)
 
 
 @pytest.fixture
@@ -66,9 +37,13 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
         return daemon
 
     yield start
+    failures = []
     for daemon in started:
         code = daemon.stop()
-        assert code == 0, f"daemon exited {code}: {daemon.proc.stderr.read()[-2000:]}"
+        if code != 0:
+            failures.append(f"daemon exited {code}: {daemon.stderr_text()[-2000:]}")
+        daemon.close()
+    assert not failures, "\n".join(failures)
 
 
 def make_features(rows: int, seed: int = 0) -> dict[str, np.ndarray]:

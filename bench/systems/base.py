@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,19 +45,27 @@ class System(ABC):
     def server_pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
+    # tether.daemon.spawn is imported where used: the client processes import
+    # this module too, and loading the daemon would add to their measured RSS.
+
     def stop(self) -> None:
+        from tether.daemon.spawn import stop_process
+
         if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
+            stop_process(self.proc, timeout=10)
             self.proc = None
 
-    def _spawn(self, *args: str) -> str:
-        """Start `python -m ARGS`; return the first line it prints (its address)."""
-        self.proc = subprocess.Popen([sys.executable, "-u", "-m", *args], stdout=subprocess.PIPE,
-                                     text=True)
-        line = self.proc.stdout.readline().strip()
-        if not line:
-            raise RuntimeError(f"{self.name}: server did not start ({' '.join(args)})")
+    def _spawn(self, module: str, *args: str) -> str:
+        """Start `python -m MODULE ARGS`; return the first line it prints (its address).
+
+        No time limit: a baseline server loads the whole dataset before it listens.
+        """
+        from tether.daemon.spawn import start_module
+
+        try:
+            self.proc, line = start_module(module, *args, timeout=None)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{self.name}: server did not start: {exc}") from None
         return line
 
 

@@ -24,10 +24,12 @@ class TetherSystem(System):
         self.name = f"tether {codec}" + (" +TLS" if tls else "")
 
     def start(self, dataset: Path, workdir: Path) -> Address:
-        url = self._spawn("tether.daemon", str(dataset), "--port", "0", "--state-dir",
-                          str(workdir / "tether-state"), "--log-level", "error",
-                          *(() if self.tls else ("--insecure",)))
-        self.endpoint = tether.parse_url(url)
+        from tether.daemon.spawn import DaemonProcess  # not in the client process (see base)
+
+        daemon = DaemonProcess([dataset], workdir / "tether-state", "--log-level", "error",
+                               *(() if self.tls else ("--insecure",)), capture_stderr=False)
+        self.proc = daemon.proc
+        self.endpoint = tether.parse_url(daemon.url)
         return (self.endpoint.host, self.endpoint.port)
 
     def client_env(self) -> dict[str, str]:
