@@ -73,10 +73,12 @@ def rebatch(columns: Iterator[Batch], batch_size: int) -> Iterator[Batch]:
     """Cut a stream of column chunks into batches, with Tether's own batcher."""
     from tether.batcher import Batcher
     from tether.decoder import Shard
+    from tether.wire.plan import Position
 
     def shards() -> Iterator[Shard]:
         for sequence, chunk in enumerate(columns):
             rows = len(next(iter(chunk.values())))
-            yield Shard(0, sequence, sequence, rows, chunk)
+            yield Shard(0, sequence, rows, chunk)
 
-    return iter(Batcher(shards(), batch_size, drop_last=False, release=lambda shard: None))
+    return iter(Batcher(shards(), batch_size, batch_size, Position(0, 0),
+                        release=lambda shard: None))
