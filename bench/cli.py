@@ -80,6 +80,8 @@ def _bench(args: argparse.Namespace) -> int:
                           f"{result.first_batch_s:.2f} s", file=sys.stderr, flush=True)
                     results.append(result)
     print(report.table(results))
+    if costs := report.shuffle_costs(results):
+        print(costs)
     if args.json:
         Path(args.json).write_text(json.dumps([r.to_json() for r in results], indent=2))
     if args.plot:

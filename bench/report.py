@@ -35,6 +35,20 @@ def table(results: Sequence[Measurement]) -> str:
     return "\n".join(out)
 
 
+def shuffle_costs(results: Sequence[Measurement]) -> str:
+    """Each shuffled system's throughput over its unshuffled twin's, same data and link."""
+    from .systems.tether_stream import SHUFFLED
+
+    by_key = {(r.data, r.link, r.system): r for r in results}
+    lines = []
+    for (data, link, system), shuffled in by_key.items():
+        plain = by_key.get((data, link, system.removesuffix(SHUFFLED)))
+        if system.endswith(SHUFFLED) and plain is not None:
+            lines.append(f"shuffle cost, {data} over {link}: {system} / {plain.system} = "
+                         f"{shuffled.mb_per_s / plain.mb_per_s:.2f}x")
+    return "\n".join(lines)
+
+
 def load(path: Path) -> list[Measurement]:
     """Measurements back from `tether bench --json`."""
     import dataclasses

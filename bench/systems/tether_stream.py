@@ -1,7 +1,10 @@
 """Tether itself: the real daemon in a subprocess and the real loader.
 
 Plain gRPC (`--insecure`) by default, like the Flight and raw baselines it
-is compared with; `tls=True` measures the default, pinned TLS.
+is compared with; `tls=True` measures the default, pinned TLS. `shuffle`
+measures the global shuffle's cost against the same system unshuffled;
+`parquet` serves a Parquet copy of the dataset (row groups of about 4 MiB)
+instead of its .npy columns, to measure the windowed shuffle over row groups.
 """
 
 from __future__ import annotations
@@ -15,17 +18,26 @@ import tether
 from .base import Address, Batch, System
 
 _URL_VARIABLE = "TETHER_BENCH_URL"  # hands the token and fingerprint to the client process
+SHUFFLED = " shuffled"  # a system's name with shuffle on is its unshuffled twin's plus this
 
 
 class TetherSystem(System):
-    def __init__(self, codec: str, tls: bool = False) -> None:
+    def __init__(self, codec: str, tls: bool = False, shuffle: bool = False,
+                 parquet: bool = False) -> None:
         self.codec = codec
         self.tls = tls
-        self.name = f"tether {codec}" + (" +TLS" if tls else "")
+        self.shuffle = shuffle
+        self.parquet = parquet
+        self.name = f"tether {codec}" + (" +TLS" if tls else "") + \
+            (" parquet" if parquet else "") + (SHUFFLED if shuffle else "")
 
     def start(self, dataset: Path, workdir: Path) -> Address:
         from tether.daemon.spawn import DaemonProcess  # not in the client process (see base)
 
+        if self.parquet:  # written before the clock starts, like the .npy columns
+            from ..data import write_parquet
+
+            dataset = write_parquet(dataset, workdir / "parquet" / f"{dataset.name}.parquet")
         daemon = DaemonProcess([dataset], workdir / "tether-state", "--log-level", "error",
                                *(() if self.tls else ("--insecure",)), capture_stderr=False)
         self.proc = daemon.proc
@@ -39,7 +51,7 @@ class TetherSystem(System):
                 batch_size: int) -> Iterator[Batch]:
         endpoint = tether.parse_url(os.environ[_URL_VARIABLE]).with_address(*address)
         loader = tether.Loader(endpoint, dataset=dataset.name, batch_size=batch_size,
-                               codec=self.codec,
+                               codec=self.codec, shuffle=self.shuffle, seed=0,
                                decode_threads=int(os.environ.get("TETHER_DECODE_THREADS", 0)))
         yield from loader
 

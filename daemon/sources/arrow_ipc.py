@@ -41,11 +41,13 @@ class ArrowIpcSource(Source):
              cache: BlockCache | None = None) -> dict[str, np.ndarray]:
         names = [c.name for c in columns]
 
-        def load(block: int) -> pa.Table:  # a view of the mapped file: nothing to cache
-            return pa.Table.from_batches([self._batches[block].select(names)])
+        def load(block: int) -> dict[str, np.ndarray]:  # mostly views of the mapped file
+            table = pa.Table.from_batches([self._batches[block].select(names)])
+            return arrow_columns.table_to_numpy(table, columns)
 
-        return self._blocks.gather(rows, load,
-                                   lambda table: arrow_columns.table_to_numpy(table, columns))
+        cache = cache or BlockCache()
+        return self._blocks.gather(rows, lambda block: cache.get((block, *names),
+                                                                 lambda: load(block)))
 
 
 class FeatherSource(ArrowIpcSource):

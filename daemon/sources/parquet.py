@@ -58,12 +58,10 @@ class ParquetSource(Source):
         names = tuple(c.name for c in columns)
         cache = cache or BlockCache()
 
-        def load(block: int):
+        def load(block: int) -> dict[str, np.ndarray]:
             file_index, group = self._groups[block]
-            return cache.get(
-                (block, names),
-                lambda: self._file(file_index).read_row_group(group, columns=list(names)),
-            )
+            table = self._file(file_index).read_row_group(group, columns=list(names))
+            return arrow_columns.table_to_numpy(table, columns)
 
-        return self._blocks.gather(rows, load,
-                                   lambda table: arrow_columns.table_to_numpy(table, columns))
+        return self._blocks.gather(rows, lambda block: cache.get((block, names),
+                                                                 lambda: load(block)))
