@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tether.wire import tensors
-from tether.wire.codecs import NAMES
+from tether.wire.codecs import NAMES, check_requested
 from tether.wire.errors import RequestError
 
 log = logging.getLogger(__name__)
@@ -183,8 +183,7 @@ def codec_policy(requested: str, accepted: Sequence[str], workers: int, narrow: 
     if requested in ("", "auto"):
         usable = [c for c in NAMES if c in accepted or c == "none"]
         return AutoCodec(usable, workers, narrow, local_peer)
-    if requested not in NAMES:
-        raise RequestError(f"unknown codec {requested!r}; choose auto or one of {', '.join(NAMES)}")
+    check_requested(requested)
     if requested not in accepted and requested != "none":
         raise RequestError(
             f"the client cannot decode {requested!r} (it accepts {', '.join(accepted) or 'none'}); "

@@ -14,11 +14,9 @@ import numpy as np
 
 from tether.wire.errors import ColumnError
 from tether.wire.plan import Layout
+from tether.wire.tensors import WIRE_KINDS
 
 from .row_blocks import BlockCache
-
-# Element types a column may have on the wire.
-TENSOR_KINDS = frozenset("biuf")
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class Column:
 
 def numpy_column(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> Column:
     """Column for numpy data, or an unsupported one saying why."""
-    if dtype.kind not in TENSOR_KINDS or dtype.fields:
+    if dtype.kind not in WIRE_KINDS or dtype.fields:
         return Column(name, None, shape, f"dtype {dtype} is not a bool, integer or float")
     return Column(name, dtype.newbyteorder("<") if dtype.itemsize > 1 else dtype, shape)
 

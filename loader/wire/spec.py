@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from . import rpc
-from .codecs import NAMES as CODEC_NAMES
+from .codecs import check_requested
 from .errors import RequestError
 from .plan import Cursor, HostPlan, Layout, Position
 from .v1 import tether_pb2 as pb
@@ -64,8 +64,7 @@ class StreamSpec:
         _check(self.process_count >= 1 and 0 <= self.process_index < self.process_count,
                f"need 0 <= process_index < process_count, got {self.process_index} "
                f"of {self.process_count}")
-        _check(self.codec == "auto" or self.codec in CODEC_NAMES,
-               f"unknown codec {self.codec!r}; choose auto or one of {', '.join(CODEC_NAMES)}")
+        check_requested(self.codec)
         _check(1 << 10 <= self.shard_bytes <= rpc.MAX_SHARD_BYTES,
                f"shard_bytes must be between 1 KiB and {rpc.MAX_SHARD_BYTES >> 20} MiB, "
                f"got {self.shard_bytes}")

@@ -22,7 +22,7 @@ from .v1 import tether_pb2 as pb
 
 # dtype kinds that may cross the wire: bool, signed and unsigned ints, floats.
 # Anything else (objects above all) is refused before numpy parses it.
-_WIRE_KINDS = frozenset("biuf")
+WIRE_KINDS = frozenset("biuf")
 
 
 @dataclass
@@ -70,7 +70,7 @@ def _wire_dtype(text: str, tensor: str) -> np.dtype:
         dtype = np.dtype(text)
     except TypeError:
         raise ProtocolError(f"tensor {tensor!r}: unknown dtype {text!r}") from None
-    if dtype.kind not in _WIRE_KINDS or dtype.byteorder == ">" or dtype.fields:
+    if dtype.kind not in WIRE_KINDS or dtype.byteorder == ">" or dtype.fields:
         raise ProtocolError(f"tensor {tensor!r}: dtype {text!r} may not cross the wire")
     return dtype
 

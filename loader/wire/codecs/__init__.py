@@ -29,9 +29,17 @@ def get_codec(name: str) -> Codec:
         raise RequestError(f"unknown codec {name!r}; known: {', '.join(NAMES)}") from None
 
 
+def check_requested(name: str) -> None:
+    """Refuse a codec a stream request may not ask for (`auto` or a known one)."""
+    if name != "auto" and name not in NAMES:
+        from ..errors import RequestError
+
+        raise RequestError(f"unknown codec {name!r}; choose auto or one of {', '.join(NAMES)}")
+
+
 def available_codecs() -> list[str]:
     """The codecs this process can decode (pyarrow's need pyarrow installed)."""
     return [name for name, codec in _REGISTRY.items() if codec.available()]
 
 
-__all__ = ["Codec", "NAMES", "available_codecs", "get_codec"]
+__all__ = ["Codec", "NAMES", "available_codecs", "check_requested", "get_codec"]
