@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Executor
 
 import numpy as np
 
 from tether.wire import framing, tensors
 from tether.wire.errors import DataCorrupted, TetherError
-from tether.wire.plan import EpochOrder, HostPlan, ShardTask
+from tether.wire.plan import Cursor, EpochOrder, HostPlan, ShardTask
 from tether.wire.v1 import tether_pb2 as pb
 
 from .codec_policy import AutoCodec, FixedCodec
@@ -18,20 +20,22 @@ from .sources.row_blocks import CACHE_BYTES, BlockCache
 from .stats import Stats
 
 
-def cache_bytes(plan: HostPlan, row_bytes: int) -> int:
+def cache_bytes(plan: HostPlan, row_bytes: int, floor: int = CACHE_BYTES) -> int:
     """What a stream's block cache must hold so that a windowed shuffle reads
-    each block once per epoch: a window, and the blocks at its edges."""
+    each block once per epoch: the window being sent, the next one (loaded
+    ahead), and the blocks at their edges."""
     layout = plan.layout
     if not plan.shuffle or len(layout.chunk_rows) == 1:
-        return CACHE_BYTES
+        return floor
+    windows = 2 if layout.windowed else 1
     window = min(layout.window_rows or layout.num_rows, layout.num_rows)
-    return max(CACHE_BYTES, (window + 2 * max(layout.chunk_rows)) * row_bytes)
+    return max(floor, (windows * window + 2 * max(layout.chunk_rows)) * row_bytes)
 
 
 class ShardEncoder:
     def __init__(self, source: Source, columns: Sequence[Column], plan: HostPlan,
                  codec: FixedCodec | AutoCodec, narrow: bool, checksum: str,
-                 stats: Stats) -> None:
+                 stats: Stats, pool: Executor | None = None) -> None:
         self.source = source
         self.columns = list(columns)
         self.plan = plan
@@ -40,6 +44,9 @@ class ShardEncoder:
         self.checksum = checksum
         self.stats = stats
         self.cache = BlockCache(cache_bytes(plan, sum(c.row_bytes for c in self.columns)))
+        self._pool = pool  # loads the next shuffle window while this one is sent
+        self._warmed: set[tuple[int, int]] = set()
+        self._lock = threading.Lock()
 
     @functools.lru_cache(maxsize=2)  # noqa: B019 - an encoder lives as long as its stream
     def _order(self, epoch: int) -> EpochOrder:
@@ -56,10 +63,29 @@ class ShardEncoder:
                 f"{rows.min()} and {rows.max()} failed: {type(exc).__name__}: {exc}"
             ) from None
 
+    def _load_next_window(self, cursor: Cursor) -> None:
+        """Read the blocks of the window after this shard's, in the background,
+        so that crossing into it (or into the next epoch) does not stall."""
+        order = self._order(cursor.epoch)
+        first = self.plan.global_positions(cursor.epoch, [cursor.sequence * self.plan.shard_rows])
+        window = order.window_at(int(first[0]))
+        following = (cursor.epoch, window + 1) if window + 1 < order.num_windows \
+            else (cursor.epoch + 1, 0)
+        with self._lock:
+            if following in self._warmed or self.plan.finished(Cursor(following[0], 0)):
+                return
+            self._warmed.add(following)
+        rows = self._order(following[0]).window_chunk_rows(following[1])
+        if len(rows):
+            self._pool.submit(self._take, rows)  # what it reads stays in the cache
+
     def encode(self, task: ShardTask) -> bytes:
         epoch, sequence = task.cursor
-        rows = task.rows if task.rows is not None else \
-            self.plan.shard(task.cursor, self._order(epoch))
+        rows = task.rows
+        if rows is None:
+            rows = self.plan.shard(task.cursor, self._order(epoch))
+            if self._pool is not None and self.plan.layout.windowed and self.plan.shuffle:
+                self._load_next_window(task.cursor)
         data = self._take(rows)
         headers, parts, offset, read_bytes = [], [], 0, 0
         for column in self.columns:

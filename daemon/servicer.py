@@ -131,7 +131,8 @@ class Servicer:
             columns=[column_info(c) for c in columns], seed=spec.seed,
         )
         encoder = ShardEncoder(source, columns, plan, codec, narrow,
-                               choose_checksum(list(request.accept_checksums)), self.stats)
+                               choose_checksum(list(request.accept_checksums)), self.stats,
+                               self.pool)
         row_bytes = sum(c.row_bytes for c in columns)
         max_window = min(MAX_WINDOW_SHARDS,
                          max(2, MAX_WINDOW_BYTES // max(plan.shard_rows * row_bytes, 1)))

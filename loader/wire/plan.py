@@ -102,6 +102,24 @@ class EpochOrder:
         self._windows = self._starts[first]
         self._window_sizes = np.diff(np.append(self._windows, self.num_rows))
 
+    @property
+    def num_windows(self) -> int:
+        return 1 if self._windows is None else len(self._windows)
+
+    def window_at(self, position: int) -> int:
+        if self._windows is None:
+            return 0
+        return int(np.searchsorted(self._windows, position, side="right") - 1)
+
+    def window_chunk_rows(self, window: int) -> np.ndarray:
+        """The first dataset row of each chunk that `window` reads: what a reader
+        loads ahead of the window (nothing when the order is not windowed)."""
+        if self._windows is None:
+            return np.zeros(0, dtype=np.int64)
+        start = self._windows[window]
+        first, last = np.searchsorted(self._starts, [start, start + self._window_sizes[window]])
+        return self._chunk_offsets[first:last]
+
     def rows(self, positions: np.ndarray) -> np.ndarray:
         positions = np.asarray(positions, dtype=np.int64)
         if not self.shuffle:
