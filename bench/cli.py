@@ -54,11 +54,15 @@ def _bench(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown systems {unknown}; choose from {', '.join(SYSTEMS)}", file=sys.stderr)
         return 2
+    if args.repeat < 1:
+        print(f"--repeat must be at least 1, got {args.repeat}", file=sys.stderr)
+        return 2
     links = _links(args)
     user_path = Path(args.data) if Path(args.data).exists() else None
     kinds = [args.dataset or user_path.stem] if user_path else args.data.split(",")
-    runs = len(links) * len(kinds) * len(systems)
+    runs = len(links) * len(kinds) * len(systems) * args.repeat
     results: list[measure.Measurement] = []
+    done = 0
     with tempfile.TemporaryDirectory(prefix="tether-bench-") as tmp:
         for link in links:
             size = _size_for(link, args.size)
@@ -68,17 +72,20 @@ def _bench(args: argparse.Namespace) -> int:
                     dataset = data.copy_user_dataset(user_path, kind, folder, size)
                 else:
                     dataset = data.write(kind, folder, size)
-                for system_name in systems:
-                    done = len(results) + 1
-                    print(f"[{done}/{runs}] {system_name}: {kind} ({size / 1e6:,.0f} MB) over "
-                          f"{link.describe()}", file=sys.stderr, flush=True)
-                    workdir = Path(tmp) / f"run{done}"
-                    workdir.mkdir()
-                    result = measure.run(system_name, dataset, link, workdir,
-                                         args.batch_size, args.step_ms / 1e3)
-                    print(f"        {result.mb_per_s:,.1f} MB/s, first batch after "
-                          f"{result.first_batch_s:.2f} s", file=sys.stderr, flush=True)
-                    results.append(result)
+                repeats: dict[str, list[measure.Measurement]] = {s: [] for s in systems}
+                for _ in range(args.repeat):  # alternating, so drift hits every system alike
+                    for system_name in systems:
+                        done += 1
+                        print(f"[{done}/{runs}] {system_name}: {kind} ({size / 1e6:,.0f} MB) "
+                              f"over {link.describe()}", file=sys.stderr, flush=True)
+                        workdir = Path(tmp) / f"run{done}"
+                        workdir.mkdir()
+                        result = measure.run(system_name, dataset, link, workdir,
+                                             args.batch_size, args.step_ms / 1e3)
+                        print(f"        {result.mb_per_s:,.1f} MB/s, first batch after "
+                              f"{result.first_batch_s:.2f} s", file=sys.stderr, flush=True)
+                        repeats[system_name].append(result)
+                results.extend(measure.median(measured) for measured in repeats.values())
     print(report.table(results))
     if costs := report.shuffle_costs(results):
         print(costs)
@@ -112,6 +119,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--step-ms", type=float, default=0.0,
                        help="simulated training step per batch; reports the share of steps "
                             "that waited on data")
+    bench.add_argument("--repeat", type=int, default=1,
+                       help="runs per system, alternating between systems; the table shows "
+                            "each system's median run (by MB/s)")
     bench.add_argument("--json", metavar="FILE", help="write every figure as JSON")
     bench.add_argument("--plot", metavar="FILE.png",
                        help="draw delivered throughput against link bandwidth")

@@ -66,6 +66,11 @@ class Measurement:
                 "server_cpu_s_per_gb": self.cpu_per_gb("server")}
 
 
+def median(runs: list[Measurement]) -> Measurement:
+    """The run of median throughput (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda r: r.mb_per_s)[(len(runs) - 1) // 2]
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

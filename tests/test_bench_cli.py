@@ -35,3 +35,28 @@ def test_bench_runs_every_system_and_writes_json_and_plot(tmp_path: Path) -> Non
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "tokens over 1gbit" in result.stdout and "raw TCP" in result.stdout
     assert f"[1/{2 * len(NAMES)}]" in result.stderr  # progress
+
+
+@pytest.mark.jax
+def test_repeated_runs_report_each_systems_median_and_the_shuffle_cost(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "tether.cli", "bench", "--link", "loopback", "--data", "floats",
+         "--size", "2MB", "--batch-size", "64", "--repeat", "3", "--json", str(out),
+         "--systems", "tether-parquet,tether-parquet-shuffled"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[6/6]" in result.stderr  # 3 alternating runs of each
+    runs: dict[str, list[float]] = {}
+    for line, system in zip(result.stderr.splitlines()[1::2],
+                            ["parquet", "parquet shuffled"] * 3, strict=False):
+        runs.setdefault(system, []).append(float(line.split()[0].replace(",", "")))
+    rows = {r["system"]: r for r in json.loads(out.read_text())}
+    assert sorted(rows) == ["tether auto parquet", "tether auto parquet shuffled"]
+    for system, measured in runs.items():
+        reported = rows[f"tether auto {system}"]["mb_per_s"]
+        assert abs(reported - sorted(measured)[1]) <= 0.06  # the median run, as printed
+    assert rows["tether auto parquet shuffled"]["rows"] == 2_000_000 // (256 * 4 + 8)
+    ratio = rows["tether auto parquet shuffled"]["mb_per_s"] / rows["tether auto parquet"][
+        "mb_per_s"]
+    assert f"tether auto parquet shuffled / tether auto parquet = {ratio:.2f}x" in result.stdout
