@@ -157,7 +157,11 @@ def _part(request: pb.OpenStream, spec: StreamSpec, source: Source) -> _Part:
         raise DatasetError(f"dataset {source.name!r} is not what the loader was told when it "
                            "opened (its files changed?); open the loader again")
     offset = sum(layout.num_rows for layout in layouts[:request.part_index])
-    return _Part(combine(layouts), range(offset, offset + source.num_rows))
+    try:
+        whole = combine(layouts)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    return _Part(whole, range(offset, offset + source.num_rows))
 
 
 def _guard_unary(servicer: Servicer, method: Callable) -> Callable:

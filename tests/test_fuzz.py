@@ -42,6 +42,9 @@ open_requests = st.builds(
     start=st.builds(pb.Position, epoch=U64, row=U64), shard_rows=U64,
     resume=st.builds(pb.Cursor, epoch=U64, sequence=U64), shuffle_window_bytes=U64,
     drop_last=st.booleans(),
+    parts=st.lists(st.builds(pb.Layout, chunk_rows=st.lists(U64, max_size=3),
+                             window_rows=U64), max_size=3),
+    part_index=st.integers(0, 3),
     fingerprint=st.one_of(st.just(""), st.text(max_size=30)),
 )
 follow_ups = st.lists(st.one_of(

@@ -230,3 +230,18 @@ def test_a_far_off_start_cursor_is_planned_in_one_step(secured) -> None:
                                               resume=pb.Cursor(sequence=2**63)))
     assert _raw_stream(secured.url, [far.SerializeToString()]) == grpc.StatusCode.OK
     assert tether.connect(secured.url).datasets()[0].name == "train"
+
+
+def test_absurd_parts_of_a_dataset_are_refused(secured) -> None:
+    """A request names other daemons' parts: their sizes are the client's word."""
+    own = tether.connect(secured.url).describe("train").layout  # the real part, 500 rows
+    huge = pb.Layout(chunk_rows=[2**62, 2**62])
+    chopped = pb.Layout(chunk_rows=[3, 3], window_rows=2)  # windowed: ours cut in 1-row pieces
+    for parts in ([own, huge], [pb.Layout(chunk_rows=[2**40]), own, chopped]):
+        opened = pb.StreamRequest(open=pb.OpenStream(
+            dataset="train", batch_size=10, initial_credits=4, parts=parts,
+            part_index=list(parts).index(own)))
+        assert _raw_stream(secured.url, [opened.SerializeToString()]) \
+            == grpc.StatusCode.INVALID_ARGUMENT
+    got = collect(tether.Loader(secured.url, dataset="train", batch_size=100))[1]
+    assert np.array_equal(got["id"], np.arange(500))

@@ -271,6 +271,9 @@ def combine(layouts: Sequence[Layout]) -> Layout:
     then count as chunks a sixteenth of a window long, so they mix into
     every window like row groups do.
     """
+    if sum(layout.num_rows for layout in layouts) >= MAX_ROWS:
+        raise ValueError(f"the parts hold {sum(layout.num_rows for layout in layouts)} rows, "
+                         f"more than a plan can address ({MAX_ROWS})")
     if len(layouts) == 1:
         return layouts[0]
     windows = [layout.window_rows for layout in layouts if layout.windowed]
@@ -284,9 +287,16 @@ def combine(layouts: Sequence[Layout]) -> Layout:
             chunks.extend(layout.chunk_rows)
         else:
             whole, rest = divmod(layout.num_rows, piece)
+            if len(chunks) + whole > MAX_CHUNKS:
+                raise ValueError(f"the parts make more than {MAX_CHUNKS} chunks of "
+                                 f"{piece} rows; raise the shuffle window")
             chunks.extend([piece] * whole + ([rest] if rest else []))
     return Layout(tuple(chunks), window)
 
+
+# Bounds on what a plan is built over (a request names other parts' layouts).
+MAX_ROWS = 1 << 62
+MAX_CHUNKS = 1 << 20
 
 # Positions of the order scanned at once when finding one part's rows.
 _SCAN_ROWS = 1 << 16
