@@ -65,6 +65,7 @@ def plot(results: Sequence[Measurement], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     datasets = sorted({r.data for r in results})
     rates = sorted({r.link_rate_bps for r in results if r.link_rate_bps})
@@ -87,6 +88,7 @@ def plot(results: Sequence[Measurement], path: Path) -> None:
         ax.set_yscale("log")
         ticks = [*rates, loopback_x]
         ax.set_xticks(ticks, [f"{r / 1e6:g} Mbit/s" for r in rates] + ["loopback"])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # only the links
         ax.set_xlabel("link bandwidth")
         ax.set_ylabel("payload delivered as jax.Array (MB/s)")
         ax.set_title(data)
