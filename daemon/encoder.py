@@ -75,9 +75,18 @@ class ShardEncoder:
             if following in self._warmed or self.plan.finished(Cursor(following[0], 0)):
                 return
             self._warmed.add(following)
-        rows = self._order(following[0]).window_chunk_rows(following[1])
-        if len(rows):
-            self._pool.submit(self._take, rows)  # what it reads stays in the cache
+        current = order.window_chunk_rows(window)
+        ahead = self._order(following[0]).window_chunk_rows(following[1])
+        if len(ahead):
+            self._pool.submit(self._read_ahead, current, ahead)
+
+    def _read_ahead(self, current: np.ndarray, ahead: np.ndarray) -> None:
+        """Load the blocks of `ahead` (a row of each) into the cache. First touch
+        this window's blocks: blocks the read-ahead loaded a while ago are the
+        cache's least recently used, and must not be what the new ones evict."""
+        if len(current):
+            self._take(current)
+        self._take(ahead)
 
     def encode(self, task: ShardTask) -> bytes:
         epoch, sequence = task.cursor

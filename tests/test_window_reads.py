@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from tether.daemon.codec_policy import FixedCodec
 from tether.daemon.encoder import ShardEncoder, cache_bytes
@@ -50,15 +51,17 @@ def test_window_chunks_partition_the_chunks() -> None:
     assert np.array_equal(np.sort(firsts), np.arange(0, 3_000, 100))
 
 
-def test_each_row_group_is_read_once_per_epoch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("window_rows", [3_648, 3_863, 4_078, 4_292, 4_507, 5_365])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_each_row_group_is_read_once_per_epoch(tmp_path: Path, window_rows: int,
+                                               seed: int) -> None:
     rows = 12_000
     path = tmp_path / "train.parquet"
     pq.write_table(pa.table({"id": np.arange(rows, dtype=np.int64)}), path,
                    row_group_size=500)  # 24 row groups
     source = CountingParquet("train", [path], tmp_path)
-    layout = source.layout(window_bytes=4_000 * 8)  # about 8 row groups a window
-    assert layout.windowed
-    plan = HostPlan(layout, True, 5, batch_size=100, shard_rows=300, num_epochs=2)
+    layout = Layout(source.layout(1 << 30).chunk_rows, window_rows)  # 6 to 11 groups a window
+    plan = HostPlan(layout, True, seed, batch_size=100, shard_rows=300, num_epochs=2)
     with ThreadPoolExecutor(2) as pool:
         encoder = ShardEncoder(source, source.select(["id"]), plan, FixedCodec("none"),
                                narrow=False, checksum="crc32", stats=Stats(), pool=pool)
