@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -45,12 +44,18 @@ class ShardEncoder:
         self.stats = stats
         self.cache = BlockCache(cache_bytes(plan, sum(c.row_bytes for c in self.columns)))
         self._pool = pool  # loads the next shuffle window while this one is sent
-        self._warmed: set[tuple[int, int]] = set()
-        self._lock = threading.Lock()
+        self._warmed: set[tuple[int, int]] = set()  # (epoch, window) loaded ahead
+        self._orders: dict[int, EpochOrder] = {}
+        self._lock = threading.RLock()
 
-    @functools.lru_cache(maxsize=2)  # noqa: B019 - an encoder lives as long as its stream
     def _order(self, epoch: int) -> EpochOrder:
-        return self.plan.order(epoch)
+        with self._lock:
+            order = self._orders.get(epoch)
+            if order is None:  # kept for this epoch and the next: shards cross into it
+                order = self._orders[epoch] = self.plan.order(epoch)
+                for old in [e for e in self._orders if e < epoch - 1]:
+                    del self._orders[old]
+            return order
 
     def _take(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         try:
@@ -74,7 +79,7 @@ class ShardEncoder:
         with self._lock:
             if following in self._warmed or self.plan.finished(Cursor(following[0], 0)):
                 return
-            self._warmed.add(following)
+            self._warmed = {w for w in self._warmed if w[0] >= cursor.epoch} | {following}
         current = order.window_chunk_rows(window)
         ahead = self._order(following[0]).window_chunk_rows(following[1])
         if len(ahead):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -125,7 +124,7 @@ class Servicer:
         plan_message = pb.StreamPlan(
             fingerprint=fingerprint, num_rows=source.num_rows, shard_rows=plan.shard_rows,
             shards_per_epoch=plan.shards_in(full_epoch),
-            batches_per_epoch=math.ceil(plan.local_rows(full_epoch) / spec.batch_size),
+            batches_per_epoch=-(-plan.local_rows(full_epoch) // spec.batch_size),
             dropped_rows=plan.dropped_rows(full_epoch),
             layout=layout_to_proto(plan.layout),
             columns=[column_info(c) for c in columns], seed=spec.seed,
@@ -136,6 +135,13 @@ class Servicer:
         row_bytes = sum(c.row_bytes for c in columns)
         max_window = min(MAX_WINDOW_SHARDS,
                          max(2, MAX_WINDOW_BYTES // max(plan.shard_rows * row_bytes, 1)))
+        needed = -(-spec.batch_size // plan.shard_rows) + 1  # what the loader holds for a batch
+        if needed > max_window:
+            raise RequestError(
+                f"a batch of {spec.batch_size} rows needs {needed} shards of {plan.shard_rows} "
+                f"rows in flight, more than a stream's window ({max_window} shards, at most "
+                f"{MAX_WINDOW_SHARDS} and {MAX_WINDOW_BYTES >> 20} MiB): raise shard_bytes or "
+                "lower batch_size")
         return ShardStream(tasks, request.initial_credits, encoder, plan_message,
                            self.pool, self.stats, entry, max_window, codec.link)
 

@@ -17,7 +17,7 @@ import grpc
 
 from tether.wire import framing
 from tether.wire.errors import RequestError
-from tether.wire.plan import Cursor, ShardTask
+from tether.wire.plan import SCANNING, Cursor, ShardTask
 from tether.wire.v1 import tether_pb2 as pb
 
 from .codec_policy import LinkMeter
@@ -31,7 +31,7 @@ _POLL_SECONDS = 1.0
 
 
 class ShardStream:
-    def __init__(self, tasks: Iterator[ShardTask], initial_credits: int,
+    def __init__(self, tasks: Iterator[ShardTask | object], initial_credits: int,
                  encoder: ShardEncoder, plan_message: pb.StreamPlan,
                  pool: Executor, totals: Stats, stats: StreamStats, max_window: int,
                  link: LinkMeter) -> None:
@@ -57,6 +57,10 @@ class ShardStream:
             log.debug("clamped a credit of %d to %d (window %d)", shards, accepted, self.max_window)
         self._granted += accepted
         self.stats.credits = self._granted - self.stats.produced
+
+    def _may_produce(self) -> bool:
+        with self._cond:
+            return self.stats.produced < self._granted and self._error is None
 
     def _read_requests(self, requests: Iterable[pb.StreamRequest]) -> None:
         try:
@@ -97,16 +101,23 @@ class ShardStream:
         exhausted = False
         try:
             while True:
-                with self._cond:
-                    while not exhausted and self.stats.produced < self._granted:
-                        task = next(self.tasks, None)
-                        if task is None:
-                            exhausted = True
-                            break
+                # The next task is found outside the lock: a part's stream may
+                # scan its order a while (reporting SCANNING meanwhile), and the
+                # client's credits, acks and departure must get through.
+                while not exhausted and self._may_produce() and context.is_active():
+                    task = next(self.tasks, None)
+                    if task is None:
+                        exhausted = True
+                    elif task is SCANNING:
+                        if pending:
+                            break  # send what is ready; scan on after
+                    else:
                         future = self.pool.submit(self.encoder.encode, task)
                         pending.append((task.cursor, future))
-                        self.stats.produced += 1
-                        self.stats.credits = self._granted - self.stats.produced
+                        with self._cond:
+                            self.stats.produced += 1
+                            self.stats.credits = self._granted - self.stats.produced
+                with self._cond:
                     if self._error is not None:
                         raise self._error
                     if not pending:

@@ -154,3 +154,11 @@ def test_a_parquet_shuffle_window_is_announced_and_still_exact(formats) -> None:
     other = tether.Loader(daemon.url, dataset="big", batch_size=500, shuffle=True, seed=3)
     with pytest.raises(tether.RequestError, match="shuffle_window_bytes"):
         other.load_state_dict(state)
+
+
+def test_a_batch_larger_than_a_streams_window_is_refused_with_the_fix(formats) -> None:
+    """It used to hang: the loader waited for shards the daemon's window never sent."""
+    daemon, _ = formats
+    with pytest.raises(tether.RequestError, match="raise shard_bytes or lower batch_size"):
+        iter(tether.Loader(daemon.url, dataset="issue_2", batch_size=60_000,
+                           shard_bytes=1 << 10))

@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import ssl
+import time
 from pathlib import Path
 
 import grpc
@@ -245,3 +246,28 @@ def test_absurd_parts_of_a_dataset_are_refused(secured) -> None:
             == grpc.StatusCode.INVALID_ARGUMENT
     got = collect(tether.Loader(secured.url, dataset="train", batch_size=100))[1]
     assert np.array_equal(got["id"], np.arange(500))
+
+
+def test_a_stream_scanning_for_its_part_ends_when_its_client_leaves(secured) -> None:
+    """A part of 500 rows in a claimed dataset of 2**61: finding its first shard
+    means scanning for ages. The daemon must still drop the stream (and stop on
+    SIGTERM, which the fixture checks) once the client has gone."""
+    own = tether.connect(secured.url).describe("train").layout
+    opened = pb.StreamRequest(open=pb.OpenStream(
+        dataset="train", batch_size=10, initial_credits=4,
+        parts=[pb.Layout(chunk_rows=[2**61]), own], part_index=1))
+    channel = rpc.open_channel(tether.parse_url(secured.url))
+    call = channel.stream_stream(rpc.method_path(rpc.STREAM), request_serializer=None,
+                                 response_deserializer=None)
+    responses = call(iter([opened.SerializeToString()]),
+                     metadata=rpc.call_metadata(tether.parse_url(secured.url)), timeout=2)
+    with pytest.raises(grpc.RpcError) as gone:
+        for _ in responses:
+            pass
+    assert gone.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # only the plan came
+    channel.close()
+    with secured.client() as client:
+        deadline = time.monotonic() + 30
+        while client.status().streams and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert client.status().streams == []

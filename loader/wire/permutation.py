@@ -54,7 +54,7 @@ class Permutation:
         bits = max(2, int(n - 1).bit_length())
         bits += bits % 2  # balanced halves
         # Halves of up to 16 bits are hashed in uint32, twice as fast as uint64.
-        self._dtype = np.dtype(np.uint32 if bits <= 32 else np.uint64)
+        self._dtype = np.dtype(np.uint32 if n < 1 << 32 else np.uint64)  # n itself must fit
         width = self._dtype.itemsize * 8
         kind = self._dtype.type
         self._half = kind(bits // 2)

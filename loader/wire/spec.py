@@ -71,6 +71,7 @@ class StreamSpec:
         _check(0 <= self.seed < 2**64, f"seed must be a non-negative 64-bit integer, "
                                         f"got {self.seed}")
         _check(self.shuffle_window_bytes >= 0, "shuffle_window must not be negative")
+        _check(min(self.start) >= 0, f"a start position is never negative, got {self.start}")
         _check(len(set(self.columns)) == len(self.columns),
                f"columns {list(self.columns)} name a column twice")
         object.__setattr__(self, "columns", tuple(self.columns))
