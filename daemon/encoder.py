@@ -9,7 +9,7 @@ from concurrent.futures import Executor
 import numpy as np
 
 from tether.wire import framing, tensors
-from tether.wire.errors import DataCorrupted, TetherError
+from tether.wire.errors import DataCorrupted, DatasetError, TetherError
 from tether.wire.plan import Cursor, EpochOrder, HostPlan, ShardTask
 from tether.wire.v1 import tether_pb2 as pb
 
@@ -34,7 +34,7 @@ def cache_bytes(plan: HostPlan, row_bytes: int, floor: int = CACHE_BYTES) -> int
 class ShardEncoder:
     def __init__(self, source: Source, columns: Sequence[Column], plan: HostPlan,
                  codec: FixedCodec | AutoCodec, narrow: bool, checksum: str,
-                 stats: Stats, pool: Executor | None = None) -> None:
+                 stats: Stats, pool: Executor | None = None, fingerprint: str = "") -> None:
         self.source = source
         self.columns = list(columns)
         self.plan = plan
@@ -44,6 +44,7 @@ class ShardEncoder:
         self.stats = stats
         self.cache = BlockCache(cache_bytes(plan, sum(c.row_bytes for c in self.columns)))
         self._pool = pool  # loads the next shuffle window while this one is sent
+        self._fingerprint = fingerprint  # the files' version the stream was planned on
         self._warmed: set[tuple[int, int]] = set()  # (epoch, window) loaded ahead
         self._orders: dict[int, EpochOrder] = {}
         self._lock = threading.RLock()
@@ -58,6 +59,14 @@ class ShardEncoder:
             return order
 
     def _take(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        # Files are memory-mapped: one truncated under a read would kill the
+        # daemon (SIGBUS). So look first (a stat of each file): a changed
+        # dataset fails this stream with a clear error, at once.
+        if self._fingerprint and self.source.fingerprint != self._fingerprint:
+            raise DatasetError(
+                f"dataset {self.source.name!r} changed on disk while it was being streamed; "
+                "open the loader again (a saved state resumes only with "
+                "allow_changed_data=True)")
         try:
             return self.source.take(rows, self.columns, self.cache)
         except TetherError:

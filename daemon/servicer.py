@@ -131,7 +131,7 @@ class Servicer:
         )
         encoder = ShardEncoder(source, columns, plan, codec, narrow,
                                choose_checksum(list(request.accept_checksums)), self.stats,
-                               self.pool)
+                               self.pool, fingerprint)
         row_bytes = sum(c.row_bytes for c in columns)
         max_window = min(MAX_WINDOW_SHARDS,
                          max(2, MAX_WINDOW_BYTES // max(plan.shard_rows * row_bytes, 1)))
