@@ -52,7 +52,7 @@ def test_ls_and_status(serve, npy_dataset) -> None:
 
 
 def test_ls_of_an_unreachable_daemon_fails_clearly() -> None:
-    result = subprocess.run([*TETHER, "ls", "tether://127.0.0.1:9/"], capture_output=True,
+    result = subprocess.run([*TETHER, "ls", "tether://127.0.0.1:9/?tls=off"], capture_output=True,
                             text=True, timeout=90)
     assert result.returncode == 1
     assert "is `tether serve` running" in result.stderr

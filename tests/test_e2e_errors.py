@@ -89,11 +89,11 @@ def test_bad_arguments_are_refused_before_connecting() -> None:
 
 def test_unreachable_daemon_is_a_clear_error() -> None:
     with pytest.raises(tether.ConnectionFailed, match="is `tether serve` running"):
-        tether.connect("tether://127.0.0.1:9/", timeout=1).datasets()
+        tether.connect("tether://127.0.0.1:9/?tls=off", timeout=1).datasets()
 
 
 def test_loader_without_a_daemon_gives_up_within_its_connect_timeout() -> None:
-    loader = tether.Loader("tether://127.0.0.1:9/", dataset="d", batch_size=1,
+    loader = tether.Loader("tether://127.0.0.1:9/?tls=off", dataset="d", batch_size=1,
                            retry=tether.RetryPolicy(connect_timeout=1.0))
     with pytest.raises(tether.ConnectionFailed,
                        match="gave up connecting after .* attempts.*is `tether serve` running"):

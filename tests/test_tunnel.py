@@ -77,15 +77,15 @@ def test_https_tunnel_points_ngrok_at_a_loopback_http2_port(tmp_path: Path, npy_
     try:
         (addr, proto, options), = fake_ngrok.calls
         assert proto == "http" and options == {"schemes": ["https"], "app_protocol": "http2"}
-        assert url.startswith("tether://abc123.ngrok-free.app:443/?token=")
+        assert url.startswith("tether://abc123.ngrok-free.app:443/?tls=system&token=")
         assert "tls=system" in url and "fp=" not in url  # ngrok's edge certificate
         edge = int(addr)
         assert edge != daemon.endpoint.port
         # What ngrok's agent sees there: plain HTTP/2, and the token still required.
         token = tether.parse_url(url).token
-        local = tether.Endpoint("127.0.0.1", edge, token)
+        local = tether.Endpoint("127.0.0.1", edge, token, tls="off")
         assert collect(tether.Loader(local, dataset="train", batch_size=10))[1]["id"].size == 50
         with pytest.raises(tether.AuthError):
-            tether.connect(tether.Endpoint("127.0.0.1", edge, "wrong")).datasets()
+            tether.connect(tether.Endpoint("127.0.0.1", edge, "wrong", tls="off")).datasets()
     finally:
         daemon.stop()

@@ -1,0 +1,117 @@
+"""Issue 9, the URL and the command line: no silent downgrade to plain text, clear refusals."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import tether
+from tether.wire.url import Endpoint, parse_url
+
+from .conftest import DaemonProcess, collect
+
+
+class Listener:
+    """A plain TCP listener on loopback that counts connections and bytes received."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.received = b""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            conn.settimeout(0.5)
+            try:
+                while chunk := conn.recv(65536):
+                    self.received += chunk
+            except OSError:
+                pass
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+@pytest.fixture
+def listener():
+    server = Listener()
+    yield server
+    server.close()
+
+
+TOKEN = "S3cretT0kenS3cretT0kenS3cretT0ken"
+FP = "ab" * 32
+
+
+def _downgrades(port: int) -> list[str]:
+    base = f"tether://127.0.0.1:{port}/"
+    return [
+        f"{base}?token={TOKEN}",                 # a shell cut the URL at `&`
+        f"{base}?token={TOKEN}&fp=",             # fp= empty
+        f"{base}?token={TOKEN}&FP=",             # upper case, empty
+        f"{base}?token={TOKEN}#fp={FP}",         # fp in the fragment
+        f"127.0.0.1:{port}",                     # bare host:port
+        f"{base}?token={TOKEN}&fp=xyz",          # not a fingerprint
+        f"{base}?token={TOKEN}&tls=",            # tls empty
+    ]
+
+
+@pytest.mark.parametrize("case", range(7))
+def test_a_url_without_fingerprint_sends_nothing(listener, case) -> None:
+    url = _downgrades(listener.port)[case]
+    with pytest.raises(tether.RequestError, match="quote"):
+        tether.connect(url, timeout=2).datasets()
+    with pytest.raises(tether.RequestError, match="quote"):
+        tether.Loader(url, dataset="train", batch_size=10)
+    result = subprocess.run([sys.executable, "-m", "tether", "ls", url], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0 and "quote" in result.stderr
+    assert TOKEN not in result.stderr
+    assert listener.connections == 0 and listener.received == b""
+
+
+def test_upper_case_fp_is_the_same_as_fp() -> None:
+    assert parse_url(f"tether://h:1/?FP={FP.upper()}&token=t").fingerprint == FP
+
+
+def test_plain_text_only_when_the_url_says_tls_off(listener) -> None:
+    url = f"tether://127.0.0.1:{listener.port}/?token={TOKEN}&tls=off"
+    assert parse_url(url).tls == "off"
+    with pytest.raises(tether.RequestError):
+        parse_url(f"tether://h:1/?fp={FP}&tls=off")  # contradictory
+    assert parse_url("tether://h.example:443/?token=t&tls=system").tls == "system"
+    with pytest.raises(tether.RequestError):
+        Endpoint("h", 1, "t")  # an Endpoint too needs fp= or an explicit tls
+
+
+def test_url_prints_fp_before_token_and_tls_off_explicitly() -> None:
+    url = Endpoint("h", 7000, TOKEN, FP).url()
+    assert url.index("fp=") < url.index("token=")
+    assert parse_url(url) == Endpoint("h", 7000, TOKEN, FP, "pinned")
+    plain = Endpoint("h", 7000, TOKEN, tls="off").url()
+    assert "tls=off" in plain and parse_url(plain).tls == "off"
+    # cut at the first `&`, a pinned URL keeps its fingerprint and loses the token
+    assert parse_url(url.split("&")[0]).fingerprint == FP
+
+
+def test_insecure_daemon_prints_tls_off(tmp_path, npy_dataset) -> None:
+    with DaemonProcess([npy_dataset(20)], tmp_path / "state", "--insecure") as daemon:
+        assert "tls=off" in daemon.url
+        assert collect(tether.Loader(daemon.url, dataset="train", batch_size=5))[1]["id"].size == 20
