@@ -21,6 +21,8 @@ from pathlib import Path
 
 from tether.wire.errors import RequestError
 
+from .private import DIR_MODE, private_dir
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 10 << 30
@@ -57,8 +59,8 @@ class ResultsSink:
     def __init__(self, root: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.root = root
         self.max_bytes = max_bytes
-        root.mkdir(parents=True, exist_ok=True)
-        (root / _INCOMING).mkdir(exist_ok=True)
+        private_dir(root, tighten=False)  # a folder the user chose keeps its mode
+        private_dir(root / _INCOMING)
 
     def _target(self, relative: Path) -> Path:
         """Make the parent folders, refusing any link or file on the way."""
@@ -67,7 +69,7 @@ class ResultsSink:
             folder = folder / part
             if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
                 raise UploadRefused(f"{folder.relative_to(self.root)} is a link or a file")
-            folder.mkdir(exist_ok=True)
+            folder.mkdir(mode=DIR_MODE, exist_ok=True)
         target = folder / relative.parts[-1]
         if target.is_symlink() or target.is_dir():
             raise UploadRefused(f"{relative} exists and is a link or a folder")

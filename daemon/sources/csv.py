@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from ..private import create_private, make_private, private_dir
 from .arrow_ipc import ArrowIpcSource
 from .base import fingerprint
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 def _convert(path: Path, target: Path) -> None:
     partial = target.with_suffix(".partial")
+    os.close(create_private(partial))  # 0600 before a byte of the CSV is in it
     reader = pacsv.open_csv(path)
     rows = 0
     with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_file(sink, reader.schema) as writer:
@@ -36,10 +38,11 @@ class CsvSource(ArrowIpcSource):
     format = "csv"
 
     def __init__(self, name: str, paths: list[Path], cache_dir: Path) -> None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(cache_dir)
         cached = cache_dir / f"{paths[0].stem}-{fingerprint(paths)}.arrow"
         if not cached.exists():
             log.info("indexing %s for random access (once per version of the file)", paths[0])
             _convert(paths[0], cached)
+        make_private(cached)  # one an older version left readable by all
         super().__init__(name, [cached], cache_dir)
         self.paths = paths  # the fingerprint follows the CSV, not the cache

@@ -7,6 +7,8 @@ daemon's cache and mapped from there, so memory stays bounded either way.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import struct
 import zipfile
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..private import create_private, make_private, private_dir
 from .base import fingerprint
 from .npy import ArraySource
 
@@ -44,13 +47,18 @@ def _map_stored(path: Path, info: zipfile.ZipInfo) -> np.ndarray:
 
 def _unpack(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo,
             cache_dir: Path) -> np.ndarray:
-    target = cache_dir / f"{path.stem}-{fingerprint([path])}" / info.filename
+    # Named by a hash of the member's name: a name like "../../x.npy" or
+    # "/etc/x.npy" in a hostile archive must not choose where the copy goes.
+    member = hashlib.sha256(info.filename.encode()).hexdigest()[:32]
+    private_dir(cache_dir)
+    folder = private_dir(cache_dir / f"{path.stem}-{fingerprint([path])}")
+    target = folder / f"{member}.npy"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".partial")
-        with archive.open(info) as src, open(partial, "wb") as dst:
+        partial = folder / f"{member}.partial"
+        with archive.open(info) as src, os.fdopen(create_private(partial), "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         partial.replace(target)
+    make_private(target)
     return np.load(target, mmap_mode="r", allow_pickle=False).view(np.ndarray)
 
 

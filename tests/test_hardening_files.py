@@ -1,0 +1,87 @@
+"""Issue 9, files: private caches and results, bounded logs, uploads that stay
+inside their folder, and served folders whose links stay inside theirs."""
+
+from __future__ import annotations
+
+import io
+import stat
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from tether.daemon.catalog import Catalog
+from tether.daemon.results import ResultsSink
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def _modes_under(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): _mode(p) for p in [root, *root.rglob("*")]}
+
+
+# --- 6: what the daemon writes about private files is private too -------------------------
+
+def test_cache_of_a_private_csv_and_npz_is_private(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    pacsv.write_csv(pa.table({"ssn": np.arange(100)}), data / "people.csv")
+    np.savez_compressed(data / "packed.npz", a=np.arange(50), b=np.ones((50, 2)))
+    for f in data.iterdir():
+        f.chmod(0o600)
+    cache = tmp_path / "state" / "cache"
+    catalog = Catalog([data], cache)
+    assert catalog.get("people").num_rows == 100 and catalog.get("packed").num_rows == 50
+    modes = _modes_under(tmp_path / "state")
+    assert any(name.endswith(".arrow") for name in modes)
+    assert any(name.endswith(".npy") for name in modes)
+    for name, mode in modes.items():
+        path = tmp_path / "state" / name
+        wanted = 0o700 if path.is_dir() else 0o600
+        assert mode == wanted, f"{name} is {oct(mode)}"
+
+
+def test_an_old_world_readable_cache_is_made_private(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    pacsv.write_csv(pa.table({"ssn": np.arange(10)}), data / "people.csv")
+    cache = tmp_path / "cache"
+    Catalog([data], cache)
+    for path in [cache, *cache.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # as an older daemon left it
+    Catalog([data], cache)
+    assert {_mode(p) for p in cache.rglob("*")} == {0o600} and _mode(cache) == 0o700
+
+
+def test_results_folders_and_files_are_private(tmp_path: Path, serve, npy_dataset) -> None:
+    daemon = serve(npy_dataset(10))
+    with daemon.client() as client:
+        client.upload("run-1/deep/metrics.json", b"{}")
+    results = tmp_path / "state0" / "results"
+    for name, mode in _modes_under(results).items():
+        wanted = 0o700 if (results / name).is_dir() else 0o600
+        assert mode == wanted, f"{name} is {oct(mode)}"
+    sink = ResultsSink(tmp_path / "fresh" / "results")
+    sink.store("a/b.txt", 1, [b"x"])
+    assert _mode(tmp_path / "fresh" / "results") == 0o700
+    assert _mode(tmp_path / "fresh" / "results" / "a") == 0o700
+    assert _mode(tmp_path / "fresh" / "results" / "a" / "b.txt") == 0o600
+
+
+def test_npz_member_names_do_not_choose_where_the_cache_writes(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, np.arange(20))
+    data = tmp_path / "a" / "b" / "data"
+    data.mkdir(parents=True)
+    with zipfile.ZipFile(data / "evil.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("../../../../escape.npy", buffer.getvalue())
+        archive.writestr("ok.npy", buffer.getvalue())
+    cache = tmp_path / "a" / "b" / "cache"
+    catalog = Catalog([data], cache)
+    assert catalog.get("evil").num_rows == 20
+    assert not list(tmp_path.rglob("escape*"))
+    assert all(p.resolve().is_relative_to(cache.resolve()) for p in cache.rglob("*"))
