@@ -31,14 +31,15 @@ class _Entry:
 
 
 class Catalog:
-    def __init__(self, paths: Sequence[Path], cache_dir: Path) -> None:
+    def __init__(self, paths: Sequence[Path], cache_dir: Path,
+                 follow_symlinks: bool = False) -> None:
         self._cache_dir = cache_dir
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         for path in paths:
             if not path.exists():
                 raise FileNotFoundError(f"{path} does not exist")
-            for found in discover(path):
+            for found in discover(path, follow_symlinks):
                 if found.name in self._entries:
                     other = self._entries[found.name].found.paths[0]
                     raise ValueError(

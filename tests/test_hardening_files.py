@@ -11,9 +11,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pytest
 
 from tether.daemon.catalog import Catalog
 from tether.daemon.results import ResultsSink
+from tether.daemon.sources import discover
+from tether.wire.errors import DatasetError
 
 
 def _mode(path: Path) -> int:
@@ -85,3 +88,52 @@ def test_npz_member_names_do_not_choose_where_the_cache_writes(tmp_path: Path) -
     assert catalog.get("evil").num_rows == 20
     assert not list(tmp_path.rglob("escape*"))
     assert all(p.resolve().is_relative_to(cache.resolve()) for p in cache.rglob("*"))
+
+
+# --- 10: links in a served folder do not lead out of it ----------------------------------
+
+def _linked_tree(tmp_path: Path) -> Path:
+    outside = tmp_path / "outside"
+    (outside / "private").mkdir(parents=True)
+    pacsv.write_csv(pa.table({"ssn": np.arange(5)}), outside / "secret.csv")
+    pacsv.write_csv(pa.table({"ssn": np.arange(5)}), outside / "private" / "hidden.csv")
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    pacsv.write_csv(pa.table({"x": np.arange(3)}), data / "train.csv")
+    (data / "leak.csv").symlink_to(outside / "secret.csv")
+    (data / "leakdir").symlink_to(outside / "private")
+    (data / "alias.csv").symlink_to(data / "train.csv")  # inside the tree: fine
+    (data / "sub" / "loop").symlink_to(data)  # inside, and a loop
+    return data
+
+
+def test_links_out_of_a_served_folder_are_not_followed(tmp_path: Path) -> None:
+    data = _linked_tree(tmp_path)
+    found = sorted(f.name for f in discover(data))
+    assert found == ["alias", "train"]
+    catalog = Catalog([data], tmp_path / "cache")
+    assert sorted(catalog.names) == ["alias", "train"]
+
+
+def test_follow_symlinks_serves_them_without_looping(tmp_path: Path) -> None:
+    data = _linked_tree(tmp_path)
+    found = sorted(f.name for f in discover(data, follow_symlinks=True))
+    assert found == ["alias", "hidden", "leak", "train"]
+    catalog = Catalog([data], tmp_path / "cache", follow_symlinks=True)
+    assert catalog.get("leak").num_rows == 5
+
+
+def test_a_served_path_that_is_itself_a_link_is_served(tmp_path: Path) -> None:
+    data = _linked_tree(tmp_path)
+    (tmp_path / "shortcut").symlink_to(data)
+    assert sorted(f.name for f in discover(tmp_path / "shortcut")) == ["alias", "train"]
+
+
+def test_a_link_re_pointed_out_of_the_folder_after_start_is_refused(tmp_path: Path) -> None:
+    data = _linked_tree(tmp_path)
+    catalog = Catalog([data], tmp_path / "cache")
+    assert catalog.get("alias").num_rows == 3
+    (data / "alias.csv").unlink()
+    (data / "alias.csv").symlink_to(tmp_path / "outside" / "secret.csv")
+    with pytest.raises(DatasetError, match="links out of the served folder"):
+        catalog.get("alias")
