@@ -11,6 +11,7 @@ import argparse
 import datetime
 import ipaddress
 import logging
+import os
 import signal
 import sys
 import threading
@@ -33,9 +34,40 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+TOKEN_VARIABLE = "TETHER_TOKEN"
+
+
+def _given_token(args: argparse.Namespace) -> str | None:
+    """The token of this run from --token-file or TETHER_TOKEN, else None (the kept one).
+
+    Never from the command line: arguments are visible to every user in `ps`.
+    ValueError for a file others can read, or with nothing in it.
+    """
+    if args.token is not None:
+        raise ValueError(f"--token on the command line is visible to every user in `ps`; put "
+                         f"the token in the {TOKEN_VARIABLE} environment variable or in a file "
+                         "only you can read and pass --token-file FILE")
+    if args.token_file is not None:
+        path = args.token_file
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            raise ValueError(f"--token-file {path} is readable by others (mode "
+                             f"{mode & 0o777:o}); chmod 600 it")
+        token = path.read_text().strip()
+        if not token:
+            raise ValueError(f"--token-file {path} is empty")
+        return token
+    return os.environ.get(TOKEN_VARIABLE) or None
+
+
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        token = _given_token(args)
+    except (OSError, ValueError) as exc:
+        print(f"tether serve: {exc}", file=sys.stderr)
+        return 2
     if args.insecure:
         where = ("this machine only" if _is_loopback(args.host)
                  else f"EVERYONE who can reach {args.host}")
@@ -46,7 +78,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         daemon = Daemon(DaemonConfig(
             paths=args.paths, host=args.host, port=args.port, state_dir=args.state_dir,
-            encode_workers=args.workers, token=args.token, insecure=args.insecure,
+            encode_workers=args.workers, token=token, new_token=args.new_token,
+            insecure=args.insecure,
             tunnel=args.tunnel, results_dir=args.results_dir, max_upload=args.max_upload))
         url = daemon.start()
     except (OSError, ValueError) as exc:
@@ -90,8 +123,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "0.0.0.0 for every interface)")
     serve.add_argument("--port", type=int, default=0,
                        help="port (default: 0, the port of the last run, else any free one)")
-    serve.add_argument("--token", default=None,
-                       help="the token calls must carry (default: a random one, kept)")
+    serve.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: see ps
+    serve.add_argument("--token-file", type=Path, default=None, metavar="FILE",
+                       help="read the token calls must carry from FILE (mode 600), for this "
+                            f"run only; or set {TOKEN_VARIABLE}. At least 128 bits. Default: a "
+                            "random one, kept in the state folder")
+    serve.add_argument("--new-token", action="store_true",
+                       help="replace the kept token with a fresh random one: old URLs stop "
+                            "working")
     serve.add_argument("--insecure", action="store_true",
                        help="plain gRPC without TLS: only on loopback or a trusted network")
     serve.add_argument("--tunnel", choices=TUNNELS, default=None,

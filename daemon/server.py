@@ -18,7 +18,7 @@ from tether.wire.url import Endpoint
 
 from .auth import TokenAuth
 from .catalog import Catalog
-from .identity import Identity, fingerprint, identity_dir
+from .identity import Identity, IdentityLock, check_token, fingerprint, identity_dir, new_token
 from .results import DEFAULT_MAX_BYTES, ResultsSink
 from .servicer import Servicer, handler
 from .stats import Stats
@@ -42,7 +42,10 @@ class DaemonConfig:
     port: int = 0
     state_dir: Path | None = None
     encode_workers: int = 0  # 0: one per core, at least 2
-    token: str | None = None  # None: the one kept in the identity, made on first start
+    # None: the one kept in the identity, made on first start. One given here
+    # (TETHER_TOKEN, --token-file) is for this run only: never saved.
+    token: str | None = None
+    new_token: bool = False  # replace the kept token with a fresh random one (rotation)
     insecure: bool = False  # plain gRPC instead of pinned TLS
     tunnel: str | None = None  # "ngrok" or "ngrok-https"
     results_dir: Path | None = None  # None: STATE_DIR/results
@@ -64,9 +67,18 @@ class Daemon:
         self.config = config
         tune_allocator()
         state_dir = config.state_dir or default_state_dir()
-        self.identity = Identity.load(identity_dir(state_dir, config.paths, config.host))
+        if not state_dir.exists():  # a folder given that exists keeps its mode
+            state_dir.mkdir(parents=True, mode=0o700)
+            os.chmod(state_dir, 0o700)
+        folder = identity_dir(state_dir, config.paths, config.host)
+        self._lock = IdentityLock(folder)  # OSError when another daemon holds it
+        self.identity = Identity.load(folder)
+        if config.new_token:
+            self.identity.token = new_token()
+            self.identity.save()
         if config.token:
-            self.identity.token = config.token
+            check_token(config.token)
+        self.token = config.token or self.identity.token
         self.catalog = Catalog([Path(p) for p in config.paths], state_dir / "cache")
         self.results = ResultsSink(config.results_dir or state_dir / "results", config.max_upload)
         workers = config.encode_workers or max(2, os.cpu_count() or 1)
@@ -76,7 +88,7 @@ class Daemon:
         self.server = grpc.server(
             ThreadPoolExecutor(MAX_STREAMS + 8, thread_name_prefix="tether-rpc"),
             handlers=[handler(servicer)],
-            interceptors=[TokenAuth(self.identity.token)],
+            interceptors=[TokenAuth(self.token)],
             options=rpc.SERVER_OPTIONS,
             maximum_concurrent_rpcs=MAX_STREAMS,
         )
@@ -118,7 +130,7 @@ class Daemon:
         self.server.start()
         public = socket.getfqdn() if host in ("0.0.0.0", "::") else host
         fp = fingerprint(self.identity.tls()[1]) if secure else None
-        self.endpoint = Endpoint(public, port, self.identity.token, fp,
+        self.endpoint = Endpoint(public, port, self.token, fp,
                                  "pinned" if secure else "off")
         log.info("listening on %s port %d (%s), serving %s", host, port,
                  "TLS, token" if secure else "PLAIN, token", ", ".join(self.catalog.names))
@@ -135,3 +147,4 @@ class Daemon:
             self.tunnel.close()
         self.server.stop(grace).wait()
         self.encode_pool.shutdown(wait=False, cancel_futures=True)
+        self._lock.release()

@@ -115,3 +115,49 @@ def test_insecure_daemon_prints_tls_off(tmp_path, npy_dataset) -> None:
     with DaemonProcess([npy_dataset(20)], tmp_path / "state", "--insecure") as daemon:
         assert "tls=off" in daemon.url
         assert collect(tether.Loader(daemon.url, dataset="train", batch_size=5))[1]["id"].size == 20
+
+
+STRONG = "q7Xv-2LmN_9pRt4sWz8kYb3HcJf6"  # 28 characters of 64: 168 bits
+
+
+def test_a_token_on_the_command_line_is_refused(tmp_path, npy_dataset) -> None:
+    with pytest.raises(RuntimeError, match="TETHER_TOKEN.*--token-file"):
+        DaemonProcess([npy_dataset(10)], tmp_path / "state", "--token", STRONG).close()
+
+
+def test_the_token_comes_from_the_environment_or_a_file_and_is_not_kept(
+        tmp_path, npy_dataset, monkeypatch) -> None:
+    data, state = npy_dataset(10), tmp_path / "state"
+    with DaemonProcess([data], state) as plain:
+        kept = parse_url(plain.url).token
+    monkeypatch.setenv("TETHER_TOKEN", STRONG)
+    with DaemonProcess([data], state) as daemon:
+        assert parse_url(daemon.url).token == STRONG
+        assert daemon.client().datasets()[0].name == "train"
+    monkeypatch.delenv("TETHER_TOKEN")
+    secret = tmp_path / "token"
+    secret.write_text(STRONG[::-1] + "\n")
+    secret.chmod(0o600)
+    with DaemonProcess([data], state, "--token-file", str(secret)) as daemon:
+        assert parse_url(daemon.url).token == STRONG[::-1]
+    for saved in (state / "daemons").glob("*/identity.json"):
+        assert STRONG not in saved.read_text() and STRONG[::-1] not in saved.read_text()
+    with DaemonProcess([data], state) as again:  # the kept token is back
+        assert parse_url(again.url).token == kept
+    with DaemonProcess([data], state, "--new-token") as rotated:
+        assert parse_url(rotated.url).token not in (kept, STRONG)
+
+
+@pytest.mark.parametrize("token", ["hunter2", "a" * 40, "abcdefghij0123456789", "tok en" * 8])
+def test_weak_tokens_are_refused(tmp_path, npy_dataset, monkeypatch, token) -> None:
+    monkeypatch.setenv("TETHER_TOKEN", token)
+    with pytest.raises(RuntimeError, match="128 bits|spaces"):
+        DaemonProcess([npy_dataset(10)], tmp_path / "state").close()
+
+
+def test_a_token_file_others_can_read_is_refused(tmp_path, npy_dataset) -> None:
+    secret = tmp_path / "token"
+    secret.write_text(STRONG)
+    secret.chmod(0o644)
+    with pytest.raises(RuntimeError, match="readable by others"):
+        DaemonProcess([npy_dataset(10)], tmp_path / "state", "--token-file", str(secret)).close()

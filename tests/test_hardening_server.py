@@ -1,0 +1,46 @@
+"""Issue 9, the daemon's side: one daemon per identity, private state, many idle sockets."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+import tether
+
+from .conftest import DaemonProcess
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_second_daemon_on_the_same_paths_is_refused(tmp_path, npy_dataset) -> None:
+    data, state = npy_dataset(10), tmp_path / "state"
+    with DaemonProcess([data], state) as first:
+        saved = next((state / "daemons").glob("*/identity.json"))
+        before = json.loads(saved.read_text())
+        with pytest.raises(RuntimeError, match="already serving") as refused:
+            DaemonProcess([data], state).close()
+        assert str(first.proc.pid) in str(refused.value)
+        assert json.loads(saved.read_text()) == before  # the port is still the first's
+        assert first.client().datasets()[0].name == "train"
+    # once the first has stopped, the lock is free again, and the URL is the same
+    with DaemonProcess([data], state) as again:
+        assert again.url == first.url
+
+
+def test_state_and_identity_are_private(tmp_path, npy_dataset) -> None:
+    state = tmp_path / "state"
+    with DaemonProcess([npy_dataset(10)], state):
+        folder = next((state / "daemons").glob("*"))
+        assert _mode(state) == 0o700
+        assert _mode(state / "daemons") == 0o700
+        assert _mode(folder) == 0o700
+        files = list(folder.iterdir())
+        assert {f.name for f in files} >= {"identity.json", "key.pem", "cert.pem", "lock"}
+        for f in files:
+            assert _mode(f) == 0o600, f
+    tether  # noqa: B018 (the loader is imported for the fixtures' sake)
