@@ -22,7 +22,6 @@ from tether.wire.sizes import size_argument
 from .results import DEFAULT_MAX_BYTES, ResultsSink
 from .server import Daemon, DaemonConfig, default_state_dir
 from .tunnel import KINDS as TUNNELS
-from .tunnel import PLAN_WARNING
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +67,17 @@ def _serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"tether serve: {exc}", file=sys.stderr)
         return 2
+    if args.insecure and args.tunnel:
+        print("tether serve: --insecure with --tunnel would put the token and the data in "
+              "plain text on the internet; refused. Drop --insecure (--tunnel ngrok keeps TLS "
+              "end to end)", file=sys.stderr)
+        return 2
     if args.insecure:
-        where = ("this machine only" if _is_loopback(args.host)
-                 else f"EVERYONE who can reach {args.host}")
+        where = ("any user or program on this machine" if _is_loopback(args.host)
+                 else f"EVERYONE on the networks {args.host} is reachable from, and any user "
+                      "or program on this machine")
         log.warning("--insecure: no TLS. Traffic, token included, is readable by %s; use it "
                     "only on loopback or a network you trust", where)
-    if args.tunnel:
-        print(f"note: {PLAN_WARNING}", file=sys.stderr)
     try:
         daemon = Daemon(DaemonConfig(
             paths=args.paths, host=args.host, port=args.port, state_dir=args.state_dir,

@@ -65,6 +65,9 @@ class Daemon:
 
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
+        if config.insecure and config.tunnel:
+            raise ValueError("insecure with a tunnel would put the token and the data in plain "
+                             "text on the internet; refused")
         tune_allocator()
         state_dir = config.state_dir or default_state_dir()
         if not state_dir.exists():  # a folder given that exists keeps its mode
@@ -135,7 +138,11 @@ class Daemon:
         log.info("listening on %s port %d (%s), serving %s", host, port,
                  "TLS, token" if secure else "PLAIN, token", ", ".join(self.catalog.names))
         if self.config.tunnel:
-            self.tunnel = open_tunnel(self.config.tunnel, edge_port, self.endpoint)
+            try:
+                self.tunnel = open_tunnel(self.config.tunnel, edge_port, self.endpoint)
+            except OSError:
+                self.stop(grace=0)
+                raise
             return self.tunnel.endpoint.url()
         return self.endpoint.url()
 

@@ -161,3 +161,35 @@ def test_a_token_file_others_can_read_is_refused(tmp_path, npy_dataset) -> None:
     secret.chmod(0o644)
     with pytest.raises(RuntimeError, match="readable by others"):
         DaemonProcess([npy_dataset(10)], tmp_path / "state", "--token-file", str(secret)).close()
+
+
+def _serve(tmp_path, data, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tether", "serve", str(data), "--port", "0",
+                           "--state-dir", str(tmp_path / "state"), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_insecure_with_a_tunnel_is_refused(tmp_path, npy_dataset) -> None:
+    result = _serve(tmp_path, npy_dataset(10), "--insecure", "--tunnel", "ngrok")
+    assert result.returncode == 2 and result.stdout == ""  # no URL
+    assert "--insecure" in result.stderr and "--tunnel" in result.stderr
+    assert "this machine only" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_insecure_warning_is_true(tmp_path, npy_dataset) -> None:
+    with DaemonProcess([npy_dataset(10)], tmp_path / "state", "--insecure") as daemon:
+        daemon.stop()
+        text = daemon.stderr_text()
+    assert "--insecure" in text and "this machine only" not in text
+    assert "any user or program on this machine" in text
+
+
+def test_a_tunnel_without_network_is_one_clear_line(tmp_path, npy_dataset) -> None:
+    # No network here: pyngrok cannot download its agent or reach ngrok.
+    result = _serve(tmp_path, npy_dataset(10), "--tunnel", "ngrok")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "tether serve:" in line]
+    assert len(lines) == 1 and "ngrok" in lines[0]
+    assert result.stderr.count("free plan") == 1
