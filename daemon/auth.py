@@ -1,7 +1,9 @@
 """Every call must carry `authorization: Bearer <token>`; others are refused.
 
 The check runs before any servicer code (a gRPC server interceptor) and
-compares in constant time. The token itself is never logged.
+compares in constant time. The token itself is never logged; refusals are
+logged with the method clipped, at most a few times a minute (a caller with
+long method paths once wrote 66 MB of log in 5 s).
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import logging
 
 import grpc
 
+from .logsafe import RateLimited, clip
+
 log = logging.getLogger(__name__)
+_refusals_log = RateLimited(log)
 
 _REFUSAL = ("missing or wrong token: use the full URL `tether serve` printed "
             "(tether://HOST:PORT/?token=...)")
@@ -42,7 +47,8 @@ class TokenAuth(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if self._allowed(handler_call_details.invocation_metadata):
             return handler
-        log.warning("refused %s: missing or wrong token", handler_call_details.method)
+        _refusals_log.warning("refused token", "refused %s: missing or wrong token",
+                              clip(handler_call_details.method, 100))
         if handler is None:
             return None
         return self._refusals[(handler.request_streaming, handler.response_streaming)]

@@ -4,18 +4,23 @@ inside their folder, and served folders whose links stay inside theirs."""
 from __future__ import annotations
 
 import io
+import logging
 import stat
 import zipfile
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
+import tether
 from tether.daemon.catalog import Catalog
+from tether.daemon.logsafe import RateLimited, clip
 from tether.daemon.results import ResultsSink
 from tether.daemon.sources import discover
+from tether.wire import rpc
 from tether.wire.errors import DatasetError
 
 
@@ -137,3 +142,64 @@ def test_a_link_re_pointed_out_of_the_folder_after_start_is_refused(tmp_path: Pa
     (data / "alias.csv").symlink_to(tmp_path / "outside" / "secret.csv")
     with pytest.raises(DatasetError, match="links out of the served folder"):
         catalog.get("alias")
+
+
+# --- 7: the log stays small whatever callers send ----------------------------------------
+
+def test_clip_bounds_and_escapes_caller_text() -> None:
+    assert clip("train") == "train"
+    clipped = clip("x" * 60_000_000)
+    assert len(clipped) < 260 and "60,000,000 characters" in clipped
+    assert clip("a\nFAKE LOG LINE\x1b[31m\u202egnp.exe") == \
+        "a\\nFAKE LOG LINE\\x1b[31m\\u202egnp.exe"
+    assert len(clip("\x00" * 1000, limit=50)) < 100
+
+
+def test_rate_limited_warnings_say_how_many_they_held_back(caplog) -> None:
+    now = [0.0]
+    logger = logging.getLogger("tether.test.ratelimit")
+    limited = RateLimited(logger, burst=3, period=10.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        for i in range(1000):
+            limited.warning("refused %s", "refused %s", i)
+        assert [r.getMessage() for r in caplog.records] == ["refused 0", "refused 1", "refused 2"]
+        now[0] = 11.0
+        limited.warning("refused %s", "refused %s", "later")
+    assert "997 more" in caplog.records[3].getMessage()
+    assert caplog.records[4].getMessage() == "refused later"
+
+
+def test_unauthenticated_long_method_paths_do_not_flood_the_log(serve, npy_dataset) -> None:
+    daemon = serve(npy_dataset(10))
+    endpoint = tether.parse_url(daemon.url)
+    anonymous = tether.Endpoint(host=endpoint.host, port=endpoint.port, token=None,
+                                fingerprint=endpoint.fingerprint, tls=endpoint.tls)
+    before = len(daemon.stderr_text())
+    channel = rpc.open_channel(anonymous)
+    try:
+        for i in range(300):
+            call = channel.unary_unary(f"/tether.v1.Tether/{i}" + "A" * 6000)
+            with pytest.raises(grpc.RpcError):
+                call(b"", timeout=5)
+    finally:
+        channel.close()
+    with daemon.client() as client:
+        assert client.datasets()[0].name == "train"  # and it still serves
+    grown = len(daemon.stderr_text()) - before
+    assert grown < 20_000, f"300 refused calls wrote {grown:,} bytes of log"
+
+
+@pytest.mark.xfail(reason="until daemon/servicer.py logs refusals through logsafe (see "
+                          "docs: issue 9 item 7); then remove this marker", strict=False)
+def test_a_huge_dataset_name_does_not_go_into_the_log_whole(serve, npy_dataset) -> None:
+    daemon = serve(npy_dataset(10))
+    before = len(daemon.stderr_text())
+    with daemon.client() as client:
+        for _ in range(200):
+            with pytest.raises(tether.DatasetNotFound):
+                client.describe("n" * 6_000)
+        # a longer name must get a clean refusal too, not a status too big for gRPC
+        with pytest.raises(tether.DatasetNotFound):
+            client.describe("n" * (1 << 20))
+    grown = len(daemon.stderr_text()) - before
+    assert grown < 20_000, f"201 refusals wrote {grown:,} bytes of log"
