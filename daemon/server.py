@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -50,6 +51,65 @@ class DaemonConfig:
     tunnel: str | None = None  # "ngrok" or "ngrok-https"
     results_dir: Path | None = None  # None: STATE_DIR/results
     max_upload: int = DEFAULT_MAX_BYTES
+
+
+_PROBES = {socket.AF_INET: "192.0.2.1", socket.AF_INET6: "2001:db8::1"}  # never contacted
+
+
+def local_addresses(families: tuple[int, ...] = (socket.AF_INET,)) -> list[str]:
+    """This machine's addresses other than loopback and link-local, best first.
+
+    From the host name's resolution and from the source address the routing
+    table picks for an outside address (a UDP `connect` sends no packet).
+    Order: global (public) addresses, then Tailscale's 100.64.0.0/10, then
+    other private ones.
+    """
+    found: list[str] = []
+    names = {socket.gethostname(), socket.getfqdn()}
+    for family in families:
+        for name in names:
+            try:
+                infos = socket.getaddrinfo(name, None, family, socket.SOCK_STREAM)
+            except OSError:
+                infos = []
+            found += [info[4][0] for info in infos]
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect((_PROBES[family], 9))
+                found.append(probe.getsockname()[0])
+        except OSError:
+            pass
+    usable = []
+    for text in dict.fromkeys(found):
+        address = ipaddress.ip_address(text.split("%")[0])
+        if not (address.is_loopback or address.is_link_local or address.is_unspecified):
+            usable.append(address)
+    tailscale = ipaddress.ip_network("100.64.0.0/10")
+
+    def rank(address) -> tuple[int, int]:
+        kind = 0 if address.is_global else 1 if address in tailscale else 2
+        return kind, address.version  # IPv4 first: more networks route it
+    return [str(a) for a in sorted(usable, key=rank)]
+
+
+def _public_host(host: str) -> str:
+    """The host to put in the URL when listening on `host`: a reachable one for 0.0.0.0/::."""
+    if host not in ("0.0.0.0", "::"):
+        return host
+    families = (socket.AF_INET,) if host == "0.0.0.0" else (socket.AF_INET, socket.AF_INET6)
+    addresses = local_addresses(families)
+    if not addresses:
+        name = socket.getfqdn()
+        log.warning("listening on every interface, but this machine has no address other than "
+                    "loopback; the URL names %s", name)
+        return name
+    log.info("listening on every interface; the URL uses %s%s", addresses[0],
+             f" (others: {', '.join(addresses[1:])})" if addresses[1:] else "")
+    if not any(ipaddress.ip_address(a).is_global for a in addresses):
+        log.warning("all of this machine's addresses are private (a LAN, a VPN): a remote GPU "
+                    "such as Colab cannot reach them directly. Forward a port of your router "
+                    "to %s, use Tailscale on both sides, or use --tunnel ngrok", addresses[0])
+    return addresses[0]
 
 
 def _address(host: str, port: int) -> str:
@@ -131,7 +191,7 @@ class Daemon:
         self.identity.port = port
         self.identity.save()
         self.server.start()
-        public = socket.getfqdn() if host in ("0.0.0.0", "::") else host
+        public = _public_host(host)
         fp = fingerprint(self.identity.tls()[1]) if secure else None
         self.endpoint = Endpoint(public, port, self.token, fp,
                                  "pinned" if secure else "off")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import stat
 from pathlib import Path
@@ -44,3 +45,16 @@ def test_state_and_identity_are_private(tmp_path, npy_dataset) -> None:
         for f in files:
             assert _mode(f) == 0o600, f
     tether  # noqa: B018 (the loader is imported for the fixtures' sake)
+
+
+def test_every_interface_prints_a_reachable_address(tmp_path, npy_dataset) -> None:
+    with DaemonProcess([npy_dataset(10)], tmp_path / "state", "--host", "0.0.0.0") as daemon:
+        host = tether.parse_url(daemon.url).host
+        assert host != "localhost"
+        address = ipaddress.ip_address(host)  # an address, not a name only this machine knows
+        assert not address.is_loopback and not address.is_link_local
+        assert daemon.client().datasets()[0].name == "train"  # and it answers there
+        text = daemon.stderr_text()
+        assert "listening on every interface" in text
+        if address.is_private:
+            assert "private" in text and "--tunnel ngrok" in text
