@@ -20,6 +20,9 @@ from .sources import Column, Source
 # stream's cache holds the window's row groups (its columns only), so this
 # bounds the daemon's memory per stream besides the prefetch window.
 DEFAULT_SHUFFLE_WINDOW_BYTES = 512 << 20
+# The smallest shard a request may fix (StreamSpec's floor on shard_bytes):
+# tiny shards cost the daemon a frame, a task and a checksum each.
+MIN_SHARD_BYTES = 1 << 10
 
 
 def shard_rows(row_bytes: int, shard_bytes: int, batch_size: int) -> int:
@@ -45,6 +48,10 @@ def plan_stream(spec: StreamSpec, source: Source, columns: Sequence[Column],
     if row_bytes > limit:
         raise RequestError(f"one row of {[c.name for c in columns]} is {row_bytes} bytes, "
                            f"over the {limit >> 20} MiB frame limit")
+    floor = shard_rows(row_bytes, MIN_SHARD_BYTES, 1)
+    if fixed_shard_rows and fixed_shard_rows < floor:
+        raise RequestError(f"shard_rows {fixed_shard_rows} is below the floor of {floor} rows "
+                           f"(about {MIN_SHARD_BYTES} bytes a shard)")
     rows = fixed_shard_rows or shard_rows(row_bytes, spec.shard_bytes, spec.batch_size)
     if rows * row_bytes > limit:
         raise RequestError(f"shard_rows {rows} makes shards over the {limit >> 20} MiB "

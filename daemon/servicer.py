@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -16,12 +17,14 @@ from dataclasses import dataclass
 import grpc
 
 from tether.wire import rpc
+from tether.wire.allocator import trim_allocator
 from tether.wire.checksums import choose_checksum
-from tether.wire.errors import DatasetError, RequestError, TetherError, to_status
+from tether.wire.errors import Busy, DatasetError, RequestError, TetherError, to_status
 from tether.wire.plan import Cursor, Layout, combine, part_tasks, shard_tasks
 from tether.wire.spec import StreamSpec, layout_from_proto, layout_to_proto
 from tether.wire.v1 import tether_pb2 as pb
 
+from .budget import MemoryBudget
 from .catalog import Catalog, column_info
 from .codec_policy import codec_policy, peer_is_local
 from .encoder import ShardEncoder
@@ -29,7 +32,7 @@ from .planner import DEFAULT_SHUFFLE_WINDOW_BYTES, plan_stream, source_layout
 from .results import ResultsSink
 from .sources import Source
 from .stats import Stats
-from .stream import ShardStream
+from .stream import DEFAULT_STALL_SECONDS, ShardStream
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +42,23 @@ MAX_WINDOW_BYTES = 1 << 30
 MAX_WINDOW_SHARDS = 256
 
 
+# Streams one address may hold at once: half the daemon's, so one client
+# (or one stolen token) cannot take every RPC slot.
+MAX_STREAMS_PER_PEER = 32
+
+
 class Servicer:
     def __init__(self, catalog: Catalog, pool: Executor, workers: int, stats: Stats,
-                 results: ResultsSink) -> None:
+                 results: ResultsSink, budget: MemoryBudget | None = None,
+                 stall_seconds: float | None = None) -> None:
         self.catalog = catalog
         self.pool = pool
         self.workers = workers
         self.stats = stats
         self.results = results
+        self.budget = budget or MemoryBudget()
+        self.stall_seconds = stall_seconds or float(
+            os.environ.get("TETHER_STALL_SECONDS") or DEFAULT_STALL_SECONDS)
 
     def _refuse(self, context: grpc.ServicerContext, error: Exception) -> None:
         self.stats.error()
@@ -88,11 +100,16 @@ class Servicer:
         if first is None or first.WhichOneof("kind") != "open":
             raise RequestError("a stream must open with an OpenStream message")
         request = first.open
+        host = context.peer().rsplit(":", 1)[0]
+        if self.stats.streams_from(host) >= MAX_STREAMS_PER_PEER:
+            raise Busy(f"{MAX_STREAMS_PER_PEER} streams from {host} are open already; close "
+                       "some loaders (or wait for them to end) and try again")
         key, entry = self.stats.open_stream(context.peer(), request.dataset)
         try:
             yield from self._open(request, context, entry).run(requests, context)
         finally:
             self.stats.close_stream(key)
+            trim_allocator()  # a closed stream's frames go back to the system
 
     def _open(self, request: pb.OpenStream, context, entry) -> ShardStream:
         spec = StreamSpec.from_proto(request)
@@ -143,7 +160,8 @@ class Servicer:
                 f"{MAX_WINDOW_SHARDS} and {MAX_WINDOW_BYTES >> 20} MiB): raise shard_bytes or "
                 "lower batch_size")
         return ShardStream(tasks, request.initial_credits, encoder, plan_message,
-                           self.pool, self.stats, entry, max_window, codec.link)
+                           self.pool, self.stats, entry, max_window, codec.link, self.budget,
+                           plan.shard_rows * row_bytes, self.stall_seconds)
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,11 @@ class Stats:
             self.streams_total += 1
         return key, entry
 
+    def streams_from(self, host: str) -> int:
+        """Open streams whose peer is at `host` (gRPC's "ipv4:ADDRESS", any port)."""
+        with self._lock:
+            return sum(s.peer.rsplit(":", 1)[0] == host for s in self._streams.values())
+
     def close_stream(self, key: int) -> None:
         with self._lock:
             self._streams.pop(key, None)

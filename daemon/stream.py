@@ -3,12 +3,17 @@
 The daemon starts reading and encoding a shard only against a credit, on the
 shared encode pool, so a stream never has more shards in memory than its
 client has room for, and a stalled client stops this stream's disk reads.
+Each shard also takes its bytes from the daemon's one memory budget until it
+is acknowledged, so many streams together stay within it. A client that
+stops reading leaves a send blocked; past the stall timeout the stream is
+cancelled, and what it held is freed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future
@@ -20,6 +25,7 @@ from tether.wire.errors import RequestError
 from tether.wire.plan import SCANNING, Cursor, ShardTask
 from tether.wire.v1 import tether_pb2 as pb
 
+from .budget import MemoryBudget
 from .codec_policy import LinkMeter
 from .encoder import ShardEncoder
 from .stats import Stats, StreamStats
@@ -28,13 +34,17 @@ log = logging.getLogger(__name__)
 
 # How long the stream sleeps between checks that its client is still there.
 _POLL_SECONDS = 1.0
+# A send blocked this long means the client stopped reading: the stream is
+# cancelled (TETHER_STALL_SECONDS changes it, see Servicer).
+DEFAULT_STALL_SECONDS = 120.0
 
 
 class ShardStream:
     def __init__(self, tasks: Iterator[ShardTask | object], initial_credits: int,
                  encoder: ShardEncoder, plan_message: pb.StreamPlan,
                  pool: Executor, totals: Stats, stats: StreamStats, max_window: int,
-                 link: LinkMeter) -> None:
+                 link: LinkMeter, budget: MemoryBudget, shard_bytes: int,
+                 stall_seconds: float = DEFAULT_STALL_SECONDS) -> None:
         self.tasks = tasks
         self.encoder = encoder
         self.plan_message = plan_message
@@ -43,6 +53,11 @@ class ShardStream:
         self.stats = stats
         self.max_window = max_window
         self.link = link
+        self.budget = budget
+        self.shard_bytes = shard_bytes  # what a shard may hold, raw: its share of the budget
+        self.stall_seconds = stall_seconds
+        self._reserved = 0  # shards holding budget: produced, not yet acknowledged
+        self._sending_since: float | None = None
         self._cond = threading.Condition()
         self._granted = 0  # credits accepted in total
         self._sizes: dict[tuple[int, int], int] = {}  # wire size of each unacked shard
@@ -59,8 +74,30 @@ class ShardStream:
         self.stats.credits = self._granted - self.stats.produced
 
     def _may_produce(self) -> bool:
+        """Whether a credit is free, and the budget has room for one more shard (taken)."""
         with self._cond:
-            return self.stats.produced < self._granted and self._error is None
+            if self.stats.produced >= self._granted or self._error is not None:
+                return False
+            if not self.budget.take(self.shard_bytes, holding=self._reserved):
+                return False
+            self._reserved += 1
+            return True
+
+    def _release(self, shards: int) -> None:
+        """Give `shards` reservations back to the budget (the caller holds _cond)."""
+        self._reserved -= shards
+        self.budget.give(shards * self.shard_bytes)
+
+    def _watch(self, context: grpc.ServicerContext, done: threading.Event) -> None:
+        """Cancel the stream when one send has been blocked past the stall timeout:
+        its client stopped reading, and the frames queued for it are held here."""
+        while not done.wait(min(1.0, self.stall_seconds / 4)):
+            since = self._sending_since
+            if since is not None and time.monotonic() - since > self.stall_seconds:
+                log.warning("stream %s -> %s: the client read nothing for %.0f s; cancelled",
+                            self.stats.dataset, self.stats.peer, self.stall_seconds)
+                context.cancel()
+                return
 
     def _read_requests(self, requests: Iterable[pb.StreamRequest]) -> None:
         try:
@@ -75,6 +112,7 @@ class ShardStream:
                         if size is not None:  # ignore acks for shards this stream never sent
                             self.stats.shards_acked += 1
                             self.link.observe(size, ack.waited_seconds)
+                            self._release(1)
                     else:
                         what = kind or "empty"
                         self._error = RequestError(f"unexpected {what} message mid-stream")
@@ -96,6 +134,10 @@ class ShardStream:
                 self._cond.notify_all()
 
         context.add_callback(wake)
+        self.budget.subscribe(wake)
+        done = threading.Event()
+        threading.Thread(target=self._watch, args=(context, done), name="tether-stall",
+                         daemon=True).start()
         yield framing.encode_plan(self.plan_message)
         pending: deque[tuple[Cursor, Future[bytes]]] = deque()
         exhausted = False
@@ -106,6 +148,9 @@ class ShardStream:
                 # client's credits, acks and departure must get through.
                 while not exhausted and self._may_produce() and context.is_active():
                     task = next(self.tasks, None)
+                    if task is None or task is SCANNING:
+                        with self._cond:
+                            self._release(1)  # the reservation made for it
                     if task is None:
                         exhausted = True
                     elif task is SCANNING:
@@ -129,9 +174,15 @@ class ShardStream:
                 position, _ = pending.popleft()
                 with self._cond:
                     self._sizes[position] = len(frame)
+                self._sending_since = time.monotonic()
                 yield frame
+                self._sending_since = None
                 self.totals.sent(self.stats, len(frame))
         finally:
+            done.set()
+            self.budget.unsubscribe(wake)
             for _, future in pending:
                 future.cancel()
+            with self._cond:
+                self._release(self._reserved)
 

@@ -20,12 +20,13 @@ _EXPORTS = {
     "RetryPolicy": "retry",
     "Endpoint": "wire.url", "parse_url": "wire.url",
     **{name: "wire.errors" for name in (
-        "AuthError", "ColumnError", "ConnectionFailed", "DataCorrupted", "DatasetError",
+        "AuthError", "Busy", "ColumnError", "ConnectionFailed", "DataCorrupted", "DatasetError",
         "DatasetNotFound", "ProtocolError", "RequestError", "SecurityError", "TetherError")},
 }
 
 __all__ = [
     "AuthError",
+    "Busy",
     "Client",
     "ColumnError",
     "ConnectionFailed",
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from .retry import RetryPolicy
     from .wire.errors import (
         AuthError,
+        Busy,
         ColumnError,
         ConnectionFailed,
         DataCorrupted,

@@ -70,7 +70,14 @@ class ConnectionFailed(TetherError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class Busy(TetherError):
+    """The daemon is at a limit (streams from this address); try again later."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 _BY_CODE = {
+    grpc.StatusCode.RESOURCE_EXHAUSTED: Busy,
     grpc.StatusCode.INVALID_ARGUMENT: RequestError,
     grpc.StatusCode.NOT_FOUND: DatasetNotFound,
     grpc.StatusCode.FAILED_PRECONDITION: DatasetError,
