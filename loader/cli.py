@@ -29,8 +29,10 @@ _COMMANDS = {
 
 def _missing(command: str, extra: str | None, error: ImportError):
     def run(args: argparse.Namespace) -> int:
-        hint = f"pip install 'tether[{extra}]'" if extra else "reinstall tether"
-        print(f"tether {command} is not available here ({error}); {hint}", file=sys.stderr)
+        hint = (f"it needs the {extra} extra: pip install 'tether[{extra}]'" if extra
+                else "reinstall tether")
+        print(f"tether {command} is not available in this install ({error}); {hint}",
+              file=sys.stderr)
         return 2
 
     return run
@@ -49,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            sub = subparsers.add_parser(command, help=f"(unavailable: {exc.name} missing)")
+            hint = f"; needs pip install 'tether[{extra}]'" if extra else ""
+            sub = subparsers.add_parser(command, help=f"(unavailable: {exc.name} missing{hint})",
+                                        add_help=False)
+            # Whatever follows (paths, flags) is taken, so the answer is what to install,
+            # not "unrecognized arguments".
+            sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
             sub.set_defaults(run=_missing(command, extra, exc))
             continue
         module.register(subparsers)

@@ -193,3 +193,20 @@ def test_a_tunnel_without_network_is_one_clear_line(tmp_path, npy_dataset) -> No
     lines = [line for line in result.stderr.splitlines() if "tether serve:" in line]
     assert len(lines) == 1 and "ngrok" in lines[0]
     assert result.stderr.count("free plan") == 1
+
+
+def test_serve_on_a_basic_install_says_what_to_install(tmp_path) -> None:
+    # A base install lacks the daemon's dependencies: importing tether.daemon.cli fails.
+    code = ("import sys; sys.modules['tether.daemon.cli'] = None; from tether.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    for argv in (["serve", str(tmp_path), "--host", "0.0.0.0"], ["results"], ["serve"]):
+        result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert "tether[daemon]" in result.stderr
+        assert "unrecognized arguments" not in result.stderr
+
+
+def test_a_negative_seed_is_a_request_error() -> None:
+    with pytest.raises(tether.RequestError, match="seed"):
+        tether.Loader(f"tether://127.0.0.1:1/?fp={FP}", dataset="d", batch_size=1, seed=-1)
