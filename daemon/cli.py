@@ -12,6 +12,7 @@ import datetime
 import ipaddress
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -34,6 +35,39 @@ def _is_loopback(host: str) -> bool:
 
 
 TOKEN_VARIABLE = "TETHER_TOKEN"
+
+# gRPC C-core's lines, absl style: "I1127 21:15:33.482971   17324 file.cc:2563] text".
+_NATIVE_LINE = re.compile(r"([DIWEF])\d{4} [\d:.]+\s+\d+ ([^\]]+)\] ?(.*)")
+_NATIVE_LEVELS = {"D": logging.DEBUG, "I": logging.INFO, "W": logging.WARNING,
+                  "E": logging.ERROR, "F": logging.CRITICAL}
+_GRPC_VERBOSITY = {"debug": "DEBUG", "info": "INFO", "warning": "ERROR", "error": "ERROR"}
+
+
+def _route_native_stderr() -> None:
+    """Send what native code (gRPC's C core) writes on fd 2 through `logging`.
+
+    fd 2 becomes a pipe read by a thread that logs each line as `grpc.core`
+    at the line's own level, so `--log-level` filters it and it has our format;
+    Python's own stderr keeps the original descriptor.
+    """
+    original = os.dup(2)
+    sys.stderr = os.fdopen(original, "w", buffering=1, encoding="utf-8", errors="replace")
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    core = logging.getLogger("grpc.core")
+
+    def pump() -> None:
+        with os.fdopen(read_end, "r", encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                line = line.rstrip()
+                match = _NATIVE_LINE.match(line)
+                if match:
+                    core.log(_NATIVE_LEVELS[match[1]], "%s %s", match[2], match[3])
+                elif line:
+                    core.warning("%s", line)
+
+    threading.Thread(target=pump, name="tether-native-log", daemon=True).start()
 
 
 def _given_token(args: argparse.Namespace) -> str | None:
@@ -60,6 +94,9 @@ def _given_token(args: argparse.Namespace) -> str | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # C-core reads its verbosity when it starts (the first server or channel).
+    os.environ.setdefault("GRPC_VERBOSITY", _GRPC_VERBOSITY[args.log_level])
+    _route_native_stderr()
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

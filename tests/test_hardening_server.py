@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import stat
 from pathlib import Path
 
@@ -58,3 +59,20 @@ def test_every_interface_prints_a_reachable_address(tmp_path, npy_dataset) -> No
         assert "listening on every interface" in text
         if address.is_private:
             assert "private" in text and "--tunnel ngrok" in text
+
+
+@pytest.mark.parametrize("level", ["info", "warning"])
+def test_grpc_core_lines_go_through_our_logging(tmp_path, npy_dataset, level) -> None:
+    with DaemonProcess([npy_dataset(10)], tmp_path / "state", "--log-level", level) as daemon:
+        endpoint = tether.parse_url(daemon.url)
+        plain = tether.Endpoint(endpoint.host, endpoint.port, endpoint.token, tls="off")
+        with pytest.raises(tether.ConnectionFailed):  # C-core logs the failed TLS handshake
+            tether.connect(plain, timeout=3).datasets()
+        daemon.stop()
+        lines = daemon.stderr_text().splitlines()
+    assert not [line for line in lines if re.match(r"[DIWEF]\d{4} ", line)]  # no raw lines
+    core = [line for line in lines if "grpc.core:" in line]
+    if level == "info":
+        assert any("INFO grpc.core: ssl_transport_security" in line for line in core)
+    else:
+        assert not [line for line in core if " INFO " in line or " DEBUG " in line]
