@@ -3,12 +3,16 @@
 A dataset that fails to open (a corrupt file, mismatched columns) is kept
 with its error, so that asking for it says what is wrong while the rest are
 served. A dataset whose files change on disk is reopened on its next use.
+The paths are searched again (at most once a second) when a listing is asked
+for or an unknown name is opened, so files added while the daemon runs are
+served without a restart.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,26 +34,68 @@ class _Entry:
     opened_fingerprint: str = ""
 
 
+# How often the served paths may be searched again for new datasets.
+RESCAN_SECONDS = 1.0
+
+
 class Catalog:
     def __init__(self, paths: Sequence[Path], cache_dir: Path,
                  follow_symlinks: bool = False) -> None:
         self._cache_dir = cache_dir
+        self._paths = list(paths)
+        self._follow_symlinks = follow_symlinks
         self._lock = threading.Lock()
+        self._scan_lock = threading.Lock()
+        self._scanned = 0.0
         self._entries: dict[str, _Entry] = {}
         for path in paths:
             if not path.exists():
                 raise FileNotFoundError(f"{path} does not exist")
-            for found in discover(path, follow_symlinks):
-                if found.name in self._entries:
-                    other = self._entries[found.name].found.paths[0]
-                    raise ValueError(
-                        f"two datasets are named {found.name!r}: {other} and {found.paths[0]}; "
-                        "rename one, or serve them from separate folders"
-                    )
-                self._entries[found.name] = entry = _Entry(found)
-                self._open(entry)
+        self._scan(strict=True)
         if not self._entries:
             raise ValueError(f"no dataset found in {', '.join(map(str, paths))}")
+
+    def _scan(self, strict: bool = False) -> None:
+        """Add the datasets the paths hold now (a folder's new parts reopen it).
+        Two datasets of one name are an error at start (`strict`); found later,
+        the newcomer is skipped with a warning."""
+        seen: dict[str, Found] = {}
+        for path in self._paths:
+            for found in discover(path, self._follow_symlinks):
+                entry = self._entries.get(found.name)
+                first = seen.get(found.name) or (entry.found if entry else None)
+                if found.name in seen or (
+                        first is not None and first.paths[0].parent != found.paths[0].parent):
+                    message = (f"two datasets are named {found.name!r}: {first.paths[0]} "
+                               f"and {found.paths[0]}; rename one, or serve them from "
+                               "separate folders")
+                    if strict:
+                        raise ValueError(message)
+                    log.warning("%s (serving the first)", message)
+                    continue
+                seen[found.name] = found
+                if entry is None:
+                    if not strict:
+                        log.info("new dataset %s in %s", found.name, path)
+                    self._entries[found.name] = entry = _Entry(found)
+                    self._open(entry)
+                elif entry.found.paths != found.paths:  # parts added to or gone from a folder
+                    log.info("the files of %s changed; reopening", found.name)
+                    with self._lock:
+                        entry.found = found
+                        self._open(entry)
+        self._scanned = time.monotonic()
+
+    def refresh(self) -> None:
+        """Search the paths again for new datasets, at most once a second."""
+        with self._scan_lock:
+            if time.monotonic() - self._scanned < RESCAN_SECONDS:
+                return
+            try:
+                self._scan()
+            except OSError as exc:  # a served folder vanished: keep serving the rest
+                log.warning("cannot search the served paths again: %s", exc)
+                self._scanned = time.monotonic()
 
     def _open(self, entry: _Entry) -> None:
         name = entry.found.name
@@ -71,7 +117,11 @@ class Catalog:
     def get(self, name: str) -> Source:
         entry = self._entries.get(name)
         if entry is None:
-            raise DatasetNotFound(f"dataset {name!r} not found; served: {', '.join(self.names)}")
+            self.refresh()
+            entry = self._entries.get(name)
+        if entry is None:
+            raise DatasetNotFound(f"dataset {name!r} not found; served: {', '.join(self.names)} "
+                                  "(files added to the served paths are found within a second)")
         with self._lock:
             try:
                 changed = fingerprint(entry.found.paths) != entry.opened_fingerprint
@@ -102,6 +152,7 @@ class Catalog:
         )
 
     def infos(self) -> list[pb.DatasetInfo]:
+        self.refresh()
         return [self.info(name) for name in self.names]
 
 

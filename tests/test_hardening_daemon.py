@@ -147,3 +147,22 @@ def test_a_fixed_shard_size_below_the_floor_is_refused(serve, fifty_megabytes) -
         assert "below the floor" in refused.value.details()
     finally:
         channel.close()
+
+
+def test_datasets_added_while_serving_are_found_without_a_restart(serve, tmp_path) -> None:
+    root = tmp_path / "data"
+    (root / "train").mkdir(parents=True)
+    np.save(root / "train" / "id.npy", np.arange(100, dtype=np.int64))
+    daemon = serve(root)
+    np.savez(root / "extra.npz", extra=np.arange(7, dtype=np.int64))  # a new dataset
+    time.sleep(1.1)  # the paths are searched again at most once a second
+    got = np.concatenate([b["extra"] for b in tether.Loader(daemon.url, dataset="extra",
+                                                            batch_size=5)])
+    assert np.array_equal(got, np.arange(7))
+    (root / "more").mkdir()
+    np.save(root / "more" / "id.npy", np.arange(3, dtype=np.int64))
+    time.sleep(1.1)  # listings search again at most once a second
+    with daemon.client() as client:
+        assert sorted(d.name for d in client.datasets()) == ["extra", "more", "train"]
+    with pytest.raises(tether.DatasetNotFound, match="found within a second"):
+        iter(tether.Loader(daemon.url, dataset="absent", batch_size=1))
