@@ -7,10 +7,13 @@ import os
 import grpc
 
 from .upload import chunks as upload_chunks
+from .upload import open_source
 from .wire import rpc
 from .wire.errors import from_rpc_error
 from .wire.url import Endpoint, parse_url
 from .wire.v1 import tether_pb2 as pb
+
+OVERWRITE_METADATA = "tether-overwrite"  # the daemon's results.OVERWRITE_METADATA
 
 
 class Client:
@@ -52,24 +55,30 @@ class Client:
         return self._call("Status", pb.StatusRequest())
 
     def upload(self, name: str, data: bytes | str | os.PathLike,
-               progress: bool | None = None) -> pb.UploadResult:
+               progress: bool | None = None, overwrite: bool = False) -> pb.UploadResult:
         """Send bytes, or the file at a path, to the daemon's results folder as `name`.
 
         `name` may have subfolders ("run-3/metrics.json"); it may not leave the
-        folder. The file appears whole or not at all. A progress bar shows on
-        a terminal for uploads of 16 MB or more (or with progress=True).
+        folder. A `str` is a path (FileNotFoundError if there is no file):
+        send text as bytes. The file appears whole or not at all. An existing
+        file of that name is refused unless `overwrite`. A progress bar shows
+        on a terminal for uploads of 16 MB or more (or with progress=True).
 
         >>> tether.connect(url).upload("run-3/ckpt.msgpack", "/tmp/ckpt.msgpack")  # doctest: +SKIP
         """
+        source = open_source(data)  # a missing file is said here, before the call
         method = self.channel.stream_unary(
             rpc.method_path(rpc.UPLOAD),
             request_serializer=pb.UploadChunk.SerializeToString,
             response_deserializer=pb.UploadResult.FromString,
         )
+        metadata = (*self._metadata, (OVERWRITE_METADATA, "1")) if overwrite else self._metadata
         try:
-            return method(upload_chunks(name, data, progress), metadata=self._metadata)
+            return method(upload_chunks(name, source, progress), metadata=metadata)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from None
+        finally:
+            source[0].close()  # when the call failed before reading it all
 
     def close(self) -> None:
         self.channel.close()

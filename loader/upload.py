@@ -36,17 +36,32 @@ class Progress:
                   end="\n" if self.done == self.total else "", file=sys.stderr, flush=True)
 
 
-def _source(data: bytes | bytearray | memoryview | str | os.PathLike) -> tuple[BinaryIO, int]:
+def open_source(data: bytes | bytearray | memoryview | str | os.PathLike
+                ) -> tuple[BinaryIO, int]:
+    """The bytes to send and their size. A `str` is always a path: text goes as bytes.
+
+    Opened before the call starts, so a missing file is a FileNotFoundError
+    here and not "Exception iterating requests!" from inside gRPC."""
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)
-        return open(path, "rb"), path.stat().st_size  # noqa: SIM115 - closed by chunks()
+        if path.is_dir():
+            raise IsADirectoryError(f"upload: {str(path)!r} is a folder; upload its files "
+                                    "one by one (or an archive of it)")
+        if not path.is_file():
+            shown = str(path) if len(str(path)) <= 80 else str(path)[:80] + "..."
+            raise FileNotFoundError(f"upload: no file at {shown!r}; a str is a path: to "
+                                    "send text, pass bytes (text.encode())")
+        stream = open(path, "rb")  # noqa: SIM115 - closed by chunks()
+        return stream, os.fstat(stream.fileno()).st_size
     view = memoryview(data).cast("B")
     return io.BytesIO(view), view.nbytes
 
 
 def chunks(name: str, data, progress: bool | None) -> Iterator[pb.UploadChunk]:
-    """The request stream: the name and size first, then 1 MiB of data at a time."""
-    stream, total = _source(data)
+    """The request stream: the name and size first, then 1 MiB of data at a time.
+
+    `data` is what open_source() returned, or anything it takes."""
+    stream, total = data if isinstance(data, tuple) else open_source(data)
     show = progress if progress is not None else total >= PROGRESS_FROM_BYTES and \
         sys.stderr.isatty()
     bar = Progress(name, total, show)
