@@ -28,8 +28,9 @@ from .budget import MemoryBudget
 from .catalog import Catalog, column_info
 from .codec_policy import codec_policy, peer_is_local
 from .encoder import ShardEncoder
+from .logsafe import RateLimited, clip
 from .planner import DEFAULT_SHUFFLE_WINDOW_BYTES, plan_stream, source_layout
-from .results import ResultsSink
+from .results import ResultsSink, overwrite_requested
 from .sources import Source
 from .stats import Stats
 from .stream import DEFAULT_STALL_SECONDS, ShardStream
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 MAX_WINDOW_BYTES = 1 << 30
 MAX_WINDOW_SHARDS = 256
 
+
+# A refusal's message as the caller gets it: long enough for any real one.
+REPLY_CHARS = 2_000
+_refusals = RateLimited(log)
 
 # Streams one address may hold at once: half the daemon's, so one client
 # (or one stolen token) cannot take every RPC slot.
@@ -61,12 +66,15 @@ class Servicer:
             os.environ.get("TETHER_STALL_SECONDS") or DEFAULT_STALL_SECONDS)
 
     def _refuse(self, context: grpc.ServicerContext, error: Exception) -> None:
+        # Messages carry what the caller sent (a dataset name, a column): clipped
+        # in the log and in the reply, and repeated refusals logged a few a minute.
         self.stats.error()
         if isinstance(error, TetherError):
-            log.info("refused %s: %s", context.peer(), error)
-            context.abort(*to_status(error))
+            code, details = to_status(error)
+            _refusals.info("refused", "refused %s: %s", context.peer(), clip(error))
+            context.abort(code, clip(details, REPLY_CHARS))
         log.exception("internal error serving %s", context.peer(), exc_info=error)
-        what = f"{type(error).__name__}: {error}"
+        what = clip(f"{type(error).__name__}: {error}", REPLY_CHARS)
         context.abort(grpc.StatusCode.INTERNAL, f"internal error in the daemon ({what}); see log")
 
     def ListDatasets(self, request: pb.ListDatasetsRequest, context) -> pb.ListDatasetsResponse:
@@ -92,7 +100,8 @@ class Servicer:
             for chunk in chunks:
                 yield chunk.data
 
-        stored = self.results.store(first.name, first.total_size, data())
+        stored = self.results.store(first.name, first.total_size, data(),
+                                    overwrite=overwrite_requested(context.invocation_metadata()))
         return pb.UploadResult(name=stored.name, size=stored.size, sha256=stored.sha256)
 
     def Stream(self, requests: Iterator[pb.StreamRequest], context) -> Iterator[bytes]:
