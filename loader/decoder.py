@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -14,6 +15,7 @@ import numpy as np
 from .wire import tensors
 from .wire.errors import ProtocolError
 from .wire.framing import Frame
+from .wire.v1 import tether_pb2 as pb
 
 
 @dataclass
@@ -25,16 +27,65 @@ class Shard:
     last_in_epoch: bool = False
 
 
+def check_plan(plan: pb.StreamPlan) -> None:
+    """Refuse a plan whose shards could not be decoded within the frame limit."""
+    if plan.shard_rows < 1:
+        raise ProtocolError("the daemon's plan has shards of 0 rows")
+    row_bytes = 0
+    for column in plan.columns:
+        if column.dtype not in tensors.WIRE_DTYPES or \
+                max(column.shape, default=0) > tensors.MAX_TENSOR_BYTES:
+            raise ProtocolError(f"the daemon's plan has column {column.name!r} of "
+                                f"{column.dtype!r} {list(column.shape)}, which cannot be a tensor")
+        row_bytes += math.prod(column.shape) * np.dtype(column.dtype).itemsize
+    if len({c.name for c in plan.columns}) != len(plan.columns):
+        raise ProtocolError("the daemon's plan names a column twice")
+    if plan.shard_rows * row_bytes > tensors.MAX_TENSOR_BYTES:
+        raise ProtocolError(f"the daemon's plan has shards of {plan.shard_rows} rows of "
+                            f"{row_bytes} bytes, over the {tensors.MAX_TENSOR_BYTES >> 20} MiB "
+                            "frame limit")
+
+
+def check_shard(header: pb.ShardHeader, plan: pb.StreamPlan) -> None:
+    """Refuse a shard header that is not what the plan announced: its columns,
+    dtypes and row shapes, at most `shard_rows` rows. Only headers are read:
+    nothing is allocated for a shard that fails."""
+    if not 1 <= header.num_rows <= plan.shard_rows:
+        raise ProtocolError(f"shard {header.sequence} of epoch {header.epoch} has "
+                            f"{header.num_rows} rows; the plan's shards have 1 to "
+                            f"{plan.shard_rows}")
+    names = [t.name for t in header.tensors]
+    expected = {c.name: c for c in plan.columns}
+    if sorted(names) != sorted(expected):
+        raise ProtocolError(f"shard {header.sequence} of epoch {header.epoch} carries columns "
+                            f"{names}; the plan announced {list(expected)}")
+    for tensor in header.tensors:
+        column = expected[tensor.name]
+        shape = (header.num_rows, *column.shape)
+        if tensor.dtype != column.dtype or tuple(tensor.shape) != shape:
+            raise ProtocolError(
+                f"tensor {tensor.name!r} is {tensor.dtype} {list(tensor.shape)}; the plan "
+                f"announced {column.dtype} {list(shape)}")
+
+
 def decode_shard(frame: Frame) -> Shard:
     header = frame.shard
     if header is None:
         raise ProtocolError("expected a shard frame, got a second plan")
-    columns = {t.name: tensors.decode(t, frame.payload) for t in header.tensors}
-    for name, array in columns.items():
-        if array.shape[:1] != (header.num_rows,):
+    # Every header is checked before anything is allocated for any tensor.
+    for tensor in header.tensors:
+        shape = tuple(tensor.shape)
+        if shape[:1] != (header.num_rows,):
             raise ProtocolError(
-                f"tensor {name!r} has {array.shape[:1]} rows; the shard claims {header.num_rows}"
+                f"tensor {tensor.name!r} has {shape[:1]} rows; the shard claims {header.num_rows}"
             )
+    if len({t.name for t in header.tensors}) != len(header.tensors):
+        raise ProtocolError("a shard names a tensor twice")
+    total = sum(tensors.check_header(t) for t in header.tensors)
+    if total > tensors.MAX_TENSOR_BYTES:
+        raise ProtocolError(f"a shard claims {total} bytes of tensors, over the "
+                            f"{tensors.MAX_TENSOR_BYTES >> 20} MiB frame limit")
+    columns = {t.name: tensors.decode(t, frame.payload) for t in header.tensors}
     return Shard(header.epoch, header.sequence, header.num_rows, columns, header.last_in_epoch)
 
 
@@ -44,8 +95,8 @@ _END = object()
 class Decoder:
     """Pulls frames on a thread of its own; decodes up to `threads` at once.
 
-    Its queue holds no more than the frames the daemon was credited for, so
-    it needs no bound of its own.
+    Its queue holds no more than the frames the daemon was credited for (the
+    stream refuses a frame beyond them), so it needs no bound of its own.
     """
 
     def __init__(self, frames: Iterable[Frame], threads: int) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
+from .decoder import check_plan, check_shard
 from .receiver import Receiver
 from .retry import RetryPolicy
 from .wire.errors import ConnectionFailed, DatasetError, ProtocolError
@@ -100,6 +101,11 @@ class ResumableStream:
             receiver.close()
             raise ProtocolError("the daemon did not open the stream with a plan")
         if self.plan is None:
+            try:
+                check_plan(first.plan)
+            except ProtocolError as exc:
+                receiver.close()
+                raise ProtocolError(f"{self.name}: {exc}") from None
             self.plan = first.plan
             self.host_plan = self._spec.host_plan(first.plan)
         elif any(getattr(first.plan, f) != getattr(self.plan, f) for f in _PLAN_FIELDS):
@@ -128,6 +134,16 @@ class ResumableStream:
                         raise ProtocolError(f"{self.name} sent a second plan mid-stream")
                     with self._lock:
                         self._held += 1
+                        held, window = self._held, self._window
+                    if held > window:  # a credit flood would queue without bound
+                        raise ProtocolError(
+                            f"{self.name} sent shard {frame.shard.sequence} of epoch "
+                            f"{frame.shard.epoch} beyond the credits granted: {held} shards "
+                            f"held for a window of {window}")
+                    try:
+                        check_shard(frame.shard, self.plan)
+                    except ProtocolError as exc:
+                        raise ProtocolError(f"{self.name}: {exc}") from None
                     self._next = following(frame.shard)
                     yield frame
                 return

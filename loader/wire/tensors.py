@@ -9,6 +9,7 @@ that knows the order in which those steps apply:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,11 +19,17 @@ from .aligned import aligned_empty
 from .checksums import get_checksum
 from .codecs import byteshuffle, narrowing
 from .errors import DataCorrupted, ProtocolError
+from .rpc import MAX_SHARD_BYTES
 from .v1 import tether_pb2 as pb
 
 # dtype kinds that may cross the wire: bool, signed and unsigned ints, floats.
-# Anything else (objects above all) is refused before numpy parses it.
 WIRE_KINDS = frozenset("biuf")
+# The dtype strings a header may name, as text: anything else (objects above
+# all, platform-sized long doubles) is refused before numpy parses it.
+WIRE_DTYPES = frozenset(np.dtype(t).newbyteorder("<").str for t in (
+    "b1", "u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8", "f2", "f4", "f8"))
+# No tensor of a frame decodes to more than a frame's worth of tensors.
+MAX_TENSOR_BYTES = MAX_SHARD_BYTES
 
 
 @dataclass
@@ -66,27 +73,61 @@ def encode(
 
 
 def _wire_dtype(text: str, tensor: str) -> np.dtype:
-    try:
-        dtype = np.dtype(text)
-    except TypeError:
-        raise ProtocolError(f"tensor {tensor!r}: unknown dtype {text!r}") from None
-    if dtype.kind not in WIRE_KINDS or dtype.byteorder == ">" or dtype.fields:
-        raise ProtocolError(f"tensor {tensor!r}: dtype {text!r} may not cross the wire")
-    return dtype
+    if text not in WIRE_DTYPES:  # checked as text, before numpy parses it
+        raise ProtocolError(f"tensor {tensor!r}: dtype {text!r} may not cross the wire; "
+                            f"known: {', '.join(sorted(WIRE_DTYPES))}")
+    return np.dtype(text)
 
 
-def decode(header: pb.TensorHeader, payload: memoryview) -> np.ndarray:
-    """The tensor a header describes, as an aligned array that the caller owns."""
+def _narrowing(wire: np.dtype, declared: np.dtype) -> bool:
+    """Whether `wire` is a lossless integer narrowing of `declared` (codecs.narrowing)."""
+    return (wire.kind in "iu" and declared.kind in "iu" and wire.itemsize < declared.itemsize
+            and np.can_cast(wire, declared, casting="safe"))
+
+
+def check_header(header: pb.TensorHeader) -> int:
+    """Check what a tensor header claims, before anything is allocated for it;
+    the bytes the decoded tensor will take.
+
+    Sizes are Python integers (a shape's product overflows no int64), bounded
+    by the frame limit: a few KB of zstd that claim gigabytes, or a `|u1`
+    wire type declared as a 16-byte float, are refused here.
+    """
     name = header.name
     dtype = _wire_dtype(header.dtype, name)
-    wire_dtype = _wire_dtype(header.wire_dtype, name) if header.wire_dtype else dtype
+    wire_dtype = dtype
+    if header.wire_dtype:
+        wire_dtype = _wire_dtype(header.wire_dtype, name)
+        if not _narrowing(wire_dtype, dtype):
+            raise ProtocolError(f"tensor {name!r}: {header.wire_dtype} on the wire cannot "
+                                f"stand for {header.dtype}; only integers are narrowed")
     shape = tuple(header.shape)
-    count = int(np.prod(shape, dtype=np.int64))
+    if not shape:
+        raise ProtocolError(f"tensor {name!r} has no rows dimension")
+    count = math.prod(shape)
+    size = count * dtype.itemsize
+    if max(size, header.raw_size, header.wire_size, *shape) > MAX_TENSOR_BYTES:
+        raise ProtocolError(
+            f"tensor {name!r} claims shape {list(shape)} of {header.dtype} "
+            f"({header.raw_size} raw bytes, {header.wire_size} on the wire), over the "
+            f"{MAX_TENSOR_BYTES >> 20} MiB frame limit")
     if header.raw_size != count * wire_dtype.itemsize:
         raise ProtocolError(
             f"tensor {name!r}: {header.raw_size} raw bytes do not hold shape {shape} "
             f"of {wire_dtype}"
         )
+    if header.codec not in codecs.NAMES:
+        raise ProtocolError(f"tensor {name!r}: unknown codec {header.codec!r}")
+    return size
+
+
+def decode(header: pb.TensorHeader, payload: memoryview) -> np.ndarray:
+    """The tensor a header describes, as an aligned array that the caller owns."""
+    check_header(header)
+    name = header.name
+    dtype = np.dtype(header.dtype)
+    wire_dtype = np.dtype(header.wire_dtype) if header.wire_dtype else dtype
+    shape = tuple(header.shape)
     end = header.offset + header.wire_size
     if end > payload.nbytes:
         raise ProtocolError(f"tensor {name!r} ends at byte {end}, past the payload's end")
