@@ -180,9 +180,10 @@ class ResultsSink:
             leaf, folder = relative.parts[-1], fds[-1]
             existed = self._check_target(name, leaf, folder, overwrite)
             digest, written = hashlib.sha256(), 0
-            partial = f"{secrets.token_hex(8)}.partial"
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            temporary = f"{secrets.token_hex(8)}.partial"
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                          | os.O_CLOEXEC, FILE_MODE, dir_fd=incoming)
+            partial = temporary  # ours to remove from here on
             with os.fdopen(fd, "wb") as out:
                 for chunk in chunks:
                     written += len(chunk)

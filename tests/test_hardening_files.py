@@ -193,8 +193,6 @@ def test_unauthenticated_long_method_paths_do_not_flood_the_log(serve, npy_datas
 
 
 
-@pytest.mark.xfail(reason="until daemon/servicer.py logs refusals through logsafe (see "
-                          "docs: issue 9 item 7); then remove this marker", strict=False)
 def test_a_huge_dataset_name_does_not_go_into_the_log_whole(serve, npy_dataset) -> None:
     daemon = serve(npy_dataset(10))
     before = len(daemon.stderr_text())
@@ -316,8 +314,6 @@ def test_uploading_over_an_existing_name_is_refused(serve, npy_dataset, tmp_path
     assert (tmp_path / "state0" / "results" / "run" / "ckpt.bin").read_bytes() == b"third"
 
 
-@pytest.mark.xfail(reason="until daemon/servicer.py passes overwrite_requested(metadata) to "
-                          "ResultsSink.store; then remove this marker", strict=False)
 def test_overwrite_true_replaces(serve, npy_dataset, tmp_path) -> None:
     daemon = serve(npy_dataset(10))
     with daemon.client() as client:
