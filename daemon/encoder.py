@@ -130,4 +130,4 @@ class ShardEncoder:
         self.stats.read(len(rows), read_bytes)
         header = pb.ShardHeader(epoch=epoch, sequence=sequence, num_rows=len(rows),
                                 tensors=headers, last_in_epoch=task.last_in_epoch)
-        return framing.encode_shard(header, parts)
+        return framing.encode_shard(header, parts, checksum=self.checksum)

@@ -21,7 +21,7 @@ import pytest
 
 import tether
 from tether.wire import framing, rpc, tensors
-from tether.wire.errors import ProtocolError
+from tether.wire.errors import DataCorrupted, ProtocolError
 from tether.wire.v1 import tether_pb2 as pb
 
 MiB = 1 << 20
@@ -113,9 +113,9 @@ def shard_frame(epoch: int, sequence: int, arrays: dict[str, np.ndarray], codec:
     return framing.encode_shard(header, [e.data for e in encoded])
 
 
-# The loader, in a subprocess: its peak memory is its own.
+# The loader, in a subprocess: its peak memory is its own (Linux).
 PROBE = r"""
-import json, resource, sys, time
+import json, sys, time
 import tether
 url, batch_size, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 result = {"error": None, "message": "", "rows": 0}
@@ -128,7 +128,13 @@ try:
                 time.sleep(pause)  # a training step that takes a while
 except Exception as exc:
     result["error"], result["message"] = type(exc).__name__, str(exc)[:500]
-result["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's (pytest's) peak.
+try:
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    result["peak_rss"] = int(line.split()[1]) * 1024
+except OSError:  # not Linux: not measured
+    result["peak_rss"] = 0
 print(json.dumps(result))
 """
 
@@ -283,3 +289,44 @@ def test_a_shard_that_does_not_match_the_plan_is_refused(fake_daemon) -> None:
             list(loader)
         daemon.stop()
         assert what
+
+
+# --- item 11: the header is covered by the checksum --------------------------
+
+
+def _flip_byte_shuffle(frame: bytes) -> bytes:
+    """The frame with its tensor's byte_shuffle flag (field 6, varint 1) cleared."""
+    parsed = framing.decode(frame)
+    original = parsed.shard.tensors[0].SerializeToString()
+    assert b"\x30\x01" in original
+    flipped = original.replace(b"\x30\x01", b"\x30\x00", 1)
+    assert len(flipped) == len(original)
+    out = frame.replace(original, flipped, 1)
+    assert out != frame
+    return out
+
+
+def test_a_flipped_header_bit_is_caught() -> None:
+    values = np.linspace(0, 1, 1000, dtype=np.float32)
+    frame = shard_frame(0, 0, {"x": values}, codec="none")
+    # Compressed tensors are the ones byte-shuffled.
+    pytest.importorskip("pyarrow")
+    frame = shard_frame(0, 0, {"x": values}, codec="lz4")
+    damaged = _flip_byte_shuffle(frame)
+    with pytest.raises(DataCorrupted, match="header"):
+        parsed = framing.decode(damaged)
+        tensors.decode(parsed.shard.tensors[0], parsed.payload)  # silently wrong before
+
+
+def test_a_flipped_plan_bit_is_caught() -> None:
+    frame = plan_frame(1000, 100, {"x": ("<f4", ())})
+    body = pb.StreamPlan(shard_rows=100).SerializeToString()  # b"\x18\x64"
+    assert body in frame
+    with pytest.raises(DataCorrupted, match="header"):
+        framing.decode(frame.replace(body, b"\x18\x65", 1))
+
+
+def test_frames_still_parse_as_protobuf_with_the_header_checksum() -> None:
+    frame = shard_frame(0, 0, {"x": np.arange(10, dtype=np.float32)})
+    parsed = pb.ShardFrame.FromString(frame)
+    assert parsed.shard.num_rows == 10 and parsed.header_checksum != 0

@@ -1,10 +1,13 @@
 """The one module that knows how a ShardFrame sits on the wire.
 
 A frame is the protobuf encoding of `tether.v1.ShardFrame` (the proto package)
-(plan = 1, shard = 2, payload = 3), written and read by hand so that the
+(plan = 1, shard = 2, payload = 3, header_checksum = 4,
+header_checksum_algorithm = 5), written and read by hand so that the
 payload, megabytes of tensor bytes, is never copied by protobuf: the daemon
 joins header and payload once, the loader slices the payload as a
 memoryview. Any protobuf parser still reads these bytes as a ShardFrame.
+The header checksum covers the header's bytes exactly as written; each
+tensor's own checksum (in the header) covers its bytes in the payload.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import ProtocolError
+from .checksums import get_checksum
+from .errors import DataCorrupted, ProtocolError
 from .v1 import tether_pb2 as pb
 
 _LEN = 2  # protobuf wire type of length-delimited fields
-_PLAN, _SHARD, _PAYLOAD = 1, 2, 3
+_PLAN, _SHARD, _PAYLOAD, _HEADER_CHECKSUM, _HEADER_ALGORITHM = 1, 2, 3, 4, 5
 _VARINT = 0
+_VARINT_TAG = _HEADER_CHECKSUM << 3 | _VARINT
 
 
 def _varint(value: int) -> bytes:
@@ -33,21 +38,28 @@ def _field_prefix(number: int, length: int) -> bytes:
     return _varint(number << 3 | _LEN) + _varint(length)
 
 
-def encode_plan(plan: pb.StreamPlan) -> bytes:
-    body = plan.SerializeToString()
-    return _field_prefix(_PLAN, len(body)) + body
+def _header_fields(number: int, body: bytes, checksum: str) -> list[bytes]:
+    """The header field, then its checksum (written even when 0) and algorithm."""
+    algorithm = checksum.encode()
+    return [_field_prefix(number, len(body)), body,
+            _varint(_VARINT_TAG), _varint(get_checksum(checksum)(memoryview(body))),
+            _field_prefix(_HEADER_ALGORITHM, len(algorithm)), algorithm]
 
 
-def encode_shard(header: pb.ShardHeader, parts: Sequence[memoryview | bytes]) -> bytes:
-    """One frame: the header, then `parts` back to back as the payload.
+def encode_plan(plan: pb.StreamPlan, checksum: str = "crc32") -> bytes:
+    return b"".join(_header_fields(_PLAN, plan.SerializeToString(), checksum))
+
+
+def encode_shard(header: pb.ShardHeader, parts: Sequence[memoryview | bytes],
+                 checksum: str = "crc32") -> bytes:
+    """One frame: the header and its checksum, then `parts` back to back as the payload.
 
     The header's tensor offsets must already point into that payload.
+    `checksum` is the stream's negotiated algorithm.
     """
-    body = header.SerializeToString()
     payload_size = sum(memoryview(p).nbytes for p in parts)
-    return b"".join(
-        [_field_prefix(_SHARD, len(body)), body, _field_prefix(_PAYLOAD, payload_size), *parts]
-    )
+    return b"".join([*_header_fields(_SHARD, header.SerializeToString(), checksum),
+                     _field_prefix(_PAYLOAD, payload_size), *parts])
 
 
 @dataclass
@@ -71,16 +83,26 @@ def _read_varint(view: memoryview, pos: int) -> tuple[int, int]:
 
 
 def decode(data: bytes) -> Frame:
-    """Split a received frame into its parsed header and a view of its payload."""
+    """Split a received frame into its parsed header and a view of its payload.
+
+    The header's bytes are checked against the frame's header checksum before
+    protobuf parses them: a flipped bit (a codec, `byte_shuffle`, a shape) is
+    DataCorrupted, never a silently wrong tensor.
+    """
     view = memoryview(data)
-    frame = Frame(plan=None, shard=None, payload=view[0:0])
+    payload = view[0:0]
+    header: tuple[int, memoryview] | None = None
+    checksum: int | None = None
+    algorithm: str | None = None
     pos = 0
     while pos < len(view):
         tag, pos = _read_varint(view, pos)
         number, wire_type = tag >> 3, tag & 7
-        if wire_type == _VARINT:  # unknown scalar field from a newer peer
-            _, pos = _read_varint(view, pos)
-            continue
+        if wire_type == _VARINT:
+            value, pos = _read_varint(view, pos)
+            if number == _HEADER_CHECKSUM:
+                checksum = value
+            continue  # else an unknown scalar field from a newer peer
         if wire_type != _LEN:
             raise ProtocolError(f"unexpected wire type {wire_type} for field {number} in frame")
         length, pos = _read_varint(view, pos)
@@ -88,15 +110,29 @@ def decode(data: bytes) -> Frame:
             raise ProtocolError(f"frame field {number} claims {length} bytes past the frame end")
         field = view[pos:pos + length]
         pos += length
-        try:
-            if number == _PLAN:
-                frame.plan = pb.StreamPlan.FromString(field)
-            elif number == _SHARD:
-                frame.shard = pb.ShardHeader.FromString(field)
-        except Exception as exc:  # protobuf's DecodeError and friends
-            raise ProtocolError(f"undecodable frame header: {exc}") from None
-        if number == _PAYLOAD:
-            frame.payload = field
-    if frame.plan is None and frame.shard is None:
+        if number in (_PLAN, _SHARD):
+            if header is not None:
+                raise ProtocolError("frame carries two headers")
+            header = (number, field)
+        elif number == _PAYLOAD:
+            payload = field
+        elif number == _HEADER_ALGORITHM:
+            algorithm = bytes(field).decode("ascii", errors="replace")
+    if header is None:
         raise ProtocolError("frame carries neither a plan nor a shard header")
+    number, body = header
+    if checksum is None or not algorithm:
+        raise ProtocolError("frame header has no checksum: the daemon is older than this "
+                            "loader; upgrade tether on the daemon's machine")
+    if get_checksum(algorithm)(body) != checksum:
+        raise DataCorrupted("frame header checksum mismatch; the header was damaged in "
+                            "transit")
+    frame = Frame(plan=None, shard=None, payload=payload)
+    try:
+        if number == _PLAN:
+            frame.plan = pb.StreamPlan.FromString(body)
+        else:
+            frame.shard = pb.ShardHeader.FromString(body)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ProtocolError(f"undecodable frame header: {exc}") from None
     return frame

@@ -260,14 +260,18 @@ class ShardHeader(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ..., num_rows: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[TensorHeader, _Mapping]]] = ..., last_in_epoch: bool = ...) -> None: ...
 
 class ShardFrame(_message.Message):
-    __slots__ = ("plan", "shard", "payload")
+    __slots__ = ("plan", "shard", "payload", "header_checksum", "header_checksum_algorithm")
     PLAN_FIELD_NUMBER: _ClassVar[int]
     SHARD_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    HEADER_CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    HEADER_CHECKSUM_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     plan: StreamPlan
     shard: ShardHeader
     payload: bytes
-    def __init__(self, plan: _Optional[_Union[StreamPlan, _Mapping]] = ..., shard: _Optional[_Union[ShardHeader, _Mapping]] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    header_checksum: int
+    header_checksum_algorithm: str
+    def __init__(self, plan: _Optional[_Union[StreamPlan, _Mapping]] = ..., shard: _Optional[_Union[ShardHeader, _Mapping]] = ..., payload: _Optional[bytes] = ..., header_checksum: _Optional[int] = ..., header_checksum_algorithm: _Optional[str] = ...) -> None: ...
 
 class UploadChunk(_message.Message):
     __slots__ = ("name", "total_size", "data")
