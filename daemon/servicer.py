@@ -113,7 +113,7 @@ class Servicer:
         if self.stats.streams_from(host) >= MAX_STREAMS_PER_PEER:
             raise Busy(f"{MAX_STREAMS_PER_PEER} streams from {host} are open already; close "
                        "some loaders (or wait for them to end) and try again")
-        key, entry = self.stats.open_stream(context.peer(), request.dataset)
+        key, entry = self.stats.open_stream(context.peer(), clip(request.dataset))
         try:
             yield from self._open(request, context, entry).run(requests, context)
         finally:
