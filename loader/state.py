@@ -36,15 +36,27 @@ class LoaderState:
         return {"version": VERSION, "request": request, "fingerprint": self.fingerprint}
 
     @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> LoaderState:
-        if not isinstance(state, dict) or state.get("version") != VERSION:
-            found = state.get("version") if isinstance(state, dict) else type(state).__name__
-            raise RequestError(f"loader state version {found!r} is not {VERSION}; was it made "
+    def from_dict(cls, state: Any) -> LoaderState:
+        """A state from `to_dict`, checked field by field: a forged or damaged one
+        is a RequestError that says what is wrong, never a stream of other rows."""
+        if not isinstance(state, dict):
+            raise RequestError(f"a loader state is a dict from loader.state_dict(), not "
+                               f"{type(state).__name__}")
+        version = state.get("version")
+        if type(version) is not int or version != VERSION:
+            raise RequestError(f"loader state version {version!r} is not {VERSION}; was it made "
                                "by loader.state_dict() of this Tether version?")
+        missing = [key for key in ("request", "fingerprint") if key not in state]
+        if missing:
+            raise RequestError(f"malformed loader state: it lacks {missing}")
+        if not isinstance(state["fingerprint"], str):
+            raise RequestError(f"malformed loader state: fingerprint {state['fingerprint']!r:.80} "
+                               "is not a string")
         try:
-            return cls(StreamSpec.from_dict(state["request"]), str(state["fingerprint"]))
-        except (KeyError, TypeError) as exc:
+            spec = StreamSpec.from_dict(state["request"], optional=_PER_PROCESS)
+        except RequestError as exc:
             raise RequestError(f"malformed loader state: {exc}") from None
+        return cls(spec, state["fingerprint"])
 
     def check_order_matches(self, spec: StreamSpec) -> None:
         """Refuse to resume a loader whose request would order the rows otherwise."""

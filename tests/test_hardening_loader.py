@@ -20,9 +20,12 @@ import numpy as np
 import pytest
 
 import tether
+from tether.state import LoaderState
 from tether.wire import framing, rpc, tensors
-from tether.wire.errors import DataCorrupted, ProtocolError
+from tether.wire.errors import DataCorrupted, ProtocolError, RequestError
 from tether.wire.v1 import tether_pb2 as pb
+
+from .conftest import DaemonProcess
 
 MiB = 1 << 20
 
@@ -330,3 +333,205 @@ def test_frames_still_parse_as_protobuf_with_the_header_checksum() -> None:
     frame = shard_frame(0, 0, {"x": np.arange(10, dtype=np.float32)})
     parsed = pb.ShardFrame.FromString(frame)
     assert parsed.shard.num_rows == 10 and parsed.header_checksum != 0
+
+
+# --- item 12: forged states and requests -------------------------------------
+
+OFFLINE = "tether://127.0.0.1:9/?tls=off&token=x"
+
+
+def _state(**request) -> dict:
+    loader = tether.Loader(OFFLINE, "train", batch_size=8, shuffle=True, seed=3)
+    state = loader.state_dict()
+    loader.close()
+    state["request"].update(request)
+    return state
+
+
+FORGED_REQUESTS = [
+    {"start": {"epoch": 0, "row": -20000}},
+    {"start": {"epoch": -1, "row": 0}},
+    {"start": {"epoch": 2**64, "row": 0}},
+    {"start": {"epoch": 0, "row": 2**64}},
+    {"start": {"epoch": "0", "row": 0}},
+    {"start": {"epoch": 0.5, "row": 0}},
+    {"start": {"epoch": True, "row": 0}},
+    {"start": {"epoch": 0}},
+    {"start": [0, 0, 0]},
+    {"start": "0,0"},
+    {"start": None},
+    {"batch_size": 8.0},
+    {"batch_size": True},
+    {"batch_size": "8"},
+    {"batch_size": 2**64},
+    {"seed": -1},
+    {"seed": 2**64},
+    {"seed": 3.0},
+    {"shuffle": 1},
+    {"shuffle": "yes"},
+    {"drop_last": 0},
+    {"dataset": 5},
+    {"dataset": ["train"]},
+    {"columns": "ab"},
+    {"columns": [1, 2]},
+    {"columns": None},
+    {"num_epochs": 0},
+    {"num_epochs": 2**64},
+    {"num_epochs": 1.5},
+    {"num_epochs": False},
+    {"shard_bytes": 2**70},
+    {"shard_bytes": 4096.0},
+    {"shuffle_window_bytes": -1},
+    {"shuffle_window_bytes": 2**64},
+    {"shuffle_window_bytes": "1G"},
+    {"codec": 3},
+    {"codec": "brotli"},
+    {"unknown_field": 1},
+]
+
+
+@pytest.mark.parametrize("forged", FORGED_REQUESTS, ids=[str(r) for r in FORGED_REQUESTS])
+def test_a_forged_state_is_a_request_error(forged: dict) -> None:
+    state = _state(**forged)
+    loader = tether.Loader(OFFLINE, "train", batch_size=8, shuffle=True, seed=3)
+    try:
+        with pytest.raises(RequestError):
+            loader.load_state_dict(state)
+    finally:
+        loader.close()
+
+
+@pytest.mark.parametrize("state", [
+    None, [], "state", {}, {"version": 2}, {"version": "2"}, {"version": 2.0},
+    {"version": True}, {"version": 3},
+    {"version": 2, "request": None, "fingerprint": ""},
+    {"version": 2, "request": [], "fingerprint": ""},
+    {"version": 2, "request": "x", "fingerprint": ""},
+], ids=repr)
+def test_a_malformed_state_is_a_request_error(state) -> None:
+    with pytest.raises(RequestError):
+        LoaderState.from_dict(state)
+
+
+@pytest.mark.parametrize("missing", ["request", "fingerprint", "version"])
+def test_a_state_missing_a_key_is_a_request_error(missing: str) -> None:
+    state = _state()
+    del state[missing]
+    with pytest.raises(RequestError):
+        LoaderState.from_dict(state)
+
+
+def test_a_state_with_a_fingerprint_that_is_no_string_is_refused() -> None:
+    state = _state()
+    state["fingerprint"] = 12
+    with pytest.raises(RequestError):
+        LoaderState.from_dict(state)
+
+
+def test_a_missing_request_field_is_a_request_error() -> None:
+    state = _state()
+    del state["request"]["batch_size"]
+    with pytest.raises(RequestError):
+        LoaderState.from_dict(state)
+
+
+def test_a_valid_state_round_trips() -> None:
+    state = _state(start={"epoch": 1, "row": 16})
+    restored = LoaderState.from_dict(json.loads(json.dumps(state)))
+    assert restored.spec.start == (1, 16) and restored.to_dict() == state
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 1.5, True, "3"])
+def test_a_bad_seed_is_a_request_error(seed) -> None:
+    with pytest.raises(RequestError, match="seed"):
+        tether.Loader(OFFLINE, "train", batch_size=8, shuffle=True, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    root = tmp_path_factory.mktemp("forged")
+    folder = root / "data" / "train"
+    folder.mkdir(parents=True)
+    np.save(folder / "id.npy", np.arange(20000, dtype=np.int64))
+    daemon = DaemonProcess([folder], root / "state")
+    yield daemon
+    assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize("start", [(0, 20001), (0, 2**63), (2**64 - 1, 0), (2**63, 100)])
+def test_a_forged_start_is_refused(daemon, start) -> None:
+    """A start past the end, or in an epoch no plan reaches: never 39,900 rows."""
+    loader = tether.Loader(daemon.url, "train", batch_size=100, num_epochs=None)
+    state = loader.state_dict()
+    state["request"]["start"] = {"epoch": start[0], "row": start[1]}
+    try:
+        with pytest.raises(RequestError):
+            loader.load_state_dict(state)  # refused here, or by the daemon:
+            next(iter(loader))
+    finally:
+        loader.close()
+
+
+def test_a_forged_negative_row_yields_no_extra_rows(daemon) -> None:
+    loader = tether.Loader(daemon.url, "train", batch_size=100)
+    state = loader.state_dict()
+    state["request"]["start"] = {"epoch": 0, "row": -20000}
+    with pytest.raises(RequestError):
+        loader.load_state_dict(state)
+    ids = np.concatenate([b["id"] for b in loader])
+    loader.close()
+    assert np.array_equal(ids, np.arange(20000))
+
+
+U64_MAX = 2**64 - 1
+FORGED_OPENS = {
+    "cursor epoch 2^64-1": dict(resume=pb.Cursor(epoch=U64_MAX, sequence=0)),
+    "cursor sequence 2^64-1": dict(resume=pb.Cursor(epoch=0, sequence=U64_MAX)),
+    "cursor 2^64-1 both": dict(resume=pb.Cursor(epoch=U64_MAX, sequence=U64_MAX)),
+    "forever, cursor epoch 2^64-1": dict(num_epochs=0, resume=pb.Cursor(epoch=U64_MAX)),
+    "start epoch 2^64-1": dict(start=pb.Position(epoch=U64_MAX, row=0)),
+    "forever, start epoch 2^64-1": dict(num_epochs=0, start=pb.Position(epoch=U64_MAX)),
+    "start row 2^64-1": dict(start=pb.Position(epoch=0, row=U64_MAX)),
+    "num_epochs 2^64-1": dict(num_epochs=U64_MAX),
+    "shard_rows 2^64-1": dict(shard_rows=U64_MAX),
+    "batch_size 2^64-1": dict(batch_size=U64_MAX),
+    "process_count 2^64-1": dict(process_count=U64_MAX, process_index=5),
+    "shuffle window 2^64-1": dict(shuffle=True, shuffle_window_bytes=U64_MAX),
+    "huge part": dict(parts=[pb.Layout(chunk_rows=[U64_MAX]), pb.Layout(chunk_rows=[20000])],
+                      part_index=1),
+    "huge part count": dict(parts=[pb.Layout(chunk_rows=[1])] * 5000, part_index=4999),
+    "credits 2^64-1": dict(initial_credits=U64_MAX),
+    "seed 2^64-1, shuffled": dict(shuffle=True, seed=U64_MAX),
+}
+
+
+@pytest.mark.parametrize("fields", FORGED_OPENS.values(), ids=FORGED_OPENS.keys())
+def test_the_daemon_answers_forged_requests_without_internal_errors(daemon, fields) -> None:
+    request = pb.OpenStream(dataset="train", batch_size=100, num_epochs=1, initial_credits=2,
+                            accept_checksums=["crc32"])
+    for name, value in fields.items():
+        if isinstance(value, list):
+            getattr(request, name).extend(value)
+        elif hasattr(value, "CopyFrom"):
+            getattr(request, name).CopyFrom(value)
+        else:
+            setattr(request, name, value)
+    endpoint = tether.parse_url(daemon.url)
+    channel = rpc.open_channel(endpoint)
+    try:
+        call = channel.stream_stream(rpc.method_path(rpc.STREAM),
+                                     request_serializer=pb.StreamRequest.SerializeToString,
+                                     response_deserializer=None)
+        responses = call(iter([pb.StreamRequest(open=request)]),
+                         metadata=rpc.call_metadata(endpoint), timeout=20)
+        try:
+            for count, _ in enumerate(responses):
+                if count >= 2:
+                    responses.cancel()
+                    break
+        except grpc.RpcError as exc:
+            assert exc.code() in (grpc.StatusCode.INVALID_ARGUMENT,
+                                  grpc.StatusCode.FAILED_PRECONDITION,
+                                  grpc.StatusCode.CANCELLED), (exc.code(), exc.details())
+    finally:
+        channel.close()

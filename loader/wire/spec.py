@@ -7,14 +7,15 @@ because they are the same code.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from . import rpc
 from .codecs import check_requested
 from .errors import RequestError
-from .plan import Cursor, HostPlan, Layout, Position
+from .plan import MAX_ROWS, Cursor, HostPlan, Layout, Position
 from .v1 import tether_pb2 as pb
 
 
@@ -31,6 +32,26 @@ def layout_from_proto(message: pb.Layout) -> Layout:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise RequestError(message)
+
+
+# Bounds on what a request (or a saved state) may say. Epochs and counts stay
+# below 2**63 so that every cursor after them still fits the wire's uint64.
+MAX_COUNT = (1 << 63) - 1
+MAX_SEED = (1 << 64) - 1
+
+
+def _integer(name: str, value: Any, low: int, high: int) -> int:
+    """`value` as an int in [low, high]; bools, floats and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise RequestError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    _check(low <= value <= high, f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _flag(name: str, value: Any) -> bool:
+    _check(isinstance(value, bool), f"{name} must be True or False, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -57,25 +78,39 @@ class StreamSpec:
     start: Position = field(default=Position(0, 0))
 
     def __post_init__(self) -> None:
-        _check(bool(self.dataset), "name a dataset: dataset=...")
-        _check(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
-        _check(self.num_epochs is None or self.num_epochs >= 1,
-               f"num_epochs must be None (forever) or at least 1, got {self.num_epochs}")
-        _check(self.process_count >= 1 and 0 <= self.process_index < self.process_count,
+        _check(isinstance(self.dataset, str) and bool(self.dataset),
+               f"name a dataset: dataset=... (got {self.dataset!r})")
+        checked = {
+            "batch_size": _integer("batch_size", self.batch_size, 1, MAX_COUNT),
+            "seed": _integer("seed (a non-negative 64-bit integer)", self.seed, 0, MAX_SEED),
+            "shuffle_window_bytes": _integer("shuffle_window", self.shuffle_window_bytes, 0,
+                                             MAX_SEED),
+            "num_epochs": None if self.num_epochs is None else
+            _integer("num_epochs (None: forever)", self.num_epochs, 1, MAX_COUNT),
+            "process_count": _integer("process_count", self.process_count, 1, MAX_COUNT),
+            "shard_bytes": _integer("shard_bytes", self.shard_bytes, 1 << 10,
+                                    rpc.MAX_SHARD_BYTES),
+            "shuffle": _flag("shuffle", self.shuffle),
+            "drop_last": _flag("drop_last", self.drop_last),
+        }
+        checked["process_index"] = _integer("process_index", self.process_index, 0, MAX_COUNT)
+        _check(checked["process_index"] < checked["process_count"],
                f"need 0 <= process_index < process_count, got {self.process_index} "
                f"of {self.process_count}")
+        _check(isinstance(self.codec, str), f"codec must be a string, got {self.codec!r}")
         check_requested(self.codec)
-        _check(1 << 10 <= self.shard_bytes <= rpc.MAX_SHARD_BYTES,
-               f"shard_bytes must be between 1 KiB and {rpc.MAX_SHARD_BYTES >> 20} MiB, "
-               f"got {self.shard_bytes}")
-        _check(0 <= self.seed < 2**64, f"seed must be a non-negative 64-bit integer, "
-                                        f"got {self.seed}")
-        _check(self.shuffle_window_bytes >= 0, "shuffle_window must not be negative")
-        _check(min(self.start) >= 0, f"a start position is never negative, got {self.start}")
-        _check(len(set(self.columns)) == len(self.columns),
-               f"columns {list(self.columns)} name a column twice")
-        object.__setattr__(self, "columns", tuple(self.columns))
-        object.__setattr__(self, "start", Position(*self.start))
+        columns = self.columns
+        _check(isinstance(columns, tuple | list) and all(isinstance(c, str) for c in columns),
+               f"columns must be a list of column names, got {columns!r}")
+        _check(len(set(columns)) == len(columns), f"columns {list(columns)} name a column twice")
+        start = self.start
+        _check(isinstance(start, tuple) and len(start) == 2,
+               f"a start position is (epoch, row), got {start!r}")
+        checked["start"] = Position(_integer("the start epoch", start[0], 0, MAX_COUNT),
+                                   _integer("the start row", start[1], 0, MAX_ROWS))
+        checked["columns"] = tuple(columns)
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
     @property
     def global_batch(self) -> int:
@@ -121,6 +156,9 @@ class StreamSpec:
     @classmethod
     def from_proto(cls, request: pb.OpenStream) -> StreamSpec:
         """Validate what a client sent; a RequestError says what is wrong."""
+        if request.HasField("resume"):  # the cursor after it must fit the wire too
+            _integer("the resume epoch", request.resume.epoch, 0, MAX_COUNT)
+            _integer("the resume sequence", request.resume.sequence, 0, MAX_COUNT)
         return cls(
             dataset=request.dataset, batch_size=request.batch_size,
             columns=tuple(request.columns), shuffle=request.shuffle, seed=request.seed,
@@ -141,10 +179,19 @@ class StreamSpec:
         return state
 
     @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> StreamSpec:
-        try:
-            fields = {**state, "columns": tuple(state.get("columns", ())),
-                      "start": Position(**state.get("start", {"epoch": 0, "row": 0}))}
-            return cls(**fields)
-        except TypeError as exc:
-            raise RequestError(f"malformed stream request in the state: {exc}") from None
+    def from_dict(cls, state: Any, optional: Sequence[str] = ()) -> StreamSpec:
+        """The request of a saved state, checked as strictly as one from the wire.
+
+        Every field must be there, but `optional` ones (taking their defaults)."""
+        _check(isinstance(state, dict), f"the state's request is not a dict: {state!r:.80}")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(state) - set(names), key=str)
+        missing = [name for name in names if name not in state and name not in optional]
+        _check(not unknown, f"the state's request has unknown fields {unknown}")
+        _check(not missing, f"the state's request lacks {missing}")
+        start = state.get("start", {"epoch": 0, "row": 0})
+        _check(isinstance(start, dict) and sorted(start, key=str) == ["epoch", "row"],
+               f"the state's start must be {{'epoch': ..., 'row': ...}}, got {start!r:.80}")
+        _check(isinstance(state.get("columns", ()), list | tuple),
+               f"the state's columns must be a list, got {state.get('columns')!r:.80}")
+        return cls(**{**state, "start": Position(start["epoch"], start["row"])})
