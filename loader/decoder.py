@@ -15,6 +15,7 @@ import numpy as np
 from .wire import tensors
 from .wire.errors import ProtocolError
 from .wire.framing import Frame
+from .wire.spec import MAX_COUNT
 from .wire.v1 import tether_pb2 as pb
 
 
@@ -31,6 +32,8 @@ def check_plan(plan: pb.StreamPlan) -> None:
     """Refuse a plan whose shards could not be decoded within the frame limit."""
     if plan.shard_rows < 1:
         raise ProtocolError("the daemon's plan has shards of 0 rows")
+    if not plan.columns:
+        raise ProtocolError("the daemon's plan has no columns")
     row_bytes = 0
     for column in plan.columns:
         if column.dtype not in tensors.WIRE_DTYPES or \
@@ -50,6 +53,9 @@ def check_shard(header: pb.ShardHeader, plan: pb.StreamPlan) -> None:
     """Refuse a shard header that is not what the plan announced: its columns,
     dtypes and row shapes, at most `shard_rows` rows. Only headers are read:
     nothing is allocated for a shard that fails."""
+    if max(header.epoch, header.sequence) > MAX_COUNT:
+        raise ProtocolError(f"shard {header.sequence} of epoch {header.epoch} lies past "
+                            "any plan")
     if not 1 <= header.num_rows <= plan.shard_rows:
         raise ProtocolError(f"shard {header.sequence} of epoch {header.epoch} has "
                             f"{header.num_rows} rows; the plan's shards have 1 to "

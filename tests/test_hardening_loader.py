@@ -294,6 +294,33 @@ def test_a_shard_that_does_not_match_the_plan_is_refused(fake_daemon) -> None:
         assert what
 
 
+def test_a_plan_without_columns_is_refused(fake_daemon) -> None:
+    """Shards of no tensors could claim any number of rows: endless empty batches."""
+
+    def script(request, requests) -> Iterator[bytes]:
+        yield plan_frame(2**40, 2**40, {})
+        yield framing.encode_shard(shard_header(0, 0, [], 2**40, last=True), [])
+
+    daemon = fake_daemon(script)
+    retry = tether.RetryPolicy(timeout=0)
+    with pytest.raises(ProtocolError, match="no columns"), \
+            tether.Loader(daemon.url, "train", batch_size=10, retry=retry) as loader:
+        next(iter(loader))
+
+
+@pytest.mark.parametrize("epoch", [2**63, 2**64 - 1])
+def test_a_shard_of_an_epoch_past_any_plan_is_refused(fake_daemon, epoch: int) -> None:
+    def script(request, requests) -> Iterator[bytes]:
+        yield plan_frame(10, 10, {"x": ("<f4", ())})
+        yield shard_frame(epoch, 0, {"x": np.zeros(10, np.float32)}, last=True)
+
+    daemon = fake_daemon(script)
+    retry = tether.RetryPolicy(timeout=0)
+    with pytest.raises(ProtocolError), \
+            tether.Loader(daemon.url, "train", batch_size=10, retry=retry) as loader:
+        list(loader)
+
+
 # --- item 11: the header is covered by the checksum --------------------------
 
 
