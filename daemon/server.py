@@ -30,6 +30,39 @@ log = logging.getLogger(__name__)
 # Each open stream holds one gRPC worker thread for its whole life.
 MAX_STREAMS = 64
 
+# Descriptors kept out of the connection cap: dataset files, caches, results,
+# the listening sockets, gRPC's own pipes.
+RESERVED_FILES = 256
+MAX_CONNECTIONS = 4096  # a connection costs memory too (buffers, TLS state)
+
+
+def raise_open_files_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit; the soft limit now.
+
+    The common soft limit, 1,024, is what 1,100 idle TCP connections need to
+    lock every real client out (accept() fails with EMFILE); the hard limit is
+    usually far higher and needs no privilege to use.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    for target in (wanted, 1 << 16, 10_240):  # macOS refuses more than OPEN_MAX
+        if target <= soft:
+            break
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+            break
+        except (ValueError, OSError):
+            continue
+    return soft
+
+
+def connection_cap(open_files: int) -> int:
+    """How many connections gRPC accepts at once, leaving RESERVED_FILES descriptors free."""
+    return max(MAX_STREAMS, min(MAX_CONNECTIONS, open_files - RESERVED_FILES))
+
 
 def default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
@@ -148,11 +181,17 @@ class Daemon:
         self.encode_pool = ThreadPoolExecutor(workers, thread_name_prefix="tether-encode")
         self.stats = Stats()
         servicer = Servicer(self.catalog, self.encode_pool, workers, self.stats, self.results)
+        open_files = raise_open_files_limit()
+        self.max_connections = connection_cap(open_files)
+        log.info("open files limit %d: at most %d connections at once, each given %d s to "
+                 "finish its handshakes", open_files, self.max_connections,
+                 rpc.HANDSHAKE_TIMEOUT_MS // 1000)
         self.server = grpc.server(
             ThreadPoolExecutor(MAX_STREAMS + 8, thread_name_prefix="tether-rpc"),
             handlers=[handler(servicer)],
             interceptors=[TokenAuth(self.token)],
-            options=rpc.SERVER_OPTIONS,
+            options=[*rpc.SERVER_OPTIONS,
+                     ("grpc.max_allowed_incoming_connections", self.max_connections)],
             maximum_concurrent_rpcs=MAX_STREAMS,
         )
         self.endpoint: Endpoint | None = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import resource
+import socket
 import stat
 from pathlib import Path
 
@@ -59,6 +61,48 @@ def test_every_interface_prints_a_reachable_address(tmp_path, npy_dataset) -> No
         assert "listening on every interface" in text
         if address.is_private:
             assert "private" in text and "--tunnel ngrok" in text
+
+
+def _soft_open_files(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no open files line")
+
+
+@pytest.mark.skipif(not Path("/proc/self/limits").exists(), reason="reads /proc")
+def test_idle_connections_do_not_lock_out_a_real_client(tmp_path, npy_dataset) -> None:
+    """Slowloris: 1,100 idle TCP connections against a daemon started with ulimit -n 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"the hard file limit here is {hard}: cannot show the raise")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # the daemon inherits it
+    try:
+        daemon = DaemonProcess([npy_dataset(10)], tmp_path / "state")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    idle: list[socket.socket] = []
+    try:
+        assert _soft_open_files(daemon.proc.pid) > 1024  # raised at start
+        port = tether.parse_url(daemon.url).port
+        if soft < 1300:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+        for _ in range(1100):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        served = None
+        for _attempt in range(10):  # a loader retries like this
+            try:
+                with tether.connect(daemon.url, timeout=10) as client:
+                    served = client.datasets()
+                break
+            except tether.ConnectionFailed:
+                continue
+        assert served and served[0].name == "train"
+    finally:
+        for sock in idle:
+            sock.close()
+        daemon.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.mark.parametrize("level", ["info", "warning"])

@@ -46,6 +46,8 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
 
+HANDSHAKE_TIMEOUT_MS = 10_000
+
 # The daemon pings too, so a client that vanished without a RST frees its
 # stream within about 15 s; and it accepts the clients' pings.
 SERVER_OPTIONS: list[tuple[str, Any]] = [
@@ -58,6 +60,12 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     # Without this a second daemon could bind the same port and take half the
     # connections; with it, a taken port is refused and reported.
     ("grpc.so_reuseport", 0),
+    # A connection that has not finished its TLS and HTTP/2 handshakes in this
+    # time is closed (gRPC's default: 120 s, which let 1,100 idle TCP
+    # connections lock every real client out). A real client needs milliseconds,
+    # a few seconds over a slow tunnel. The daemon adds a cap on connections,
+    # grpc.max_allowed_incoming_connections, from its file limit (server.py).
+    ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
 ]
 
 
