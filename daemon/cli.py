@@ -160,7 +160,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="a data file (Parquet, Arrow/Feather, CSV, .npy, .npz) or a folder")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default: 127.0.0.1, this machine only; "
-                            "0.0.0.0 for every interface)")
+                            "0.0.0.0 for every interface: the URL then names this machine's "
+                            "most reachable address, and the log lists the others)")
     serve.add_argument("--port", type=int, default=0,
                        help="port (default: 0, the port of the last run, else any free one)")
     serve.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: see ps
@@ -172,7 +173,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="replace the kept token with a fresh random one: old URLs stop "
                             "working")
     serve.add_argument("--insecure", action="store_true",
-                       help="plain gRPC without TLS: only on loopback or a trusted network")
+                       help="plain gRPC without TLS, the URL saying tls=off: only on "
+                            "loopback or a trusted network; refused with --tunnel")
     serve.add_argument("--tunnel", choices=TUNNELS, default=None,
                        help="reach this daemon from anywhere through ngrok: 'ngrok' (TCP, TLS "
                             "end to end; needs a verified ngrok account) or 'ngrok-https'. "

@@ -63,10 +63,13 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+URL_HELP = "the URL `tether serve` printed, in single quotes (a shell cuts it at &)"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     ls = subparsers.add_parser("ls", help="list a daemon's datasets with columns and row counts")
-    ls.add_argument("url", help="the URL `tether serve` printed")
+    ls.add_argument("url", help=URL_HELP)
     ls.set_defaults(run=_ls)
     status = subparsers.add_parser("status", help="show a daemon's streams, throughput and queues")
-    status.add_argument("url", help="the URL `tether serve` printed")
+    status.add_argument("url", help=URL_HELP)
     status.set_defaults(run=_status)
