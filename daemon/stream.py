@@ -138,7 +138,7 @@ class ShardStream:
         done = threading.Event()
         threading.Thread(target=self._watch, args=(context, done), name="tether-stall",
                          daemon=True).start()
-        yield framing.encode_plan(self.plan_message)
+        yield framing.encode_plan(self.plan_message, checksum=self.encoder.checksum)
         pending: deque[tuple[Cursor, Future[bytes]]] = deque()
         exhausted = False
         try:

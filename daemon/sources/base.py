@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ import numpy as np
 
 from tether.wire.errors import ColumnError
 from tether.wire.plan import Layout
-from tether.wire.tensors import WIRE_KINDS
+from tether.wire.tensors import WIRE_DTYPES
 
 from .row_blocks import BlockCache
 
@@ -29,12 +30,12 @@ class Column:
     @property
     def row_bytes(self) -> int:
         assert self.dtype is not None
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize  # Python ints: no overflow
 
 
 def numpy_column(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> Column:
     """Column for numpy data, or an unsupported one saying why."""
-    if dtype.kind not in WIRE_KINDS or dtype.fields:
+    if dtype.fields or dtype.newbyteorder("<").str not in WIRE_DTYPES:
         return Column(name, None, shape, f"dtype {dtype} is not a bool, integer or float")
     return Column(name, dtype.newbyteorder("<") if dtype.itemsize > 1 else dtype, shape)
 
