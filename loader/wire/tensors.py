@@ -22,8 +22,6 @@ from .errors import DataCorrupted, ProtocolError
 from .rpc import MAX_SHARD_BYTES
 from .v1 import tether_pb2 as pb
 
-# dtype kinds that may cross the wire: bool, signed and unsigned ints, floats.
-WIRE_KINDS = frozenset("biuf")
 # The dtype strings a header may name, as text: anything else (objects above
 # all, platform-sized long doubles) is refused before numpy parses it.
 WIRE_DTYPES = frozenset(np.dtype(t).newbyteorder("<").str for t in (
