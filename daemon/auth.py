@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 _refusals_log = RateLimited(log)
 
 _REFUSAL = ("missing or wrong token: use the full URL `tether serve` printed "
-            "(tether://HOST:PORT/?token=...)")
+            "(tether://HOST:PORT/?fp=...&token=...)")
 
 
 class TokenAuth(grpc.ServerInterceptor):

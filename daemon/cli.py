@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tether.wire.sizes import size_argument
 
-from .results import DEFAULT_MAX_BYTES, ResultsSink
+from .results import DEFAULT_MAX_BYTES, ResultsSink, safe_display
 from .server import Daemon, DaemonConfig, default_state_dir
 from .tunnel import KINDS as TUNNELS
 
@@ -120,7 +120,9 @@ def _serve(args: argparse.Namespace) -> int:
             paths=args.paths, host=args.host, port=args.port, state_dir=args.state_dir,
             encode_workers=args.workers, token=token, new_token=args.new_token,
             insecure=args.insecure,
-            tunnel=args.tunnel, results_dir=args.results_dir, max_upload=args.max_upload))
+            tunnel=args.tunnel, results_dir=args.results_dir, max_upload=args.max_upload,
+            follow_symlinks=args.follow_symlinks, max_memory=args.max_memory,
+            stall_seconds=args.stall_timeout))
         url = daemon.start()
     except (OSError, ValueError) as exc:
         print(f"tether serve: {exc}", file=sys.stderr)
@@ -144,7 +146,7 @@ def _results(args: argparse.Namespace) -> int:
     rows = list(ResultsSink(folder).listing())
     for name, size, mtime in rows:
         when = datetime.datetime.fromtimestamp(mtime).strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{when}  {size:>14,}  {name}")
+        print(f"{when}  {size:>14,}  {safe_display(name)}")
     print(f"{len(rows)} result(s) in {folder}", file=sys.stderr)
     return 0
 
@@ -181,6 +183,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "ngrok's free plan moves about 1 GB a month")
     serve.add_argument("--results-dir", type=Path, default=None,
                        help="where uploads land (default: STATE_DIR/results)")
+    serve.add_argument("--max-memory", type=size_argument, default=None,
+                       help="memory all streams' windows may hold together, e.g. 4GiB "
+                            "(default: TETHER_MAX_MEMORY, else a quarter of RAM, at most 2GiB)")
+    serve.add_argument("--stall-timeout", type=float, default=None, metavar="SECONDS",
+                       help="cancel a stream whose client has read nothing for this long "
+                            "(default: TETHER_STALL_SECONDS, else 120)")
+    serve.add_argument("--follow-symlinks", action="store_true",
+                       help="serve what links in the served folders point at, even outside "
+                            "them (default: links that lead out are skipped, with a warning)")
     serve.add_argument("--max-upload", type=size_argument, default=DEFAULT_MAX_BYTES,
                        help="largest upload accepted, e.g. 500MB or 20GiB: K, M, G, T (or KB, "
                             "MB, ...) are powers of 1000, KiB, MiB, GiB, TiB powers of 1024 "

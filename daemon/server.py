@@ -18,6 +18,7 @@ from tether.wire.allocator import tune_allocator
 from tether.wire.url import Endpoint
 
 from .auth import TokenAuth
+from .budget import MemoryBudget
 from .catalog import Catalog
 from .identity import Identity, IdentityLock, check_token, fingerprint, identity_dir, new_token
 from .results import DEFAULT_MAX_BYTES, ResultsSink
@@ -84,6 +85,9 @@ class DaemonConfig:
     tunnel: str | None = None  # "ngrok" or "ngrok-https"
     results_dir: Path | None = None  # None: STATE_DIR/results
     max_upload: int = DEFAULT_MAX_BYTES
+    follow_symlinks: bool = False  # serve what links point at outside the served folders
+    max_memory: int | None = None  # every stream's window together; None: see budget.py
+    stall_seconds: float | None = None  # cancel a stream whose client stopped reading
 
 
 _PROBES = {socket.AF_INET: "192.0.2.1", socket.AF_INET6: "2001:db8::1"}  # never contacted
@@ -175,12 +179,14 @@ class Daemon:
         if config.token:
             check_token(config.token)
         self.token = config.token or self.identity.token
-        self.catalog = Catalog([Path(p) for p in config.paths], state_dir / "cache")
+        self.catalog = Catalog([Path(p) for p in config.paths], state_dir / "cache",
+                               config.follow_symlinks)
         self.results = ResultsSink(config.results_dir or state_dir / "results", config.max_upload)
         workers = config.encode_workers or max(2, os.cpu_count() or 1)
         self.encode_pool = ThreadPoolExecutor(workers, thread_name_prefix="tether-encode")
         self.stats = Stats()
-        servicer = Servicer(self.catalog, self.encode_pool, workers, self.stats, self.results)
+        servicer = Servicer(self.catalog, self.encode_pool, workers, self.stats, self.results,
+                            MemoryBudget(config.max_memory), config.stall_seconds)
         open_files = raise_open_files_limit()
         self.max_connections = connection_cap(open_files)
         log.info("open files limit %d: at most %d connections at once, each given %d s to "

@@ -78,11 +78,9 @@ def _in_flight(daemon) -> int:
         return total
 
 
-def test_streams_that_hoard_credits_share_one_memory_budget(serve, fifty_megabytes,
-                                                            monkeypatch) -> None:
+def test_streams_that_hoard_credits_share_one_memory_budget(serve, fifty_megabytes) -> None:
     """Six streams asking for every shard and reading none held up to 1 GiB each."""
-    monkeypatch.setenv("TETHER_MAX_MEMORY", "64MiB")
-    daemon = serve(fifty_megabytes)
+    daemon = serve(fifty_megabytes, args=("--max-memory", "64MiB"))
     calls, channel = _hoard(daemon.url, 6, initial_credits=2**40, shard_bytes=4 << 20)
     try:
         shard = 4 << 20  # 16,384 rows of 256 bytes: exactly 4 MiB
@@ -115,10 +113,12 @@ def test_one_address_may_not_take_every_stream_slot(serve, fifty_megabytes) -> N
     assert len(list(tether.Loader(daemon.url, dataset="train", batch_size=100_000))) == 2
 
 
-def test_a_client_that_stops_reading_is_cancelled_and_its_memory_freed(serve, fifty_megabytes,
-                                                                        monkeypatch) -> None:
-    monkeypatch.setenv("TETHER_STALL_SECONDS", "2")
-    daemon = serve(fifty_megabytes)
+@pytest.mark.parametrize("configured", ["flag", "environment"])
+def test_a_client_that_stops_reading_is_cancelled_and_its_memory_freed(
+        serve, fifty_megabytes, monkeypatch, configured: str) -> None:
+    if configured == "environment":
+        monkeypatch.setenv("TETHER_STALL_SECONDS", "2")
+    daemon = serve(fifty_megabytes, args=("--stall-timeout", "2") if configured == "flag" else ())
     calls, channel = _hoard(daemon.url, 1, initial_credits=64, shard_bytes=4 << 20,
                             num_epochs=0)
     try:
@@ -166,3 +166,17 @@ def test_datasets_added_while_serving_are_found_without_a_restart(serve, tmp_pat
         assert sorted(d.name for d in client.datasets()) == ["extra", "more", "train"]
     with pytest.raises(tether.DatasetNotFound, match="found within a second"):
         iter(tether.Loader(daemon.url, dataset="absent", batch_size=1))
+
+
+def test_links_out_of_a_served_folder_are_served_only_when_asked(serve, tmp_path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    np.save(outside / "secret.npy", np.arange(5, dtype=np.int64))
+    served = tmp_path / "served"
+    served.mkdir()
+    np.savez(served / "public.npz", x=np.arange(3))
+    (served / "secret.npy").symlink_to(outside / "secret.npy")
+    with serve(served).client() as client:
+        assert [d.name for d in client.datasets()] == ["public"]
+    with serve(served, args=("--follow-symlinks",)).client() as client:
+        assert sorted(d.name for d in client.datasets()) == ["public", "secret"]
