@@ -16,6 +16,7 @@ import re
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from tether.wire.sizes import size_argument
@@ -43,7 +44,7 @@ _NATIVE_LEVELS = {"D": logging.DEBUG, "I": logging.INFO, "W": logging.WARNING,
 _GRPC_VERBOSITY = {"debug": "DEBUG", "info": "INFO", "warning": "ERROR", "error": "ERROR"}
 
 
-def _route_native_stderr() -> None:
+def _route_native_stderr() -> Callable[[], None]:
     """Send what native code (gRPC's C core) writes on fd 2 through `logging`.
 
     fd 2 becomes a pipe read by a thread that logs each line as `grpc.core`
@@ -67,7 +68,17 @@ def _route_native_stderr() -> None:
                 elif line:
                     core.warning("%s", line)
 
-    threading.Thread(target=pump, name="tether-native-log", daemon=True).start()
+    pumping = threading.Thread(target=pump, name="tether-native-log", daemon=True)
+    pumping.start()
+
+    def restore() -> None:
+        """Put fd 2 back and let the pump finish: a daemon thread still logging
+        while the interpreter shuts down makes Python abort (SIGABRT)."""
+        sys.stderr.flush()
+        os.dup2(sys.stderr.fileno(), 2)  # the pipe's last write end closes: the pump ends
+        pumping.join(timeout=5)
+
+    return restore
 
 
 def _given_token(args: argparse.Namespace) -> str | None:
@@ -96,7 +107,14 @@ def _given_token(args: argparse.Namespace) -> str | None:
 def _serve(args: argparse.Namespace) -> int:
     # C-core reads its verbosity when it starts (the first server or channel).
     os.environ.setdefault("GRPC_VERBOSITY", _GRPC_VERBOSITY[args.log_level])
-    _route_native_stderr()
+    restore_stderr = _route_native_stderr()
+    try:
+        return _serve_logged(args)
+    finally:
+        restore_stderr()
+
+
+def _serve_logged(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
