@@ -35,8 +35,9 @@ def shard_rows(row_bytes: int, shard_bytes: int, batch_size: int) -> int:
     return rows
 
 
-def source_layout(spec: StreamSpec, source: Source) -> Layout:
-    return source.layout(spec.shuffle_window_bytes or DEFAULT_SHUFFLE_WINDOW_BYTES)
+def source_layout(source: Source, window_bytes: int) -> Layout:
+    """The source's layout for a shuffle window of `window_bytes` (0: the default)."""
+    return source.layout(window_bytes or DEFAULT_SHUFFLE_WINDOW_BYTES)
 
 
 def plan_stream(spec: StreamSpec, source: Source, columns: Sequence[Column],
@@ -58,7 +59,7 @@ def plan_stream(spec: StreamSpec, source: Source, columns: Sequence[Column],
                            "frame limit")
     if source.num_rows == 0:
         raise RequestError(f"dataset {source.name!r} has no rows")
-    layout = layout or source_layout(spec, source)
+    layout = layout or source_layout(source, spec.shuffle_window_bytes)
     if spec.start.row > layout.num_rows:
         raise RequestError(f"start row {spec.start.row} is past the end of {source.name!r} "
                            f"({layout.num_rows} rows)")

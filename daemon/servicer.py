@@ -29,7 +29,7 @@ from .catalog import Catalog, column_info
 from .codec_policy import codec_policy, peer_is_local
 from .encoder import ShardEncoder
 from .logsafe import RateLimited, clip
-from .planner import DEFAULT_SHUFFLE_WINDOW_BYTES, plan_stream, source_layout
+from .planner import plan_stream, source_layout
 from .results import ResultsSink, overwrite_requested
 from .sources import Source
 from .stats import Stats
@@ -83,8 +83,8 @@ class Servicer:
     def Describe(self, request: pb.DescribeRequest, context) -> pb.DatasetInfo:
         source = self.catalog.get(request.dataset)  # a clear error for unknown or broken ones
         info = self.catalog.info(request.dataset)
-        window = request.shuffle_window_bytes or DEFAULT_SHUFFLE_WINDOW_BYTES
-        info.layout.CopyFrom(layout_to_proto(source.layout(window)))
+        info.layout.CopyFrom(layout_to_proto(source_layout(source,
+                                                           request.shuffle_window_bytes)))
         return info
 
     def Status(self, request: pb.StatusRequest, context) -> pb.StatusResponse:
@@ -186,7 +186,7 @@ def _part(request: pb.OpenStream, spec: StreamSpec, source: Source) -> _Part:
         raise RequestError(f"part_index {request.part_index} names none of the "
                            f"{len(request.parts)} parts")
     layouts = [layout_from_proto(p) for p in request.parts]
-    if layouts[request.part_index] != source_layout(spec, source):
+    if layouts[request.part_index] != source_layout(source, spec.shuffle_window_bytes):
         raise DatasetError(f"dataset {source.name!r} is not what the loader was told when it "
                            "opened (its files changed?); open the loader again")
     offset = sum(layout.num_rows for layout in layouts[:request.part_index])

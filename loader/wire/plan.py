@@ -180,9 +180,9 @@ class HostPlan:
 
     def dropped_rows(self, epoch: int) -> int:
         """Rows of the epoch no process receives (fewer than one global batch)."""
-        used = self.num_rows - self._anchor(epoch) if self.keeps_short_batch else \
-            self.full_batches(epoch) * self.global_batch
-        return self.num_rows - self._anchor(epoch) - used
+        if self.keeps_short_batch:
+            return 0
+        return (self.num_rows - self._anchor(epoch)) % self.global_batch
 
     def shards_in(self, epoch: int) -> int:
         return -(-self.local_rows(epoch) // self.shard_rows)  # integers: exact past 2**53
