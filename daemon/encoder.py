@@ -5,15 +5,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 
 import numpy as np
 
+from tether.image_columns import decode_shard_images
 from tether.wire import framing, tensors
 from tether.wire.errors import DataCorrupted, DatasetError, TetherError
 from tether.wire.plan import Cursor, EpochOrder, HostPlan, ShardTask
+from tether.wire.ragged import Ragged
 from tether.wire.v1 import tether_pb2 as pb
 
 from .codec_policy import AutoCodec, FixedCodec
+from .decode_policy import DAEMON, DecodePlace
 from .sources import Column, Source
 from .sources.row_blocks import CACHE_BYTES, BlockCache
 from .stats import Stats
@@ -31,11 +35,23 @@ def cache_bytes(plan: HostPlan, row_bytes: int, floor: int = CACHE_BYTES) -> int
     return max(floor, (windows * window + 2 * max(layout.chunk_rows)) * row_bytes)
 
 
+@dataclass(frozen=True)
+class ImageDecoding:
+    """A stream's images: decoded to `size` where `place` says, shard by shard."""
+
+    columns: tuple[str, ...]
+    size: tuple[int, int]
+    skip_bad: bool
+    place: DecodePlace
+
+
 class ShardEncoder:
     def __init__(self, source: Source, columns: Sequence[Column], plan: HostPlan,
                  codec: FixedCodec | AutoCodec, narrow: bool, checksum: str,
-                 stats: Stats, pool: Executor | None = None, fingerprint: str = "") -> None:
+                 stats: Stats, pool: Executor | None = None, fingerprint: str = "",
+                 images: ImageDecoding | None = None) -> None:
         self.source = source
+        self.images = images
         self.columns = list(columns)
         self.plan = plan
         self.codec = codec
@@ -62,7 +78,7 @@ class ShardEncoder:
         # Files are memory-mapped: one truncated under a read would kill the
         # daemon (SIGBUS). So look first (a stat of each file): a changed
         # dataset fails this stream with a clear error, at once.
-        if self._fingerprint and self.source.fingerprint != self._fingerprint:
+        if self._fingerprint and not self.source.unchanged(rows, self._fingerprint):
             raise DatasetError(
                 f"dataset {self.source.name!r} changed on disk while it was being streamed; "
                 "open the loader again (a saved state resumes only with "
@@ -102,6 +118,19 @@ class ShardEncoder:
             self._take(current)
         self._take(ahead)
 
+    def _decode_images(self, data: dict, rows: np.ndarray) -> tuple[dict, Sequence[int],
+                                                                    np.ndarray]:
+        """Decode the shard's images here, if that is where they are cheaper."""
+        images = self.images
+        files = data[images.columns[0]]
+        if images.place.choose(files, images.size) != DAEMON:
+            return data, (), rows
+        data, dropped, seconds, count = decode_shard_images(
+            data, images.columns, images.size, images.skip_bad,
+            lambda row: self.source.row_name(int(rows[row])))
+        images.place.observe_daemon(seconds, count)
+        return data, dropped.tolist(), np.delete(rows, dropped)
+
     def encode(self, task: ShardTask) -> bytes:
         epoch, sequence = task.cursor
         rows = task.rows
@@ -110,24 +139,38 @@ class ShardEncoder:
             if self._pool is not None and self.plan.layout.windowed and self.plan.shuffle:
                 self._load_next_window(task.cursor)
         data = self._take(rows)
+        for column in self.columns:
+            _check_shape(column, data[column.name], len(rows))
+        skipped = ()
+        if self.images is not None:
+            data, skipped, rows = self._decode_images(data, rows)
         headers, parts, offset, read_bytes = [], [], 0, 0
         for column in self.columns:
             array = data[column.name]
-            if array.shape != (len(rows), *column.shape):
-                raise DataCorrupted(
-                    f"column {column.name!r} read as shape {array.shape}, "
-                    f"expected {(len(rows), *column.shape)}; the file may have changed"
-                )
-            array = tensors.little_endian(array)
-            encoded = tensors.encode(column.name, array, self.codec.choose(column.name, array),
-                                     byte_shuffle=True, narrow=self.narrow,
-                                     checksum=self.checksum)
-            encoded.header.offset = offset
-            offset += encoded.data.nbytes
+            values = array.values if isinstance(array, Ragged) else array
+            encoded = tensors.encode_column(column.name, array,
+                                            self.codec.choose(column.name, values),
+                                            byte_shuffle=True, narrow=self.narrow,
+                                            checksum=self.checksum)
+            parts.extend(encoded.place(offset))
+            offset += encoded.nbytes
             headers.append(encoded.header)
-            parts.append(encoded.data)
             read_bytes += array.nbytes
         self.stats.read(len(rows), read_bytes)
         header = pb.ShardHeader(epoch=epoch, sequence=sequence, num_rows=len(rows),
-                                tensors=headers, last_in_epoch=task.last_in_epoch)
+                                tensors=headers, last_in_epoch=task.last_in_epoch,
+                                skipped_rows=skipped)
         return framing.encode_shard(header, parts, checksum=self.checksum)
+
+
+def _check_shape(column: Column, array: np.ndarray | Ragged, rows: int) -> None:
+    """A column read as the rows asked for, in the shape (or kind) announced."""
+    if isinstance(array, Ragged):
+        shape, expected = (len(array), *array.values.shape[1:]), (rows, *column.shape)
+        ok = column.variable and shape == expected
+    else:
+        shape, expected = array.shape, (rows, *column.shape)
+        ok = not column.variable and shape == expected
+    if not ok:
+        raise DataCorrupted(f"column {column.name!r} read as shape {shape}, expected "
+                            f"{expected}; the file may have changed")

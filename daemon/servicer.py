@@ -25,9 +25,10 @@ from tether.wire.spec import StreamSpec, layout_from_proto, layout_to_proto
 from tether.wire.v1 import tether_pb2 as pb
 
 from .budget import MemoryBudget
-from .catalog import Catalog, column_info
+from .catalog import Catalog
 from .codec_policy import codec_policy, peer_is_local
 from .encoder import ShardEncoder
+from .image_stream import column_info, image_decoding, sized_for_pixels
 from .logsafe import RateLimited, clip
 from .planner import plan_stream, source_layout
 from .results import ResultsSink, overwrite_requested
@@ -128,6 +129,7 @@ class Servicer:
         if request.fingerprint and request.fingerprint != fingerprint:
             raise DatasetError(f"dataset {source.name!r} changed since this stream was planned")
         part = _part(request, spec, source) if request.parts else None
+        columns = sized_for_pixels(columns, spec.image_size)
         plan = plan_stream(spec, source, columns, request.shard_rows,
                            part.layout if part else None)
         resume = Cursor(request.resume.epoch, request.resume.sequence) \
@@ -153,11 +155,13 @@ class Servicer:
             batches_per_epoch=-(-plan.local_rows(full_epoch) // spec.batch_size),
             dropped_rows=plan.dropped_rows(full_epoch),
             layout=layout_to_proto(plan.layout),
-            columns=[column_info(c) for c in columns], seed=spec.seed,
+            columns=[column_info(c, spec.image_size) for c in columns], seed=spec.seed,
         )
+        images = image_decoding(spec, columns, codec.link, self.workers,
+                                peer_is_local(context.peer()))
         encoder = ShardEncoder(source, columns, plan, codec, narrow,
                                choose_checksum(list(request.accept_checksums)), self.stats,
-                               self.pool, fingerprint)
+                               self.pool, fingerprint, images)
         row_bytes = sum(c.row_bytes for c in columns)
         max_window = min(MAX_WINDOW_SHARDS,
                          max(2, MAX_WINDOW_BYTES // max(plan.shard_rows * row_bytes, 1)))

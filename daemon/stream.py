@@ -112,6 +112,9 @@ class ShardStream:
                         if size is not None:  # ignore acks for shards this stream never sent
                             self.stats.shards_acked += 1
                             self.link.observe(size, ack.waited_seconds)
+                            if self.encoder.images is not None and ack.images_decoded:
+                                self.encoder.images.place.observe_loader(
+                                    ack.decode_seconds, ack.images_decoded)
                             self._release(1)
                     else:
                         what = kind or "empty"

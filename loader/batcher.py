@@ -6,6 +6,11 @@ sizes shards in whole batches so that this is the common case). A batch
 that spans shards is copied into one new aligned buffer. Batches never span
 epochs. The daemon sends only rows that make batches (the plan drops the
 rest), so the only short batch is a single process's last of an epoch.
+
+Columns of varying length (Ragged) are sliced and joined the same way. A
+shard may leave out rows of the plan (corrupt images skipped, one process
+only): batches still have `batch_size` rows, and the position counts the
+plan rows they used, skipped ones included, so a resume is exact.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ import numpy as np
 from .decoder import Shard
 from .wire.aligned import aligned_empty
 from .wire.plan import Position
+from .wire.ragged import Ragged
 
-Batch = dict[str, np.ndarray]
+Batch = dict[str, np.ndarray | Ragged]
 
 
 @dataclass
@@ -32,6 +38,16 @@ class _Held:
     @property
     def remaining(self) -> int:
         return self.shard.num_rows - self.offset
+
+    def plan_index(self, row: int) -> int:
+        """Plan rows of the shard before delivered row `row` (skipped ones counted;
+        those before the first row belong to it, those after the last to the end)."""
+        shard = self.shard
+        if not shard.skipped or row == 0:
+            return row
+        if row >= shard.num_rows:
+            return shard.plan_rows
+        return int(np.delete(np.arange(shard.plan_rows), list(shard.skipped))[row])
 
 
 class Batcher:
@@ -46,6 +62,7 @@ class Batcher:
         self._release = release
         self._held: deque[_Held] = deque()
         self._rows = 0
+        self._skipped = 0  # plan rows the batch being cut skips (corrupt images)
         self._position = Position(*start)
         self.epoch = start[0]  # epoch of the batch last handed out
 
@@ -68,10 +85,11 @@ class Batcher:
         if epoch != self._position.epoch:  # the first batch of a new epoch
             self._position = Position(epoch, 0)
         rows = len(next(iter(batch.values())))
+        skipped, self._skipped = self._skipped, 0
         if rows < self._batch_size:  # a single process's short last batch
             self._position = Position(epoch + 1, 0)
-        else:
-            self._position = Position(epoch, self._position.row + self._global_batch)
+        else:  # (rows are skipped only when the process is the only one)
+            self._position = Position(epoch, self._position.row + self._global_batch + skipped)
         return batch
 
     def _end_of_epoch(self) -> Iterator[Batch]:
@@ -80,6 +98,7 @@ class Batcher:
 
     def _advance(self, rows: int) -> None:
         head = self._held[0]
+        self._skipped += head.plan_index(head.offset + rows) - head.plan_index(head.offset) - rows
         head.offset += rows
         self._rows -= rows
         if head.remaining == 0:
@@ -93,15 +112,20 @@ class Batcher:
             batch = {k: v[start:start + rows] for k, v in head.shard.columns.items()}
             self._advance(rows)
             return batch
-        batch = {
-            k: aligned_empty((rows, *v.shape[1:]), v.dtype) for k, v in head.shard.columns.items()
+        batch: dict[str, Any] = {
+            k: [] if isinstance(v, Ragged) else aligned_empty((rows, *v.shape[1:]), v.dtype)
+            for k, v in head.shard.columns.items()
         }
         filled = 0
         while filled < rows:
             head = self._held[0]
             n = min(rows - filled, head.remaining)
             for name, out in batch.items():
-                out[filled:filled + n] = head.shard.columns[name][head.offset:head.offset + n]
+                piece = head.shard.columns[name][head.offset:head.offset + n]
+                if isinstance(out, list):
+                    out.append(piece)
+                else:
+                    out[filled:filled + n] = piece
             filled += n
             self._advance(n)
-        return batch
+        return {k: Ragged.concat(v) if isinstance(v, list) else v for k, v in batch.items()}

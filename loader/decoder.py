@@ -6,7 +6,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -15,6 +15,7 @@ import numpy as np
 from .wire import tensors
 from .wire.errors import ProtocolError
 from .wire.framing import Frame
+from .wire.ragged import BINARY, COLUMN_KINDS, IMAGE, Ragged
 from .wire.spec import MAX_COUNT
 from .wire.v1 import tether_pb2 as pb
 
@@ -24,8 +25,17 @@ class Shard:
     epoch: int
     sequence: int
     num_rows: int
-    columns: dict[str, np.ndarray]
+    columns: dict[str, np.ndarray | Ragged]
     last_in_epoch: bool = False
+    # Indices, among the shard's plan rows, of rows left out (corrupt images
+    # skipped): the shard stands for num_rows + len(skipped) rows of the plan.
+    skipped: tuple[int, ...] = ()
+    decode_seconds: float = 0.0  # spent decoding its images here
+    images_decoded: int = 0
+
+    @property
+    def plan_rows(self) -> int:
+        return self.num_rows + len(self.skipped)
 
 
 def check_plan(plan: pb.StreamPlan) -> None:
@@ -36,11 +46,12 @@ def check_plan(plan: pb.StreamPlan) -> None:
         raise ProtocolError("the daemon's plan has no columns")
     row_bytes = 0
     for column in plan.columns:
-        if column.dtype not in tensors.WIRE_DTYPES or \
+        if column.dtype not in tensors.WIRE_DTYPES or column.kind not in COLUMN_KINDS or \
                 max(column.shape, default=0) > tensors.MAX_TENSOR_BYTES:
             raise ProtocolError(f"the daemon's plan has column {column.name!r} of "
                                 f"{column.dtype!r} {list(column.shape)}, which cannot be a tensor")
-        row_bytes += math.prod(column.shape) * np.dtype(column.dtype).itemsize
+        if not column.kind:  # rows of varying length are bounded shard by shard
+            row_bytes += math.prod(column.shape) * np.dtype(column.dtype).itemsize
     if len({c.name for c in plan.columns}) != len(plan.columns):
         raise ProtocolError("the daemon's plan names a column twice")
     if plan.shard_rows * row_bytes > tensors.MAX_TENSOR_BYTES:
@@ -66,12 +77,32 @@ def check_shard(header: pb.ShardHeader, plan: pb.StreamPlan) -> None:
         raise ProtocolError(f"shard {header.sequence} of epoch {header.epoch} carries columns "
                             f"{names}; the plan announced {list(expected)}")
     for tensor in header.tensors:
-        column = expected[tensor.name]
-        shape = (header.num_rows, *column.shape)
-        if tensor.dtype != column.dtype or tuple(tensor.shape) != shape:
-            raise ProtocolError(
-                f"tensor {tensor.name!r} is {tensor.dtype} {list(tensor.shape)}; the plan "
-                f"announced {column.dtype} {list(shape)}")
+        _check_tensor(tensor, expected[tensor.name], header.num_rows)
+    if len(set(header.skipped_rows)) != len(header.skipped_rows) or \
+            any(i >= header.num_rows + len(header.skipped_rows) for i in header.skipped_rows):
+        raise ProtocolError(f"shard {header.sequence} of epoch {header.epoch} skips rows "
+                            "it does not have")
+
+
+def _check_tensor(tensor: pb.TensorHeader, column: pb.ColumnInfo, rows: int) -> None:
+    """A tensor is its column as announced: fixed rows, or rows of varying length.
+    An image column is either: encoded files, or pixels the daemon decoded."""
+    ragged = (tensor.kind, tensor.dtype, tuple(tensor.shape[1:]), tuple(tensor.lengths.shape))
+    fixed = ("", tensor.dtype, tuple(tensor.shape), ())
+    if column.kind == IMAGE:
+        allowed = [(BINARY, "|u1", (), (rows,))]
+        if column.shape:  # image_size: the daemon may send pixels
+            allowed.append(("", "|u1", (rows, *column.shape), ()))
+        ok = ragged in allowed or fixed in allowed
+    elif column.kind:
+        ok = ragged == (column.kind, column.dtype, tuple(column.shape), (rows,))
+    else:
+        ok = fixed == ("", column.dtype, (rows, *column.shape), ())
+    if not ok:
+        raise ProtocolError(
+            f"tensor {tensor.name!r} is {tensor.kind or 'a tensor'} {tensor.dtype} "
+            f"{list(tensor.shape)}; the plan announced {column.kind or 'a tensor'} "
+            f"{column.dtype} {list(column.shape)} for {rows} rows")
 
 
 def decode_shard(frame: Frame) -> Shard:
@@ -80,19 +111,20 @@ def decode_shard(frame: Frame) -> Shard:
         raise ProtocolError("expected a shard frame, got a second plan")
     # Every header is checked before anything is allocated for any tensor.
     for tensor in header.tensors:
-        shape = tuple(tensor.shape)
+        shape = tuple(tensor.lengths.shape if tensor.kind else tensor.shape)
         if shape[:1] != (header.num_rows,):
             raise ProtocolError(
                 f"tensor {tensor.name!r} has {shape[:1]} rows; the shard claims {header.num_rows}"
             )
     if len({t.name for t in header.tensors}) != len(header.tensors):
         raise ProtocolError("a shard names a tensor twice")
-    total = sum(tensors.check_header(t) for t in header.tensors)
+    total = sum(tensors.check_column_header(t) for t in header.tensors)
     if total > tensors.MAX_TENSOR_BYTES:
         raise ProtocolError(f"a shard claims {total} bytes of tensors, over the "
                             f"{tensors.MAX_TENSOR_BYTES >> 20} MiB frame limit")
-    columns = {t.name: tensors.decode(t, frame.payload) for t in header.tensors}
-    return Shard(header.epoch, header.sequence, header.num_rows, columns, header.last_in_epoch)
+    columns = {t.name: tensors.decode_column(t, frame.payload) for t in header.tensors}
+    return Shard(header.epoch, header.sequence, header.num_rows, columns, header.last_in_epoch,
+                 tuple(header.skipped_rows))
 
 
 _END = object()
@@ -105,8 +137,10 @@ class Decoder:
     stream refuses a frame beyond them), so it needs no bound of its own.
     """
 
-    def __init__(self, frames: Iterable[Frame], threads: int) -> None:
+    def __init__(self, frames: Iterable[Frame], threads: int,
+                 finish: Callable[[Shard], Shard] | None = None) -> None:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tether-decode")
+        self._finish = finish  # more work a shard needs, on the same threads (images)
         self._queue: queue.Queue[Future | BaseException | object] = queue.Queue()
         self.waited_seconds = 0.0  # time the consumer spent waiting for a shard
         self._thread = threading.Thread(
@@ -117,10 +151,14 @@ class Decoder:
     def _pump(self, frames: Iterable[Frame]) -> None:
         try:
             for frame in frames:
-                self._queue.put(self._pool.submit(decode_shard, frame))
+                self._queue.put(self._pool.submit(self._decode, frame))
             self._queue.put(_END)
         except BaseException as exc:  # handed to the consumer, raised there
             self._queue.put(exc)
+
+    def _decode(self, frame: Frame) -> Shard:
+        shard = decode_shard(frame)
+        return shard if self._finish is None else self._finish(shard)
 
     def __iter__(self) -> Iterator[Shard]:
         while True:

@@ -73,6 +73,12 @@ class DeviceIterator(Iterator[Any]):
         self._state = initial_state
 
     def _place(self, batch: Any) -> Any:
+        """On device; a batch's text and bytes columns (numpy object arrays) stay
+        numpy arrays beside the jax ones: JAX has no strings."""
+        if isinstance(batch, dict) and any(_is_objects(v) for v in batch.values()):
+            on_host = {k: v for k, v in batch.items() if _is_objects(v)}
+            placed = self._place({k: v for k, v in batch.items() if k not in on_host})
+            return {k: on_host[k] if k in on_host else placed[k] for k in batch}
         jax = self._jax
         if self._sharding is None:
             return jax.device_put(batch)
@@ -110,6 +116,10 @@ class DeviceIterator(Iterator[Any]):
 
     def state_dict(self) -> Any:
         return self._state
+
+
+def _is_objects(x: Any) -> bool:
+    return getattr(x, "dtype", None) == object
 
 
 def _global_shape(x: Any, process_count: int) -> tuple[int, ...] | None:

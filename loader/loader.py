@@ -24,6 +24,8 @@ import numpy as np
 from .batcher import Batch, Batcher
 from .client import Client
 from .decoder import Decoder, Shard
+from .delivery import SequenceOptions, check_for_jax, finish_batch
+from .image_columns import decode_shard_images
 from .merger import Merger, PartQueue
 from .ordering import PlanOrder
 from .retry import RetryPolicy
@@ -36,6 +38,7 @@ from .wire.codecs import NAMES as CODEC_NAMES
 from .wire.codecs import available_codecs
 from .wire.errors import DatasetError, RequestError, TetherError
 from .wire.plan import HostPlan, Position, combine
+from .wire.ragged import IMAGE, UTF8, Ragged
 from .wire.spec import StreamSpec, layout_from_proto
 from .wire.url import Endpoint, parse_url
 from .wire.v1 import tether_pb2 as pb
@@ -91,6 +94,12 @@ class Loader:
         shard_bytes: int = DEFAULT_SHARD_BYTES,
         decode_threads: int | None = None,
         retry: RetryPolicy | None = None,
+        image_size: tuple[int, int] | None = None,
+        decode: str = "auto",
+        on_bad_image: str = "error",
+        pad: dict[str, int] | None = None,
+        pack: dict[str, int] | None = None,
+        pad_value: int = 0,
     ) -> None:
         _check(prefetch >= 1, f"prefetch must be at least 1 shard, got {prefetch}")
         _check(codec in ("auto", *available_codecs()) or codec not in CODEC_NAMES,
@@ -108,7 +117,13 @@ class Loader:
             shuffle=shuffle, seed=seed, shuffle_window_bytes=_window_bytes(shuffle_window),
             num_epochs=num_epochs, process_index=process_index, process_count=process_count,
             drop_last=drop_last, shard_bytes=shard_bytes, codec=codec,
+            image_size=image_size, decode=decode, on_bad_image=on_bad_image,
         )
+        self.batch_size = batch_size  # rows of a batch handed out (packed rows with pack=)
+        self.sequences = SequenceOptions.of(pad, pack, pad_value, self.spec)
+        if self.sequences.pack:  # the stream's batches are rounds of sequences to pack
+            self.spec = replace(self.spec, batch_size=self.sequences.round_size(batch_size),
+                                drop_last=drop_last and process_count > 1)
         urls = [url] if isinstance(url, str | Endpoint) else list(url)
         _check(bool(urls), "pass the URL `tether serve` printed, or a list of them")
         self.endpoints = [u if isinstance(u, Endpoint) else parse_url(u) for u in urls]
@@ -122,6 +137,9 @@ class Loader:
         self._restored: LoaderState | None = None  # where the next iteration starts
         self._streams: list[ResumableStream] = []
         self._batcher: Batcher | None = None
+        self._packer: Any = None  # tether.sequences.Packer, with pack=
+        self._started: LoaderState | None = None  # where this iteration began
+        self._counts: dict[str, int] = {}  # images skipped, sequences truncated
         tune_allocator()
         self._channels = [rpc.open_channel(endpoint) for endpoint in self.endpoints]
         self._closers: list[Any] = []
@@ -136,6 +154,7 @@ class Loader:
         self._stop()  # one stream at a time: a new iteration starts afresh
         self._streams = []
         restored, self._restored = self._restored, None
+        self._started, self._packer = restored, None
         spec = restored.spec if restored else self.spec
         fingerprints = restored.fingerprint.split(",") if restored and restored.fingerprint \
             else [""] * len(self.endpoints)
@@ -148,7 +167,28 @@ class Loader:
             shards, release = self._open_parts(spec, fingerprints), lambda shard: None
         self._fingerprint = ",".join(s.plan.fingerprint for s in self._streams)
         self._batcher = Batcher(shards, spec.batch_size, spec.global_batch, spec.start, release)
-        return self._guarded(self._batcher)
+        batches: Iterable[Batch] = self._batcher
+        if self.sequences.pack:
+            from .sequences import Packer
+
+            column, length = self.sequences.pack
+            self._packer = Packer(self._rounds(), column, length, self.batch_size,
+                                  self.sequences.pad_value,
+                                  skip=restored.packed_rows if restored else 0)
+            batches = self._packer
+        return self._guarded(
+            finish_batch(batch, self.sequences, self._counts) for batch in batches)
+
+    def _rounds(self) -> Iterator[tuple[dict[str, int], int, Batch]]:
+        """The stream's batches, each with the position before it: rounds to pack."""
+        batcher = self._batcher
+        batches = iter(batcher)
+        while True:
+            before = batcher.get_state()
+            batch = next(batches, None)
+            if batch is None:
+                return
+            yield before, batcher.epoch, batch
 
     def _stream(self, index: int, spec: StreamSpec, fingerprint: str,
                 **connection) -> tuple[ResumableStream, Decoder, Callable[[Shard], None]]:
@@ -169,15 +209,44 @@ class Loader:
         plan = stream.open()
         window = max(self.prefetch, math.ceil(spec.batch_size / max(plan.shard_rows, 1)) + 1)
         stream.grant(window - self.prefetch)
-        decoder = Decoder(stream.frames(), self.decode_threads)
+        images = self._image_step(plan)
+        decoder = Decoder(stream.frames(), self.decode_threads, images)
         self._closers.append(decoder)
         reported = [0.0]  # decoder wait already reported to the daemon
 
         def release(shard: Shard) -> None:
             waited, reported[0] = decoder.waited_seconds - reported[0], decoder.waited_seconds
-            stream.release(shard.epoch, shard.sequence, waited)
+            stream.release(shard.epoch, shard.sequence, waited, shard.decode_seconds,
+                           shard.images_decoded)
 
         return stream, decoder, release
+
+    def _image_step(self, plan: pb.StreamPlan) -> Callable[[Shard], Shard] | None:
+        """Decoding of the images the daemon sent as files, in the decode threads."""
+        names = [c.name for c in plan.columns if c.kind == IMAGE]
+        size = self.spec.image_size
+        if not names or size is None:
+            return None
+        skip_bad = self.spec.on_bad_image == "skip"
+        counts = self._counts
+
+        def decode(shard: Shard) -> Shard:
+            paths = shard.columns.get("path")
+
+            def name_of(row: int) -> str:
+                if isinstance(paths, Ragged) and paths.kind == UTF8:
+                    return paths[row]
+                return (f"row {row} of shard {shard.sequence} of epoch {shard.epoch} "
+                        "(add 'path' to columns to see file names)")
+
+            columns, dropped, seconds, images = decode_shard_images(
+                shard.columns, names, size, skip_bad, name_of)
+            counts["images_skipped"] = counts.get("images_skipped", 0) + len(dropped)
+            return replace(shard, columns=columns, num_rows=shard.num_rows - len(dropped),
+                           skipped=tuple(dropped.tolist()) or shard.skipped,
+                           decode_seconds=seconds, images_decoded=images)
+
+        return decode
 
     def _open_one(self, spec: StreamSpec,
                   fingerprint: str) -> tuple[Iterable[Shard], Callable[[Shard], None]]:
@@ -188,6 +257,11 @@ class Loader:
     def _open_parts(self, spec: StreamSpec, fingerprints: list[str]) -> Iterable[Shard]:
         """One dataset served in parts by several daemons, merged into one order."""
         infos = [self._describe(i, spec) for i in range(len(self.endpoints))]
+        variable = [c.name for c in infos[0].columns if c.kind and
+                    (not spec.columns or c.name in spec.columns)]
+        _check(not variable, f"columns {variable} vary in length or are images: a dataset "
+               "split over several daemons serves fixed-shape columns only (for now); "
+               "serve it from one daemon, or pass columns=[...] without them")
         schemas = [_schema(info, spec.columns) for info in infos]
         for endpoint, schema in zip(self.endpoints[1:], schemas[1:], strict=True):
             if schema != schemas[0]:
@@ -241,6 +315,12 @@ class Loader:
         at the very next batch. Every process of a run saves the same
         position: the global row where the next global batch starts.
         """
+        if self._packer is not None:
+            packed = self._packer.get_state()
+            if packed["round"] is None:  # nothing read yet: where it started
+                return (self._started or LoaderState(self.spec, "")).to_dict()
+            spec = self.spec.starting_at(Position(**packed["round"]))
+            return LoaderState(spec, self._fingerprint, packed["emitted"]).to_dict()
         if self._batcher is not None:
             spec = self.spec.starting_at(Position(**self._batcher.get_state()))
             return LoaderState(spec, self._fingerprint).to_dict()
@@ -261,7 +341,8 @@ class Loader:
             self.spec = replace(self.spec, seed=restored.spec.seed)  # the drawn seed is kept
         restored.check_order_matches(self.spec)
         self._restored = LoaderState(self.spec.starting_at(restored.spec.start),
-                                     "" if allow_changed_data else restored.fingerprint)
+                                     "" if allow_changed_data else restored.fingerprint,
+                                     restored.packed_rows)
 
     def to_jax(self, sharding: Any = None, buffer_size: int = 2) -> DeviceIterator:
         """Batches as `jax.Array`s, placed on device `buffer_size` batches ahead.
@@ -272,9 +353,23 @@ class Loader:
         from .jax import DeviceIterator
 
         initial = self.state_dict()
-        with_states = ((batch, self.state_dict()) for batch in self)
+        with_states = ((self._jax_ready(batch), self.state_dict()) for batch in self)
         return DeviceIterator(with_states, sharding, buffer_size, initial_state=initial,
                               layout=(self.spec.process_index, self.spec.process_count))
+
+    def _jax_ready(self, batch: Batch) -> Batch:
+        kinds = {c.name: c.kind for c in self.plan.columns} if self.plan else {}
+        check_for_jax(batch, kinds)
+        return batch
+
+    def stats(self) -> dict[str, Any]:
+        """What this iteration left out or cut: corrupt images skipped, sequences
+        truncated by `pad`, and with `pack` the share of slots filled."""
+        figures: dict[str, Any] = dict(self._counts)
+        if self._packer is not None:
+            figures.update(self._packer.stats.as_dict() if hasattr(self._packer.stats, "as_dict")
+                           else self._packer.stats)
+        return figures
 
     def _stop(self) -> None:
         # In order: cancel the stream first, so the decoder's thread can end.

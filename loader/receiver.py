@@ -40,13 +40,17 @@ class Receiver:
         if shards > 0:
             self._outbox.put(pb.StreamRequest(credit=pb.Credit(shards=shards)))
 
-    def release(self, epoch: int, sequence: int, waited_seconds: float = 0.0) -> None:
+    def release(self, epoch: int, sequence: int, waited_seconds: float = 0.0,
+                decode_seconds: float = 0.0, images_decoded: int = 0) -> None:
         """Shard (epoch, sequence) is fully consumed: ack it and free its slot.
 
         `waited_seconds` is how long the loader waited for data since the last
-        release; the daemon's `auto` codec learns the link's rate from it.
+        release; the daemon's `auto` codec learns the link's rate from it, and
+        its image decoding where to decode from `decode_seconds` (CPU time this
+        loader spent decoding the shard's `images_decoded` images).
         """
-        ack = pb.Ack(epoch=epoch, sequence=sequence, waited_seconds=waited_seconds)
+        ack = pb.Ack(epoch=epoch, sequence=sequence, waited_seconds=waited_seconds,
+                     decode_seconds=decode_seconds, images_decoded=images_decoded)
         self._outbox.put(pb.StreamRequest(ack=ack))
         self.grant(1)
 

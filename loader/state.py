@@ -22,18 +22,25 @@ ORDER_FIELDS = ("dataset", "shuffle", "seed", "shuffle_window_bytes")
 
 
 _PER_PROCESS = ("process_index", "process_count")
+# Fields a state may lack: the per-process ones, and those added since version 2 began.
+_OPTIONAL = (*_PER_PROCESS, "image_size", "decode", "on_bad_image")
 
 
 @dataclass(frozen=True)
 class LoaderState:
     spec: StreamSpec
     fingerprint: str
+    # With pack=: packed rows of the round at spec.start already handed out.
+    packed_rows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The same dict on every process of a run: which process saved it is
         not part of it (the restoring loader brings its own)."""
         request = {k: v for k, v in self.spec.to_dict().items() if k not in _PER_PROCESS}
-        return {"version": VERSION, "request": request, "fingerprint": self.fingerprint}
+        state = {"version": VERSION, "request": request, "fingerprint": self.fingerprint}
+        if self.packed_rows:
+            state["packed_rows"] = self.packed_rows
+        return state
 
     @classmethod
     def from_dict(cls, state: Any) -> LoaderState:
@@ -53,10 +60,14 @@ class LoaderState:
             raise RequestError(f"malformed loader state: fingerprint {state['fingerprint']!r:.80} "
                                "is not a string")
         try:
-            spec = StreamSpec.from_dict(state["request"], optional=_PER_PROCESS)
+            spec = StreamSpec.from_dict(state["request"], optional=_OPTIONAL)
         except RequestError as exc:
             raise RequestError(f"malformed loader state: {exc}") from None
-        return cls(spec, state["fingerprint"])
+        packed_rows = state.get("packed_rows", 0)
+        if type(packed_rows) is not int or packed_rows < 0:
+            raise RequestError(f"malformed loader state: packed_rows {packed_rows!r:.80} is not "
+                               "a count")
+        return cls(spec, state["fingerprint"], packed_rows)
 
     def check_order_matches(self, spec: StreamSpec) -> None:
         """Refuse to resume a loader whose request would order the rows otherwise."""

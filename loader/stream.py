@@ -163,13 +163,15 @@ class ResumableStream:
             self._window += shards
             self._receiver.grant(shards)
 
-    def release(self, epoch: int, sequence: int, waited_seconds: float) -> None:
+    def release(self, epoch: int, sequence: int, waited_seconds: float,
+                decode_seconds: float = 0.0, images_decoded: int = 0) -> None:
         """A shard is consumed: free its slot; ack it if this connection sent it."""
         position = Cursor(epoch, sequence)
         with self._lock:
             self._held -= 1
             if position >= self._connection_start:
-                self._receiver.release(epoch, sequence, waited_seconds)
+                self._receiver.release(epoch, sequence, waited_seconds, decode_seconds,
+                                       images_decoded)
             else:  # sent on a connection that is gone: only the room comes back
                 self._receiver.grant(1)
 

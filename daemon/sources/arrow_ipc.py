@@ -35,7 +35,9 @@ class ArrowIpcSource(Source):
     def __init__(self, name: str, paths: list[Path], cache_dir: Path) -> None:
         schema, self._batches = _batches(paths[0])
         self._blocks = RowBlocks([b.num_rows for b in self._batches])
-        super().__init__(name, paths, self._blocks.num_rows, arrow_columns.describe_schema(schema))
+        sample = self._batches[0] if self._batches else schema.empty_table()
+        columns = arrow_columns.describe_schema(schema, arrow_columns.table_row_bytes(sample))
+        super().__init__(name, paths, self._blocks.num_rows, columns)
 
     def take(self, rows: np.ndarray, columns: Sequence[Column],
              cache: BlockCache | None = None) -> dict[str, np.ndarray]:

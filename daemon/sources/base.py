@@ -15,6 +15,7 @@ import numpy as np
 
 from tether.wire.errors import ColumnError
 from tether.wire.plan import Layout
+from tether.wire.ragged import TENSOR, Ragged
 from tether.wire.tensors import WIRE_DTYPES
 
 from .row_blocks import BlockCache
@@ -22,14 +23,27 @@ from .row_blocks import BlockCache
 
 @dataclass(frozen=True)
 class Column:
+    """A column's rows: fixed-shape tensors (kind ""), or of varying length
+    (tether.wire.ragged's kinds: dtype and shape are then one value's, and
+    `take` returns a Ragged)."""
+
     name: str
-    dtype: np.dtype | None  # None when the column cannot become a tensor
+    dtype: np.dtype | None  # None when the column cannot be served
     shape: tuple[int, ...] = ()
     unsupported: str = ""
+    kind: str = TENSOR
+    mean_row_bytes: int = 0  # of a variable-length column: for sizing shards
+
+    @property
+    def variable(self) -> bool:
+        return self.kind != TENSOR
 
     @property
     def row_bytes(self) -> int:
+        """Bytes a row takes (a mean, for a variable-length column)."""
         assert self.dtype is not None
+        if self.variable:
+            return max(1, self.mean_row_bytes)
         return math.prod(self.shape) * self.dtype.itemsize  # Python ints: no overflow
 
 
@@ -69,6 +83,14 @@ class Source(ABC):
     def fingerprint(self) -> str:
         return fingerprint(self.paths)
 
+    def unchanged(self, rows: np.ndarray, version: str) -> bool:
+        """Whether the files these rows are read from are still at `version`
+        (a fingerprint), checked before they are read. Memory-mapped formats
+        check every file: one truncated under a read would kill the daemon
+        (SIGBUS). A source of many plainly read files may check only the
+        files of `rows`."""
+        return self.fingerprint == version
+
     def select(self, names: Sequence[str]) -> list[Column]:
         """The columns a request asks for (all when empty), checked to be tensors."""
         if not names:
@@ -92,6 +114,10 @@ class Source(ABC):
             raise ColumnError(f"columns {list(names)} name a column twice")
         return chosen
 
+    def row_name(self, row: int) -> str:
+        """What to call a row in an error (an image source names its file)."""
+        return f"row {row} of {self.name!r}"
+
     def layout(self, window_bytes: int) -> Layout:
         """How the rows are stored, for the shuffle: random-access sources are one
         chunk, shuffled by a true permutation whatever `window_bytes` is."""
@@ -99,12 +125,14 @@ class Source(ABC):
 
     @abstractmethod
     def take(self, rows: np.ndarray, columns: Sequence[Column],
-             cache: BlockCache | None = None) -> dict[str, np.ndarray]:
+             cache: BlockCache | None = None) -> dict[str, np.ndarray | Ragged]:
         """These rows of `columns`, in this order, each an array of shape
-        (len(rows), *column.shape). `cache` keeps decoded blocks for the
-        stream's next reads, where the format has blocks."""
+        (len(rows), *column.shape), or a Ragged of len(rows) rows. `cache`
+        keeps decoded blocks for the stream's next reads, where the format
+        has blocks."""
 
-    def read(self, start: int, stop: int, columns: Sequence[Column]) -> dict[str, np.ndarray]:
+    def read(self, start: int, stop: int,
+             columns: Sequence[Column]) -> dict[str, np.ndarray | Ragged]:
         """Rows [start, stop) of `columns`."""
         return self.take(np.arange(start, stop), columns)
 

@@ -38,7 +38,8 @@ class ParquetSource(Source):
         # Uncompressed bytes of whole rows: sizes the shuffle window the same
         # whichever columns a stream reads, so the order never depends on them.
         self._row_bytes = sum(m.total_byte_size for m in metadata) / max(self._blocks.num_rows, 1)
-        super().__init__(name, paths, self._blocks.num_rows, arrow_columns.describe_schema(schema))
+        columns = arrow_columns.describe_schema(schema, _column_row_bytes(metadata, schema))
+        super().__init__(name, paths, self._blocks.num_rows, columns)
         self._local = threading.local()  # a ParquetFile is not shared across threads
 
     def layout(self, window_bytes: int) -> Layout:
@@ -65,3 +66,17 @@ class ParquetSource(Source):
 
         return self._blocks.gather(rows, lambda block: cache.get((block, names),
                                                                  lambda: load(block)))
+
+
+def _column_row_bytes(metadata: list, schema) -> dict[str, float]:
+    """Uncompressed bytes a row of each top-level column, from the footers
+    (a list column is stored as its leaves: "tokens.list.element")."""
+    totals = dict.fromkeys(schema.names, 0)
+    rows = max(sum(m.num_rows for m in metadata), 1)
+    for group in metadata:
+        for index in range(group.num_columns):
+            chunk = group.column(index)
+            top = chunk.path_in_schema.split(".", 1)[0]
+            if top in totals:
+                totals[top] += chunk.total_uncompressed_size
+    return {name: total / rows for name, total in totals.items()}

@@ -17,7 +17,9 @@ from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 
-Columns = dict[str, np.ndarray]
+from tether.wire.ragged import Ragged
+
+Columns = dict[str, np.ndarray | Ragged]
 
 # Decoded blocks kept per stream when the plan does not say more (unshuffled
 # reads need only the few blocks a shard spans).
@@ -95,6 +97,7 @@ class RowBlocks:
         # of queueing for the same one.
         turn = int(rows[0]) % len(segments)
         out: Columns = {}
+        pieces: dict[str, list[tuple[np.ndarray, Ragged]]] = {}  # ragged: joined at the end
         for first, last in segments[turn:] + segments[:turn]:
             block = int(blocks[first])
             local = ordered[first:last] - self.starts[block]
@@ -102,7 +105,17 @@ class RowBlocks:
             index = local if index is None else index
             target = slice(first, last) if in_order else order[first:last]
             for name, values in load_block(block).items():
+                if isinstance(values, Ragged):
+                    where = np.arange(len(rows))[target]
+                    pieces.setdefault(name, []).append((where, values[index] if isinstance(
+                        index, slice) else values.take(index)))
+                    continue
                 if name not in out:
                     out[name] = np.empty((len(rows), *values.shape[1:]), values.dtype)
                 out[name][target] = values[index]
+        for name, parts in pieces.items():
+            joined = Ragged.concat([part for _, part in parts])
+            where = np.concatenate([w for w, _ in parts])
+            out[name] = joined if np.all(np.diff(where) == 1) else \
+                joined.take(np.argsort(where, kind="stable"))
         return out

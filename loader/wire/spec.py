@@ -76,6 +76,11 @@ class StreamSpec:
     shard_bytes: int = rpc.DEFAULT_SHARD_BYTES
     codec: str = "auto"
     start: Position = field(default=Position(0, 0))
+    # Images: decoded to uint8 [height, width, 3] (None: the files' bytes),
+    # where ("auto", "loader", "daemon"), and what a corrupt one does.
+    image_size: tuple[int, int] | None = None
+    decode: str = "auto"
+    on_bad_image: str = "error"
 
     def __post_init__(self) -> None:
         _check(isinstance(self.dataset, str) and bool(self.dataset),
@@ -109,6 +114,15 @@ class StreamSpec:
         checked["start"] = Position(_integer("the start epoch", start[0], 0, MAX_COUNT),
                                    _integer("the start row", start[1], 0, MAX_ROWS))
         checked["columns"] = tuple(columns)
+        checked["image_size"] = _image_size(self.image_size)
+        _check(self.decode in DECODE_PLACES,
+               f"decode must be one of {', '.join(DECODE_PLACES)}, got {self.decode!r}")
+        _check(self.on_bad_image in ("error", "skip"),
+               f"on_bad_image must be 'error' or 'skip', got {self.on_bad_image!r}")
+        _check(self.on_bad_image == "error" or checked["process_count"] == 1,
+               "on_bad_image='skip' needs a single process: a skipped image would give the "
+               "processes unequal batches; remove the corrupt files instead (tether ls names "
+               "them on the first epoch)")
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
@@ -148,6 +162,7 @@ class StreamSpec:
             initial_credits=initial_credits, accept_codecs=accept_codecs,
             accept_checksums=accept_checksums, fingerprint=fingerprint, shard_rows=shard_rows,
             parts=[layout_to_proto(part) for part in parts], part_index=part_index,
+            image_size=self.image_size or (), decode=self.decode, on_bad_image=self.on_bad_image,
         )
         if resume is not None:
             request.resume.CopyFrom(pb.Cursor(epoch=resume.epoch, sequence=resume.sequence))
@@ -168,6 +183,8 @@ class StreamSpec:
             shard_bytes=request.shard_bytes or rpc.DEFAULT_SHARD_BYTES,
             codec=request.codec or "auto",
             start=Position(request.start.epoch, request.start.row),
+            image_size=tuple(request.image_size) or None, decode=request.decode or "auto",
+            on_bad_image=request.on_bad_image or "error",
         )
 
     # A saved state.
@@ -176,6 +193,7 @@ class StreamSpec:
         state = asdict(self)
         state["columns"] = list(self.columns)
         state["start"] = self.start._asdict()
+        state["image_size"] = list(self.image_size) if self.image_size else None
         return state
 
     @classmethod
@@ -195,3 +213,16 @@ class StreamSpec:
         _check(isinstance(state.get("columns", ()), list | tuple),
                f"the state's columns must be a list, got {state.get('columns')!r:.80}")
         return cls(**{**state, "start": Position(start["epoch"], start["row"])})
+
+
+DECODE_PLACES = ("auto", "loader", "daemon")
+MAX_IMAGE_SIDE = 1 << 14
+
+
+def _image_size(size: Any) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    _check(isinstance(size, tuple | list) and len(size) == 2,
+           f"image_size is (height, width), got {size!r:.80}")
+    return (_integer("image height", size[0], 1, MAX_IMAGE_SIDE),
+            _integer("image width", size[1], 1, MAX_IMAGE_SIDE))

@@ -5,6 +5,10 @@ that knows the order in which those steps apply:
 
     encode: narrow dtype -> byte-shuffle -> compress -> checksum of the wire bytes
     decode: verify checksum -> decompress -> unshuffle -> widen dtype
+
+A column of rows of varying length (a `Ragged`: tokens, text, file bytes)
+travels as its values, all rows back to back, and its row lengths: two
+tensors encoded the same way, the lengths' header nested in the values'.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from .aligned import aligned_empty
 from .checksums import get_checksum
 from .codecs import byteshuffle, narrowing
 from .errors import DataCorrupted, ProtocolError
+from .ragged import BINARY, UTF8, VARIABLE_KINDS, Ragged
 from .rpc import MAX_SHARD_BYTES
 from .v1 import tether_pb2 as pb
 
@@ -34,6 +39,19 @@ MAX_TENSOR_BYTES = MAX_SHARD_BYTES
 class EncodedTensor:
     header: pb.TensorHeader
     data: memoryview
+    lengths: memoryview | None = None  # a ragged column's row lengths, after `data`
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes + (self.lengths.nbytes if self.lengths is not None else 0)
+
+    def place(self, offset: int) -> list[memoryview]:
+        """Put this tensor at `offset` of the payload; its parts, in order."""
+        self.header.offset = offset
+        if self.lengths is None:
+            return [self.data]
+        self.header.lengths.offset = offset + self.data.nbytes
+        return [self.data, self.lengths]
 
 
 def little_endian(array: np.ndarray) -> np.ndarray:
@@ -68,6 +86,23 @@ def encode(
         checksum_algorithm=checksum,
     )
     return EncodedTensor(header, data)
+
+
+def encode_column(
+    name: str, column: np.ndarray | Ragged, codec: str, byte_shuffle: bool, narrow: bool,
+    checksum: str = "crc32",
+) -> EncodedTensor:
+    """Wire form of one column: a tensor, or a ragged column's values and lengths."""
+    if not isinstance(column, Ragged):
+        return encode(name, little_endian(column), codec, byte_shuffle, narrow, checksum)
+    column = column.compact()
+    values = encode(name, little_endian(column.values), codec, byte_shuffle, narrow, checksum)
+    # Lengths are ours, never the user's dtype: always narrowed (most fit a byte or two).
+    lengths = encode(name, column.lengths, codec, byte_shuffle, True, checksum)
+    values.header.kind = column.kind
+    values.header.lengths.CopyFrom(lengths.header)
+    values.lengths = lengths.data
+    return values
 
 
 def _wire_dtype(text: str, tensor: str) -> np.dtype:
@@ -117,6 +152,40 @@ def check_header(header: pb.TensorHeader) -> int:
     if header.codec not in codecs.NAMES:
         raise ProtocolError(f"tensor {name!r}: unknown codec {header.codec!r}")
     return size
+
+
+def check_column_header(header: pb.TensorHeader) -> int:
+    """`check_header` for a column, ragged or not; the bytes it will take decoded."""
+    name = header.name
+    if not header.kind:
+        if header.HasField("lengths"):
+            raise ProtocolError(f"tensor {name!r} has row lengths but no ragged kind")
+        return check_header(header)
+    if header.kind not in VARIABLE_KINDS:
+        raise ProtocolError(f"tensor {name!r}: unknown kind {header.kind!r}")
+    lengths = header.lengths
+    if not header.HasField("lengths") or lengths.kind or lengths.HasField("lengths") \
+            or len(lengths.shape) != 1 or _wire_dtype(lengths.dtype, name).kind not in "iu":
+        raise ProtocolError(f"ragged tensor {name!r} needs one 1-D integer lengths tensor")
+    if header.kind in (UTF8, BINARY) and (header.dtype != "|u1" or len(header.shape) != 1):
+        raise ProtocolError(f"{header.kind} tensor {name!r} must be 1-D bytes (|u1)")
+    # An offsets array (8 bytes a row) is made from the lengths: count it too.
+    return check_header(header) + check_header(lengths) + 8 * (lengths.shape[0] + 1)
+
+
+def decode_column(header: pb.TensorHeader, payload: memoryview) -> np.ndarray | Ragged:
+    """The column a header describes: an aligned array, or a Ragged."""
+    check_column_header(header)
+    values = decode(header, payload)
+    if not header.kind:
+        return values
+    lengths = decode(header.lengths, payload)
+    if lengths.size and int(lengths.min()) < 0:
+        raise ProtocolError(f"ragged tensor {header.name!r} has a negative row length")
+    if int(lengths.sum(dtype=np.uint64)) != len(values):
+        raise ProtocolError(f"ragged tensor {header.name!r}: row lengths add up to "
+                            f"{int(lengths.sum(dtype=np.uint64))}, not its {len(values)} values")
+    return Ragged.from_lengths(values, lengths, header.kind)
 
 
 def decode(header: pb.TensorHeader, payload: memoryview) -> np.ndarray:

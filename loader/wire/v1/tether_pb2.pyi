@@ -24,19 +24,23 @@ class DescribeRequest(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., shuffle_window_bytes: _Optional[int] = ...) -> None: ...
 
 class ColumnInfo(_message.Message):
-    __slots__ = ("name", "dtype", "shape", "unsupported")
+    __slots__ = ("name", "dtype", "shape", "unsupported", "kind", "mean_row_bytes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     UNSUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MEAN_ROW_BYTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     dtype: str
     shape: _containers.RepeatedScalarFieldContainer[int]
     unsupported: str
-    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., unsupported: _Optional[str] = ...) -> None: ...
+    kind: str
+    mean_row_bytes: int
+    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., unsupported: _Optional[str] = ..., kind: _Optional[str] = ..., mean_row_bytes: _Optional[int] = ...) -> None: ...
 
 class DatasetInfo(_message.Message):
-    __slots__ = ("name", "format", "num_rows", "columns", "fingerprint", "error", "layout")
+    __slots__ = ("name", "format", "num_rows", "columns", "fingerprint", "error", "layout", "classes", "class_counts", "skipped")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +48,9 @@ class DatasetInfo(_message.Message):
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    CLASS_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
     name: str
     format: str
     num_rows: int
@@ -51,7 +58,10 @@ class DatasetInfo(_message.Message):
     fingerprint: str
     error: str
     layout: Layout
-    def __init__(self, name: _Optional[str] = ..., format: _Optional[str] = ..., num_rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., fingerprint: _Optional[str] = ..., error: _Optional[str] = ..., layout: _Optional[_Union[Layout, _Mapping]] = ...) -> None: ...
+    classes: _containers.RepeatedScalarFieldContainer[str]
+    class_counts: _containers.RepeatedScalarFieldContainer[int]
+    skipped: str
+    def __init__(self, name: _Optional[str] = ..., format: _Optional[str] = ..., num_rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., fingerprint: _Optional[str] = ..., error: _Optional[str] = ..., layout: _Optional[_Union[Layout, _Mapping]] = ..., classes: _Optional[_Iterable[str]] = ..., class_counts: _Optional[_Iterable[int]] = ..., skipped: _Optional[str] = ...) -> None: ...
 
 class Layout(_message.Message):
     __slots__ = ("chunk_rows", "window_rows")
@@ -124,7 +134,7 @@ class Cursor(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class OpenStream(_message.Message):
-    __slots__ = ("dataset", "columns", "batch_size", "shard_bytes", "shuffle", "seed", "num_epochs", "process_index", "process_count", "start", "codec", "accept_codecs", "initial_credits", "fingerprint", "no_narrowing", "accept_checksums", "shard_rows", "resume", "shuffle_window_bytes", "drop_last", "parts", "part_index")
+    __slots__ = ("dataset", "columns", "batch_size", "shard_bytes", "shuffle", "seed", "num_epochs", "process_index", "process_count", "start", "codec", "accept_codecs", "initial_credits", "fingerprint", "no_narrowing", "accept_checksums", "shard_rows", "resume", "shuffle_window_bytes", "drop_last", "parts", "part_index", "image_size", "decode", "on_bad_image")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +157,9 @@ class OpenStream(_message.Message):
     DROP_LAST_FIELD_NUMBER: _ClassVar[int]
     PARTS_FIELD_NUMBER: _ClassVar[int]
     PART_INDEX_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DECODE_FIELD_NUMBER: _ClassVar[int]
+    ON_BAD_IMAGE_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     batch_size: int
@@ -169,7 +182,10 @@ class OpenStream(_message.Message):
     drop_last: bool
     parts: _containers.RepeatedCompositeFieldContainer[Layout]
     part_index: int
-    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ..., shard_bytes: _Optional[int] = ..., shuffle: bool = ..., seed: _Optional[int] = ..., num_epochs: _Optional[int] = ..., process_index: _Optional[int] = ..., process_count: _Optional[int] = ..., start: _Optional[_Union[Position, _Mapping]] = ..., codec: _Optional[str] = ..., accept_codecs: _Optional[_Iterable[str]] = ..., initial_credits: _Optional[int] = ..., fingerprint: _Optional[str] = ..., no_narrowing: bool = ..., accept_checksums: _Optional[_Iterable[str]] = ..., shard_rows: _Optional[int] = ..., resume: _Optional[_Union[Cursor, _Mapping]] = ..., shuffle_window_bytes: _Optional[int] = ..., drop_last: bool = ..., parts: _Optional[_Iterable[_Union[Layout, _Mapping]]] = ..., part_index: _Optional[int] = ...) -> None: ...
+    image_size: _containers.RepeatedScalarFieldContainer[int]
+    decode: str
+    on_bad_image: str
+    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ..., shard_bytes: _Optional[int] = ..., shuffle: bool = ..., seed: _Optional[int] = ..., num_epochs: _Optional[int] = ..., process_index: _Optional[int] = ..., process_count: _Optional[int] = ..., start: _Optional[_Union[Position, _Mapping]] = ..., codec: _Optional[str] = ..., accept_codecs: _Optional[_Iterable[str]] = ..., initial_credits: _Optional[int] = ..., fingerprint: _Optional[str] = ..., no_narrowing: bool = ..., accept_checksums: _Optional[_Iterable[str]] = ..., shard_rows: _Optional[int] = ..., resume: _Optional[_Union[Cursor, _Mapping]] = ..., shuffle_window_bytes: _Optional[int] = ..., drop_last: bool = ..., parts: _Optional[_Iterable[_Union[Layout, _Mapping]]] = ..., part_index: _Optional[int] = ..., image_size: _Optional[_Iterable[int]] = ..., decode: _Optional[str] = ..., on_bad_image: _Optional[str] = ...) -> None: ...
 
 class Credit(_message.Message):
     __slots__ = ("shards",)
@@ -178,14 +194,18 @@ class Credit(_message.Message):
     def __init__(self, shards: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("epoch", "sequence", "waited_seconds")
+    __slots__ = ("epoch", "sequence", "waited_seconds", "decode_seconds", "images_decoded")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     WAITED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DECODE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_DECODED_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     sequence: int
     waited_seconds: float
-    def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ..., waited_seconds: _Optional[float] = ...) -> None: ...
+    decode_seconds: float
+    images_decoded: int
+    def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ..., waited_seconds: _Optional[float] = ..., decode_seconds: _Optional[float] = ..., images_decoded: _Optional[int] = ...) -> None: ...
 
 class StreamRequest(_message.Message):
     __slots__ = ("open", "credit", "ack")
@@ -220,7 +240,7 @@ class StreamPlan(_message.Message):
     def __init__(self, fingerprint: _Optional[str] = ..., num_rows: _Optional[int] = ..., shard_rows: _Optional[int] = ..., shards_per_epoch: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., seed: _Optional[int] = ..., batches_per_epoch: _Optional[int] = ..., dropped_rows: _Optional[int] = ..., layout: _Optional[_Union[Layout, _Mapping]] = ...) -> None: ...
 
 class TensorHeader(_message.Message):
-    __slots__ = ("name", "dtype", "shape", "wire_dtype", "codec", "byte_shuffle", "offset", "wire_size", "raw_size", "checksum", "checksum_algorithm")
+    __slots__ = ("name", "dtype", "shape", "wire_dtype", "codec", "byte_shuffle", "offset", "wire_size", "raw_size", "checksum", "checksum_algorithm", "kind", "lengths")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -232,6 +252,8 @@ class TensorHeader(_message.Message):
     RAW_SIZE_FIELD_NUMBER: _ClassVar[int]
     CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     CHECKSUM_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LENGTHS_FIELD_NUMBER: _ClassVar[int]
     name: str
     dtype: str
     shape: _containers.RepeatedScalarFieldContainer[int]
@@ -243,21 +265,25 @@ class TensorHeader(_message.Message):
     raw_size: int
     checksum: int
     checksum_algorithm: str
-    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., wire_dtype: _Optional[str] = ..., codec: _Optional[str] = ..., byte_shuffle: bool = ..., offset: _Optional[int] = ..., wire_size: _Optional[int] = ..., raw_size: _Optional[int] = ..., checksum: _Optional[int] = ..., checksum_algorithm: _Optional[str] = ...) -> None: ...
+    kind: str
+    lengths: TensorHeader
+    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., wire_dtype: _Optional[str] = ..., codec: _Optional[str] = ..., byte_shuffle: bool = ..., offset: _Optional[int] = ..., wire_size: _Optional[int] = ..., raw_size: _Optional[int] = ..., checksum: _Optional[int] = ..., checksum_algorithm: _Optional[str] = ..., kind: _Optional[str] = ..., lengths: _Optional[_Union[TensorHeader, _Mapping]] = ...) -> None: ...
 
 class ShardHeader(_message.Message):
-    __slots__ = ("epoch", "sequence", "num_rows", "tensors", "last_in_epoch")
+    __slots__ = ("epoch", "sequence", "num_rows", "tensors", "last_in_epoch", "skipped_rows")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
     TENSORS_FIELD_NUMBER: _ClassVar[int]
     LAST_IN_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_ROWS_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     sequence: int
     num_rows: int
     tensors: _containers.RepeatedCompositeFieldContainer[TensorHeader]
     last_in_epoch: bool
-    def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ..., num_rows: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[TensorHeader, _Mapping]]] = ..., last_in_epoch: bool = ...) -> None: ...
+    skipped_rows: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ..., num_rows: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[TensorHeader, _Mapping]]] = ..., last_in_epoch: bool = ..., skipped_rows: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ShardFrame(_message.Message):
     __slots__ = ("plan", "shard", "payload", "header_checksum", "header_checksum_algorithm")
