@@ -6,6 +6,11 @@ served. A dataset whose files change on disk is reopened on its next use.
 The paths are searched again (at most once a second) when a listing is asked
 for or an unknown name is opened, so files added while the daemon runs are
 served without a restart.
+
+An image folder is one path here (the folder): checking it on every use is
+one stat of each of its folders (the source's `outdated`), not of its
+100,000 files; a file changed in place is caught by the per-shard check of
+the rows read (`Source.unchanged`), which marks the source to be reopened.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from tether.wire.v1 import tether_pb2 as pb
 
 from .sources import Found, Source, discover
 from .sources.base import fingerprint
+from .sources.images import MANIFEST_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +46,11 @@ RESCAN_SECONDS = 1.0
 
 class Catalog:
     def __init__(self, paths: Sequence[Path], cache_dir: Path,
-                 follow_symlinks: bool = False) -> None:
+                 follow_symlinks: bool = False, images_column: str | None = None) -> None:
         self._cache_dir = cache_dir
         self._paths = list(paths)
         self._follow_symlinks = follow_symlinks
+        self._images_column = images_column
         self._lock = threading.Lock()
         self._scan_lock = threading.Lock()
         self._scanned = 0.0
@@ -51,6 +58,12 @@ class Catalog:
         for path in paths:
             if not path.exists():
                 raise FileNotFoundError(f"{path} does not exist")
+        if images_column is not None and not any(
+                p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES for p in paths):
+            raise ValueError(f"--images {images_column} names the image column of a CSV or "
+                             "Parquet file given on the command line (tether serve labels.csv "
+                             "--images path), and none was given; an image folder needs no "
+                             "--images")
         self._scan(strict=True)
         if not self._entries:
             raise ValueError(f"no dataset found in {', '.join(map(str, paths))}")
@@ -61,7 +74,7 @@ class Catalog:
         the newcomer is skipped with a warning."""
         seen: dict[str, Found] = {}
         for path in self._paths:
-            for found in discover(path, self._follow_symlinks):
+            for found in discover(path, self._follow_symlinks, self._images_column):
                 entry = self._entries.get(found.name)
                 first = seen.get(found.name) or (entry.found if entry else None)
                 if found.name in seen or (
@@ -79,7 +92,7 @@ class Catalog:
                         log.info("new dataset %s in %s", found.name, path)
                     self._entries[found.name] = entry = _Entry(found)
                     self._open(entry)
-                elif entry.found.paths != found.paths:  # parts added to or gone from a folder
+                elif entry.found != found:  # parts added to or gone from a folder
                     log.info("the files of %s changed; reopening", found.name)
                     with self._lock:
                         entry.found = found
@@ -124,7 +137,8 @@ class Catalog:
                                   "(files added to the served paths are found within a second)")
         with self._lock:
             try:
-                changed = fingerprint(entry.found.paths) != entry.opened_fingerprint
+                changed = (fingerprint(entry.found.paths) != entry.opened_fingerprint
+                           or _outdated(entry.source))
             except OSError as exc:
                 raise DatasetError(f"dataset {name!r}: its files are gone: {exc}") from None
             if changed:
@@ -149,11 +163,22 @@ class Catalog:
             num_rows=source.num_rows,
             columns=[column_info(c) for c in source.columns.values()],
             fingerprint=source.fingerprint,
+            # An image folder's: its classes, images in each, files not served.
+            classes=getattr(source, "classes", []),
+            class_counts=getattr(source, "class_counts", []),
+            skipped=getattr(source, "skipped", ""),
         )
 
     def infos(self) -> list[pb.DatasetInfo]:
         self.refresh()
         return [self.info(name) for name in self.names]
+
+
+def _outdated(source: Source | None) -> bool:
+    """Whether a source that checks its own files (an image folder's) would
+    now find others; the rest are checked by their fingerprint alone."""
+    outdated = getattr(source, "outdated", None)
+    return outdated is not None and outdated()
 
 
 def column_info(column) -> pb.ColumnInfo:
@@ -162,4 +187,6 @@ def column_info(column) -> pb.ColumnInfo:
         dtype=column.dtype.str if column.dtype is not None else "",
         shape=column.shape,
         unsupported=column.unsupported,
+        kind=column.kind,
+        mean_row_bytes=column.mean_row_bytes,
     )

@@ -139,7 +139,8 @@ def _serve_logged(args: argparse.Namespace) -> int:
             encode_workers=args.workers, token=token, new_token=args.new_token,
             insecure=args.insecure,
             tunnel=args.tunnel, results_dir=args.results_dir, max_upload=args.max_upload,
-            follow_symlinks=args.follow_symlinks, max_memory=args.max_memory,
+            follow_symlinks=args.follow_symlinks, images_column=args.images,
+            max_memory=args.max_memory,
             stall_seconds=args.stall_timeout))
         url = daemon.start()
     except (OSError, ValueError) as exc:
@@ -177,7 +178,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and a token every call must carry; both are kept in the state folder.",
     )
     serve.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                       help="a data file (Parquet, Arrow/Feather, CSV, .npy, .npz) or a folder")
+                       help="a data file (Parquet, Arrow/Feather, CSV, .npy, .npz) or a folder "
+                            "(of those, or of images: one subfolder per class, or flat)")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default: 127.0.0.1, this machine only; "
                             "0.0.0.0 for every interface: the URL then names this machine's "
@@ -210,6 +212,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--follow-symlinks", action="store_true",
                        help="serve what links in the served folders point at, even outside "
                             "them (default: links that lead out are skipped, with a warning)")
+    serve.add_argument("--images", default=None, metavar="COLUMN",
+                       help="the CSV and Parquet files named here are manifests: COLUMN holds "
+                            "image paths relative to the file's folder, served as column "
+                            "'image' beside the others (folders of images need no flag)")
     serve.add_argument("--max-upload", type=size_argument, default=DEFAULT_MAX_BYTES,
                        help="largest upload accepted, e.g. 500MB or 20GiB: K, M, G, T (or KB, "
                             "MB, ...) are powers of 1000, KiB, MiB, GiB, TiB powers of 1024 "

@@ -86,6 +86,7 @@ class DaemonConfig:
     results_dir: Path | None = None  # None: STATE_DIR/results
     max_upload: int = DEFAULT_MAX_BYTES
     follow_symlinks: bool = False  # serve what links point at outside the served folders
+    images_column: str | None = None  # the CSV/Parquet files' column of image paths (--images)
     max_memory: int | None = None  # every stream's window together; None: see budget.py
     stall_seconds: float | None = None  # cancel a stream whose client stopped reading
 
@@ -180,7 +181,7 @@ class Daemon:
             check_token(config.token)
         self.token = config.token or self.identity.token
         self.catalog = Catalog([Path(p) for p in config.paths], state_dir / "cache",
-                               config.follow_symlinks)
+                               config.follow_symlinks, config.images_column)
         self.results = ResultsSink(config.results_dir or state_dir / "results", config.max_upload)
         workers = config.encode_workers or max(2, os.cpu_count() or 1)
         self.encode_pool = ThreadPoolExecutor(workers, thread_name_prefix="tether-encode")

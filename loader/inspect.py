@@ -18,17 +18,46 @@ def _size(nbytes: float) -> str:
     raise AssertionError
 
 
+# Classes listed by `tether ls` before it sums up the rest: a folder of
+# ImageNet's 1000 would bury the columns.
+SHOWN_CLASSES = 12
+
+
+def format_classes(names: list[str], counts: list[int]) -> str:
+    """`cat 120, dog 180`; past SHOWN_CLASSES, the first ones and a summary.
+
+    >>> format_classes(["cat", "dog"], [120, 180])
+    'cat 120, dog 180'
+    """
+    shown = ", ".join(f"{n} {c:,}" for n, c in zip(names[:SHOWN_CLASSES], counts, strict=False))
+    if len(names) <= SHOWN_CLASSES:
+        return shown
+    return (f"{shown}, ... and {len(names) - SHOWN_CLASSES:,} more ({len(names):,} classes, "
+            f"{min(counts):,} to {max(counts):,} images each)")
+
+
+def _column_line(column: pb.ColumnInfo, width: int) -> str:
+    if column.unsupported:
+        return f"  {column.name:<{width}}  unsupported: {column.unsupported}"
+    dtype = np.dtype(column.dtype).name
+    if column.kind:  # rows of varying length: their kind and mean size say more than a shape
+        what = {"image": "encoded images", "utf8": "text", "binary": "bytes"}.get(
+            column.kind, f"{dtype} lists")
+        return (f"  {column.name:<{width}}  {column.kind:<8} {what}, "
+                f"{_size(column.mean_row_bytes)} a row on average")
+    return f"  {column.name:<{width}}  {dtype:<8} shape {tuple(column.shape)}"
+
+
 def format_dataset(info: pb.DatasetInfo) -> str:
     if info.error:
         return f"{info.name}  ({info.format})  ERROR: {info.error}"
     lines = [f"{info.name}  ({info.format}, {info.num_rows:,} rows)"]
     width = max((len(c.name) for c in info.columns), default=0)
-    for column in info.columns:
-        if column.unsupported:
-            lines.append(f"  {column.name:<{width}}  unsupported: {column.unsupported}")
-        else:
-            dtype = np.dtype(column.dtype).name
-            lines.append(f"  {column.name:<{width}}  {dtype:<8} shape {tuple(column.shape)}")
+    lines += [_column_line(column, width) for column in info.columns]
+    if info.classes:
+        lines.append(f"  classes: {format_classes(list(info.classes), list(info.class_counts))}")
+    if info.skipped:
+        lines.append(f"  skipped: {info.skipped}")
     return "\n".join(lines)
 
 

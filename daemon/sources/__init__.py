@@ -7,17 +7,25 @@ A symbolic link inside a served folder is followed only while it stays
 inside that folder (`follow_symlinks=True`, `tether serve --follow-symlinks`,
 follows any): the folder you serve is what you serve, not what a link in it
 points at. Each folder is visited once, so a link loop ends.
+
+Image folders (a folder per class, or a flat one) are datasets too, and a
+CSV or Parquet file named on the command line with `images=COLUMN`
+(`tether serve labels.csv --images path`) is a manifest of images: see
+images.py. `--images` applies only to such files named directly; the
+CSV and Parquet files found inside a served folder stay plain tables.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .arrow_ipc import ArrowIpcSource, FeatherSource
 from .base import Column, Source
 from .csv import CsvSource
+from .images import CLASSES, MANIFEST_SUFFIXES, ImageFolderSource, ImageManifestSource
+from .images import layout as image_layout
 from .npy import NpySource
 from .npz import NpzSource
 from .parquet import ParquetSource
@@ -47,10 +55,14 @@ class Found:
     name: str
     paths: list[Path]
     root: Path | None = None  # its files must stay inside (resolved); None: anywhere
+    reader: type[Source] | None = None  # None: by the first path's suffix
+    options: dict = field(default_factory=dict)  # the reader's keyword arguments
+    images: str | None = None  # a manifest's column of image paths (--images)
+    images_root: Path | None = None  # where they must stay (resolved); None: anywhere
 
     @property
     def kind(self) -> type[Source]:
-        return _BY_SUFFIX[self.paths[0].suffix.lower()]
+        return self.reader or _BY_SUFFIX[self.paths[0].suffix.lower()]
 
     def open(self, cache_dir: Path) -> Source:
         if self.root is not None:  # a link re-pointed since discovery
@@ -58,7 +70,14 @@ class Found:
                 if not _stays_inside(path, self.root):
                     raise ValueError(f"{path} now links out of the served folder {self.root} "
                                      "(tether serve --follow-symlinks serves such links)")
-        return self.kind(self.name, self.paths, cache_dir)
+        source = self.kind(self.name, self.paths, cache_dir, **self.options)
+        if self.images is None:
+            return source
+        try:
+            return ImageManifestSource(source, self.paths[0], self.images, self.images_root)
+        except BaseException:
+            source.close()
+            raise
 
 
 def supported(path: Path) -> bool:
@@ -72,11 +91,14 @@ def _stays_inside(path: Path, root: Path) -> bool:
         return False
 
 
-def discover(path: Path, follow_symlinks: bool = False) -> list[Found]:
+def discover(path: Path, follow_symlinks: bool = False,
+             images: str | None = None) -> list[Found]:
     """The datasets under `path`.
 
-    A file is one dataset named by its stem. A folder whose files are all
-    Parquet parts, or all .npy columns, is one dataset named by the folder.
+    A file is one dataset named by its stem; with `images`, a CSV or Parquet
+    file is a manifest whose column `images` names image files. A folder
+    whose files are all Parquet parts, or all .npy columns, is one dataset
+    named by the folder; so is an image folder (images.py says which are).
     Any other folder holds one dataset per supported file, and its
     subfolders are searched the same way. Links leading out of `path` are
     skipped (with a warning) unless `follow_symlinks`.
@@ -85,6 +107,9 @@ def discover(path: Path, follow_symlinks: bool = False) -> list[Found]:
         if not supported(path):
             known = ", ".join(sorted(_BY_SUFFIX))
             raise ValueError(f"{path}: unsupported file type; serve one of: {known}")
+        if images is not None and path.suffix.lower() in MANIFEST_SUFFIXES:
+            inside = None if follow_symlinks else path.parent.resolve()
+            return [Found(path.stem, [path], images=images, images_root=inside)]
         return [Found(path.stem, [path])]
     root = None if follow_symlinks else path.resolve()
     return _discover(path, root, set())
@@ -102,14 +127,26 @@ def _discover(path: Path, root: Path | None, seen: set[Path]) -> list[Found]:
         else:
             log.warning("not serving %s: a link out of %s (tether serve --follow-symlinks "
                         "follows it)", entry, root)
+    images = image_layout(entries, supported)
+    if images is not None:
+        found = [Found(path.name, [path], root, ImageFolderSource,
+                       {"layout": images, "root": root})]
+        if images == CLASSES:  # the subfolders are its classes
+            return found
+        return found + _subfolders(entries, root, seen)
     files = [p for p in entries if p.is_file() and supported(p)]
     kinds = {_BY_SUFFIX[p.suffix.lower()] for p in files}
     if len(kinds) == 1 and kinds <= set(_GROUPED):
         return [Found(path.name, files, root)]
-    found = [Found(p.stem, [p], root) for p in files]
+    return [Found(p.stem, [p], root) for p in files] + _subfolders(entries, root, seen)
+
+
+def _subfolders(entries: list[Path], root: Path | None, seen: set[Path]) -> list[Found]:
+    found = []
     for sub in (p for p in entries if p.is_dir() and not p.name.startswith(".")):
         found.extend(_discover(sub, root, seen))
     return found
 
 
-__all__ = ["Column", "Found", "Source", "discover", "supported"]
+__all__ = ["Column", "Found", "ImageFolderSource", "ImageManifestSource", "Source", "discover",
+           "supported"]
