@@ -215,6 +215,9 @@ class Loader:
         reported = [0.0]  # decoder wait already reported to the daemon
 
         def release(shard: Shard) -> None:
+            if shard.skipped:  # corrupt images left out, by the daemon or the decoder
+                self._counts["images_skipped"] = \
+                    self._counts.get("images_skipped", 0) + len(shard.skipped)
             waited, reported[0] = decoder.waited_seconds - reported[0], decoder.waited_seconds
             stream.release(shard.epoch, shard.sequence, waited, shard.decode_seconds,
                            shard.images_decoded)
@@ -228,7 +231,6 @@ class Loader:
         if not names or size is None:
             return None
         skip_bad = self.spec.on_bad_image == "skip"
-        counts = self._counts
 
         def decode(shard: Shard) -> Shard:
             paths = shard.columns.get("path")
@@ -241,7 +243,6 @@ class Loader:
 
             columns, dropped, seconds, images = decode_shard_images(
                 shard.columns, names, size, skip_bad, name_of)
-            counts["images_skipped"] = counts.get("images_skipped", 0) + len(dropped)
             return replace(shard, columns=columns, num_rows=shard.num_rows - len(dropped),
                            skipped=tuple(dropped.tolist()) or shard.skipped,
                            decode_seconds=seconds, images_decoded=images)
