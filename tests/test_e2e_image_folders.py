@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import pytest
 
 import tether
 
@@ -87,3 +88,20 @@ def test_a_loader_reads_a_parquet_manifest(serve, tmp_path: Path) -> None:
     assert [p for _, _, p in rows] == list(images)
     assert [s for s, _, _ in rows] == [0, 1, 2, 3, 4]
     assert all(image == images[path] for _, image, path in rows)
+
+
+def test_an_image_changed_in_place_fails_the_stream_then_is_served_anew(serve, tmp_path) -> None:
+    written = write_pets(tmp_path / "pets")
+    daemon = serve(tmp_path / "pets")
+    with daemon.client() as client:
+        before = client.describe("pets").fingerprint
+    changed = tmp_path / "pets" / "cat" / "1.PNG"  # row 0
+    changed.write_bytes(written["cat/1.PNG"] + b"trailing")
+    loader = tether.Loader(daemon.url, dataset="pets", batch_size=7, columns=["image"])
+    with pytest.raises(tether.DatasetError, match="changed on disk"):
+        list(loader)
+    loader = tether.Loader(daemon.url, dataset="pets", batch_size=7, columns=["path", "image"])
+    batch = next(iter(loader))  # the daemon rescanned the folder: a new version
+    assert batch["path"][0] == "cat/1.PNG" and batch["image"][0] == changed.read_bytes()
+    with daemon.client() as client:
+        assert client.describe("pets").fingerprint != before

@@ -310,3 +310,17 @@ def test_images_needs_a_table_named_on_the_command_line(pets, tmp_path: Path) ->
     catalog = Catalog([root, manifest], tmp_path / "cache", images_column="path")
     assert set(catalog.names) == {"pets", "labels"}
     assert catalog.info("labels").format == "csv+images"
+
+
+def test_a_link_out_of_an_image_folder_is_not_served(pets, tmp_path: Path) -> None:
+    root, _ = pets
+    outside = tmp_path / "secret.png"
+    write_image(outside, 5)
+    (root / "cat" / "secret.png").symlink_to(outside)
+    (root / "cat" / "inside.png").symlink_to(root / "dog" / "b.png")
+    source = open_one(root, tmp_path)
+    paths = list(source.take(np.arange(source.num_rows), [source.columns["path"]])["path"])
+    assert "cat/secret.png" not in paths and "cat/inside.png" in paths
+    source = open_one(root, tmp_path, follow_symlinks=True)
+    paths = list(source.take(np.arange(source.num_rows), [source.columns["path"]])["path"])
+    assert "cat/secret.png" in paths
