@@ -55,9 +55,9 @@ Mixes (`typical_lengths`): lognormal with mean L/4 (sigma 1), uniform in
 4L. Decreasing-order packing is near the bound on all of them: every mix is
 above the 85% target. best_fit is never worse than first_fit here (slightly
 better on around_L at L=2048) and is the default. Speed (`pack`: placement
-and copy, one core of this 2-core machine, rounds of 1024): best_fit 13M
-tokens/s at L=512 and 19M at L=2048 on the lognormal mix; 12-14M on uniform
-and zipf at L=512.
+and copy, one core of this shared 2-core machine, rounds of 1024): best_fit
+10-13M tokens/s at L=512 and 12-19M at L=2048 on the lognormal mix (runs
+vary); 12-14M on uniform and zipf at L=512.
 """
 
 from __future__ import annotations
