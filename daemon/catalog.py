@@ -138,7 +138,7 @@ class Catalog:
         with self._lock:
             try:
                 changed = (fingerprint(entry.found.paths) != entry.opened_fingerprint
-                           or _outdated(entry.source))
+                           or (entry.source is not None and entry.source.outdated()))
             except OSError as exc:
                 raise DatasetError(f"dataset {name!r}: its files are gone: {exc}") from None
             if changed:
@@ -164,21 +164,14 @@ class Catalog:
             columns=[column_info(c) for c in source.columns.values()],
             fingerprint=source.fingerprint,
             # An image folder's: its classes, images in each, files not served.
-            classes=getattr(source, "classes", []),
-            class_counts=getattr(source, "class_counts", []),
-            skipped=getattr(source, "skipped", ""),
+            classes=source.classes,
+            class_counts=source.class_counts,
+            skipped=source.skipped,
         )
 
     def infos(self) -> list[pb.DatasetInfo]:
         self.refresh()
         return [self.info(name) for name in self.names]
-
-
-def _outdated(source: Source | None) -> bool:
-    """Whether a source that checks its own files (an image folder's) would
-    now find others; the rest are checked by their fingerprint alone."""
-    outdated = getattr(source, "outdated", None)
-    return outdated is not None and outdated()
 
 
 def column_info(column) -> pb.ColumnInfo:

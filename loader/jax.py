@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
+
 
 def process_layout() -> tuple[int, int] | None:
     """`(jax.process_index(), jax.process_count())`, or None if JAX is not imported.
@@ -119,7 +121,7 @@ class DeviceIterator(Iterator[Any]):
 
 
 def _is_objects(x: Any) -> bool:
-    return getattr(x, "dtype", None) == object
+    return getattr(x, "dtype", None) == np.dtype(object)
 
 
 def _global_shape(x: Any, process_count: int) -> tuple[int, ...] | None:

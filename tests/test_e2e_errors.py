@@ -20,7 +20,8 @@ def messy(tmp_path: Path, serve):
     data.mkdir()
     np.save(data / "good.npy", np.arange(1000, dtype=np.int64))
     (data / "garbage.parquet").write_bytes(b"PAR1" + bytes(range(256)) * 4 + b"PAR1")
-    pq.write_table(pa.table({"text": ["a"] * 100, "n": np.arange(100)}), data / "mixed.parquet")
+    pq.write_table(pa.table({"record": [{"a": 1}] * 100, "n": np.arange(100)}),
+                   data / "mixed.parquet")
     # A file whose footer is fine but whose first data page header is destroyed:
     # the damage is found only when rows are read, mid-stream.
     pq.write_table(pa.table({"v": np.arange(5000, dtype=np.float64)}), data / "torn.parquet",
@@ -45,13 +46,13 @@ def test_unknown_dataset(messy) -> None:
 
 
 def test_unknown_column(messy) -> None:
-    with pytest.raises(tether.ColumnError, match="no column 'label'; columns: text, n"):
+    with pytest.raises(tether.ColumnError, match="no column 'label'; columns: record, n"):
         iter(tether.Loader(messy.url, dataset="mixed", batch_size=10, columns=["label"]))
     _still_serving(messy)
 
 
 def test_unsupported_dtype_names_the_column_and_the_way_out(messy) -> None:
-    with pytest.raises(tether.ColumnError, match="column 'text' .*cannot become a tensor.*: n"):
+    with pytest.raises(tether.ColumnError, match="column 'record' .*cannot become a tensor.*: n"):
         iter(tether.Loader(messy.url, dataset="mixed", batch_size=10))
     got = collect(tether.Loader(messy.url, dataset="mixed", batch_size=10, columns=["n"]))[1]
     assert np.array_equal(got["n"], np.arange(100))

@@ -104,9 +104,9 @@ def test_token_lists_need_pad_or_pack_for_jax(text_daemon) -> None:
     pytest.importorskip("jax")
     daemon, _ = text_daemon
     with tether.Loader(daemon.url, dataset="docs", batch_size=32,
-                       columns=["id", "tokens"]) as loader:
-        with pytest.raises(RequestError, match=r"pad=\{'tokens': L\}.*pack=\{'tokens': L\}"):
-            next(iter(loader.to_jax()))
+                       columns=["id", "tokens"]) as loader, \
+            pytest.raises(RequestError, match=r"pad=\{'tokens': L\}.*pack=\{'tokens': L\}"):
+        next(iter(loader.to_jax()))
 
 
 def test_text_stays_numpy_beside_jax_arrays(text_daemon) -> None:

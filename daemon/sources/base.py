@@ -71,6 +71,11 @@ class Source(ABC):
     # how it stores them: `layout` says which reads are cheap.
 
     format: ClassVar[str]
+    # An image folder's classes, images in each, and files it does not serve
+    # (`tether ls` shows them); empty for every other source.
+    classes: Sequence[str] = ()
+    class_counts: Sequence[int] = ()
+    skipped: str = ""
 
     def __init__(self, name: str, paths: list[Path], num_rows: int,
                  columns: dict[str, Column]) -> None:
@@ -113,6 +118,11 @@ class Source(ABC):
         if len(set(names)) != len(names):
             raise ColumnError(f"columns {list(names)} name a column twice")
         return chosen
+
+    def outdated(self) -> bool:
+        """Whether the source must be opened again (besides its files' fingerprint
+        changing): a source that checks only some files says so here."""
+        return False
 
     def row_name(self, row: int) -> str:
         """What to call a row in an error (an image source names its file)."""

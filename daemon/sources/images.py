@@ -284,6 +284,9 @@ class ImageFolderSource(Source):
     def unchanged(self, rows: np.ndarray, version: str) -> bool:
         return version == self._fingerprint and self._images.unchanged(rows)
 
+    def row_name(self, row: int) -> str:
+        return self._relative[row]
+
     def outdated(self) -> bool:
         """Whether a new scan would list other files: a file seen changed, or
         a folder whose entries changed (one stat per folder, not per file)."""
@@ -401,6 +404,9 @@ class ImageManifestSource(Source):
 
     def outdated(self) -> bool:
         return self._images.stale
+
+    def row_name(self, row: int) -> str:
+        return self._paths[row]
 
     def layout(self, window_bytes: int):
         return self._table.layout(window_bytes)
