@@ -2,7 +2,7 @@
 
     pad={"tokens": L}   -> tokens [B, L] and tokens_length [B]
     pack={"tokens": L}  -> rows of L tokens packed with whole sequences
-                           (tether.sequences.Packer), plus segment ids and positions
+                           (tether.packer.Packer), plus segment ids and positions
     neither             -> text and bytes as numpy object arrays of str / bytes;
                            token lists as object arrays of 1-D arrays
 

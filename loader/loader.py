@@ -137,7 +137,7 @@ class Loader:
         self._restored: LoaderState | None = None  # where the next iteration starts
         self._streams: list[ResumableStream] = []
         self._batcher: Batcher | None = None
-        self._packer: Any = None  # tether.sequences.Packer, with pack=
+        self._packer: Any = None  # tether.packer.Packer, with pack=
         self._started: LoaderState | None = None  # where this iteration began
         self._counts: dict[str, int] = {}  # images skipped, sequences truncated
         tune_allocator()
@@ -169,7 +169,7 @@ class Loader:
         self._batcher = Batcher(shards, spec.batch_size, spec.global_batch, spec.start, release)
         batches: Iterable[Batch] = self._batcher
         if self.sequences.pack:
-            from .sequences import Packer
+            from .packer import Packer
 
             column, length = self.sequences.pack
             self._packer = Packer(self._rounds(), column, length, self.batch_size,

@@ -8,8 +8,8 @@ fixed shapes, so there are two ways to get `[rows, L]`:
 * `pack`: several sequences per row, placed by bin packing, with
   `tokens_segment_ids` (1, 2, ... per piece in a row, 0 on padding) and
   `tokens_positions` (0, 1, ... within each piece) for the attention mask.
-  `Packer` turns a stream of such rounds into batches of exactly
-  `batch_rows` packed rows, and its state resumes exactly.
+  `tether.packer.Packer` turns a stream of such rounds into batches of
+  exactly `batch_rows` packed rows, and its state resumes exactly.
 
 Packing rules (`pack_round`):
 
@@ -30,7 +30,7 @@ Packing rules (`pack_round`):
   no dict/set order, no randomness.
 
 Measured fill (tokens / slots, packing alone, 20 rounds each; reproduce with
-`python -m tether.sequences`, which prints this table):
+`python -m bench.packing_fill`, which prints this table):
 
     mix            L  round  best_fit  first_fit
     lognormal    512    256    0.9903     0.9903
@@ -63,9 +63,7 @@ vary); 12-14M on uniform and zipf at L=512.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections import deque
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -81,7 +79,7 @@ Batch = dict[str, Any]  # column name -> np.ndarray | Ragged
 # ----------------------------------------------------------------------------- padding
 
 
-def _check_length(length: int) -> int:
+def check_length(length: int) -> int:
     if isinstance(length, bool) or int(length) != length or length < 1:
         raise ValueError(f"sequence length must be a positive integer, not {length!r}")
     return int(length)
@@ -95,7 +93,7 @@ def pad(column: Ragged, length: int, pad_value: int = 0) -> tuple[np.ndarray, np
     """
     if not isinstance(column, Ragged):
         raise TypeError(f"pad takes a Ragged column, not {type(column).__name__}")
-    length = _check_length(length)
+    length = check_length(length)
     values, offsets = column.values, np.asarray(column.offsets, dtype=np.int64)
     rows = len(offsets) - 1
     full = np.diff(offsets)
@@ -217,7 +215,7 @@ def _first_fit(sizes: list[int], length: int, first_row: int) -> tuple[list[int]
 
 def pack_round(lengths: np.ndarray, length: int, method: str = "best_fit") -> Placement:
     """Places one round's sequences (their `lengths`) into rows of `length` slots."""
-    length = _check_length(length)
+    length = check_length(length)
     if method not in METHODS:
         raise ValueError(f"packing method {method!r} is not one of {METHODS}")
     lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
@@ -266,7 +264,7 @@ def pack_round(lengths: np.ndarray, length: int, method: str = "best_fit") -> Pl
                      empty=int(np.count_nonzero(lengths == 0)))
 
 
-def _pack(batch: Batch, column: str, length: int, pad_value: int,
+def pack_placed(batch: Batch, column: str, length: int, pad_value: int,
           method: str) -> tuple[Batch, Placement]:
     if column not in batch:
         raise KeyError(f"no column {column!r} in the batch (it has {sorted(batch)})")
@@ -324,251 +322,4 @@ def pack(batch: Batch, column: str, length: int, pad_value: int = 0,
     first piece's sequence; other Ragged columns are dropped. Row and piece
     order: see the module docstring.
     """
-    return _pack(batch, column, length, pad_value, method)[0]
-
-
-# ----------------------------------------------------------------------------- the stage
-
-
-@dataclass
-class PackerStats:
-    rounds: int = 0  # rounds read
-    sequences: int = 0  # sequences in the rounds read
-    empty: int = 0  # of them, of length 0 (no tokens, not placed)
-    split: int = 0  # of them, longer than L and so split into pieces
-    pieces: int = 0  # pieces placed in the rounds read
-    rows: int = 0  # packed rows emitted, empty filler rows included
-    empty_rows: int = 0  # filler rows completing an epoch's last batch
-    tokens: int = 0  # tokens in the rows emitted
-    slots: int = 0  # rows emitted x L
-
-    @property
-    def fill(self) -> float:
-        return self.tokens / self.slots if self.slots else 0.0
-
-    @property
-    def padding(self) -> float:
-        """Share of the emitted slots that are padding."""
-        return 1.0 - self.fill if self.slots else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        names = ("rounds", "sequences", "empty", "split", "pieces", "rows", "empty_rows",
-                 "tokens", "slots")
-        return {**{n: getattr(self, n) for n in names}, "fill": self.fill,
-                "padding": self.padding}
-
-
-@dataclass
-class _Round:
-    token: Any
-    epoch: int
-    columns: Batch
-    row_tokens: np.ndarray  # int64 [R]: tokens in each packed row
-    rows: int
-    next: int = 0  # next row to emit
-
-    @property
-    def remaining(self) -> int:
-        return self.rows - self.next
-
-
-@dataclass
-class _Pending:
-    rounds: deque[_Round] = field(default_factory=deque)
-    rows: int = 0
-
-
-class Packer:
-    """Packs rounds of sequences and hands out batches of exactly `batch_rows` rows.
-
-    `rounds` yields `(token, epoch, batch)`; `token` (JSON-able, opaque here)
-    names the stream position BEFORE that round. Each round is packed on its
-    own, so it packs the same way again after a restart. A batch may take
-    rows from several rounds but never from two epochs: an epoch's last batch
-    is completed with empty rows (`pad_value` tokens, segment ids and
-    positions 0, other columns 0).
-
-    `get_state()` is `{"round": token, "emitted": n}`: the round holding the
-    last row handed out and how many of its rows have been handed out (its
-    row count when a batch ended at its end). To resume, re-open the rounds
-    at `token` and build `Packer(..., skip=n)`: the first round's first n
-    packed rows are not handed out again. Until the first round is read the
-    state is `{"round": None, "emitted": skip}` (resume where this Packer
-    began); from then on, before the first batch, it is the first round's
-    token and `skip`.
-    """
-
-    def __init__(self, rounds: Iterable[tuple[Any, int, Batch]], column: str, length: int,
-                 batch_rows: int, pad_value: int = 0, skip: int = 0,
-                 method: str = "best_fit") -> None:
-        if int(batch_rows) != batch_rows or batch_rows < 1:
-            raise ValueError(f"batch_rows must be a positive integer, not {batch_rows!r}")
-        if int(skip) != skip or skip < 0:
-            raise ValueError(f"skip must be a non-negative integer, not {skip!r}")
-        if method not in METHODS:
-            raise ValueError(f"packing method {method!r} is not one of {METHODS}")
-        self._rounds = rounds
-        self.column = column
-        self.length = _check_length(length)
-        self.batch_rows = int(batch_rows)
-        self.pad_value = pad_value
-        self.method = method
-        self._skip = int(skip)
-        self._state: dict[str, Any] = {"round": None, "emitted": self._skip}
-        self.stats = PackerStats()
-        self.epoch: int | None = None  # epoch of the batch last handed out
-        self._batches = self._generate()
-
-    def get_state(self) -> dict[str, Any]:
-        return dict(self._state)
-
-    def __iter__(self) -> Iterator[Batch]:
-        return self
-
-    def __next__(self) -> Batch:
-        return next(self._batches)
-
-    def _generate(self) -> Iterator[Batch]:
-        pending = _Pending()
-        skip: int | None = self._skip
-        for token, epoch, batch in self._rounds:
-            if pending.rounds and pending.rounds[0].epoch != epoch:
-                yield from self._end_of_epoch(pending)
-            columns, placement = _pack(batch, self.column, self.length, self.pad_value,
-                                       self.method)
-            segment_ids = columns[f"{self.column}_segment_ids"]
-            held = _Round(token, epoch, columns, np.count_nonzero(segment_ids, axis=1),
-                          placement.rows)
-            s = self.stats
-            s.rounds += 1
-            s.sequences += len(batch[self.column])
-            s.empty += placement.empty
-            s.split += placement.split
-            s.pieces += placement.pieces
-            if skip is not None:
-                if skip > held.rows:
-                    raise ValueError(f"skip={skip}, but the first round packs into only "
-                                     f"{held.rows} rows: was it re-opened at another token?")
-                held.next, skip = skip, None
-                self._state = {"round": token, "emitted": held.next}
-            if held.remaining:
-                pending.rounds.append(held)
-                pending.rows += held.remaining
-            while pending.rows >= self.batch_rows:
-                yield self._take(pending, self.batch_rows)
-        if skip is not None and skip:
-            raise ValueError(f"skip={skip}, but there were no rounds to skip")
-        yield from self._end_of_epoch(pending)
-
-    def _end_of_epoch(self, pending: _Pending) -> Iterator[Batch]:
-        if pending.rows:
-            yield self._take(pending, pending.rows)
-
-    def _take(self, pending: _Pending, rows: int) -> Batch:
-        """A batch of the next `rows` pending rows, completed to batch_rows."""
-        head = pending.rounds[0]
-        template = head.columns
-        out = {name: aligned_empty((self.batch_rows, *v.shape[1:]), v.dtype)
-               for name, v in template.items()}
-        filled = tokens = 0
-        while filled < rows:
-            head = pending.rounds[0]
-            n = min(rows - filled, head.remaining)
-            for name, values in out.items():
-                if name not in head.columns:
-                    raise ValueError(f"round {head.token!r} lacks column {name!r}")
-                values[filled:filled + n] = head.columns[name][head.next:head.next + n]
-            tokens += int(head.row_tokens[head.next:head.next + n].sum())
-            head.next += n
-            filled += n
-            pending.rows -= n
-            self._state = {"round": head.token, "emitted": head.next}
-            self.epoch = head.epoch
-            if not head.remaining:
-                pending.rounds.popleft()
-        if filled < self.batch_rows:
-            for name, values in out.items():
-                values[filled:] = self.pad_value if name == self.column else 0
-        s = self.stats
-        s.rows += self.batch_rows
-        s.empty_rows += self.batch_rows - filled
-        s.tokens += tokens
-        s.slots += self.batch_rows * self.length
-        return out
-
-
-# ----------------------------------------------------------------------------- measurement
-
-
-def typical_lengths(mix: str, count: int, length: int, rng: np.random.Generator) -> np.ndarray:
-    """Sequence lengths of a typical mix, for measuring fill."""
-    if mix == "lognormal":  # mean about L/4
-        sigma = 1.0
-        mu = np.log(length / 4) - sigma**2 / 2
-        out = rng.lognormal(mu, sigma, count)
-    elif mix == "uniform":
-        out = rng.integers(1, length + 1, count)
-    elif mix == "around_L":
-        out = rng.integers(length // 2, 3 * length // 2 + 1, count)
-    elif mix == "zipf":  # many short, a long tail: 8 * Zipf(1.5), up to 4L
-        out = np.minimum(rng.zipf(1.5, count) * 8, 4 * length)
-    else:
-        raise ValueError(f"unknown mix {mix!r}")
-    return np.maximum(np.round(out), 1).astype(np.int64)
-
-
-MIXES = ("lognormal", "uniform", "around_L", "zipf")
-
-
-def fill_report(rounds: int = 20, seed: int = 0) -> list[dict[str, Any]]:
-    """Fill of best_fit and first_fit on the typical mixes (the docstring's table)."""
-    table = []
-    for mix in MIXES:
-        for length in (512, 2048):
-            for size in (256, 1024):
-                rng = np.random.default_rng(seed)
-                batches = [typical_lengths(mix, size, length, rng) for _ in range(rounds)]
-                line: dict[str, Any] = {"mix": mix, "L": length, "round": size}
-                for method in METHODS:
-                    placed = [pack_round(b, length, method) for b in batches]
-                    slots = sum(p.rows for p in placed) * length
-                    line[method] = sum(p.tokens for p in placed) / slots
-                table.append(line)
-    return table
-
-
-def packing_speed(length: int = 512, size: int = 1024, rounds: int = 20,
-                  method: str = "best_fit", mix: str = "lognormal", seed: int = 0) -> float:
-    """Tokens per second through `pack` (placement and the copy), one core."""
-    import time
-
-    rng = np.random.default_rng(seed)
-    batches = []
-    for _ in range(rounds):
-        lengths = typical_lengths(mix, size, length, rng)
-        values = rng.integers(0, 50_000, int(lengths.sum()), dtype=np.int32)
-        batches.append({"tokens": Ragged.from_lengths(values, lengths),
-                        "id": np.arange(size, dtype=np.int64)})
-    pack(batches[0], "tokens", length, method=method)  # warm up
-    begin = time.perf_counter()
-    tokens = 0
-    for batch in batches:
-        pack(batch, "tokens", length, method=method)
-        tokens += len(batch["tokens"].values)
-    return tokens / (time.perf_counter() - begin)
-
-
-def main() -> None:
-    print(f"{'mix':<10} {'L':>5} {'round':>6} {'best_fit':>9} {'first_fit':>10}")
-    for line in fill_report():
-        print(f"{line['mix']:<10} {line['L']:>5} {line['round']:>6} {line['best_fit']:>9.4f} "
-              f"{line['first_fit']:>10.4f}")
-    for method in METHODS:
-        for length in (512, 2048):
-            speed = packing_speed(length=length, method=method)
-            print(f"pack {method}, lognormal, L={length}, rounds of 1024: "
-                  f"{speed / 1e6:.1f}M tokens/s")
-
-
-if __name__ == "__main__":
-    main()
+    return pack_placed(batch, column, length, pad_value, method)[0]

@@ -9,15 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from tether.sequences import (
-    METHODS,
-    Packer,
-    pack,
-    pack_round,
-    pad,
-    pad_batch,
-    typical_lengths,
-)
+from bench.packing_fill import typical_lengths
+from tether.packer import Packer
+from tether.sequences import METHODS, pack, pack_round, pad, pad_batch
 from tether.wire.aligned import is_aligned
 from tether.wire.ragged import Ragged
 
