@@ -1,6 +1,6 @@
 """How full packed rows are, and how fast packing runs, on typical length mixes.
 
-    python -m bench.packing_fill
+    python -m tether.bench.packing_fill
 
 prints the table in tether.sequences' docstring: best-fit against first-fit
 decreasing, rounds of 256 and 1024 sequences, L of 512 and 2048.

@@ -30,7 +30,7 @@ Packing rules (`pack_round`):
   no dict/set order, no randomness.
 
 Measured fill (tokens / slots, packing alone, 20 rounds each; reproduce with
-`python -m bench.packing_fill`, which prints this table):
+`python -m tether.bench.packing_fill`, which prints this table):
 
     mix            L  round  best_fit  first_fit
     lognormal    512    256    0.9903     0.9903

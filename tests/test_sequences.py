@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from bench.packing_fill import typical_lengths
+from tether.bench.packing_fill import typical_lengths
 from tether.packer import Packer
 from tether.sequences import METHODS, pack, pack_round, pad, pad_batch
 from tether.wire.aligned import is_aligned
