@@ -128,7 +128,7 @@ def test_text_must_be_bytes(dtype: str) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason="BUG: uint64 lengths that wrap mod 2**64 pass the sum "
-                   "check; Ragged.from_lengths then raises a bare ValueError (tensors.py:166)")
+                   "check; Ragged.from_lengths then raises a bare ValueError (tensors.py:185)")
 def test_unsigned_lengths_that_wrap_are_a_protocol_error() -> None:
     header, payload = _with_lengths(np.arange(4), np.array([5, 2**64 - 1], np.uint64))
     with pytest.raises(ProtocolError):
@@ -137,7 +137,7 @@ def test_unsigned_lengths_that_wrap_are_a_protocol_error() -> None:
 
 @pytest.mark.xfail(strict=True, reason="BUG: int64 lengths whose uint64 sum wraps to the "
                    "values' count pass; cumsum overflows int64 and rows are silently wrong "
-                   "(tensors.py:166)")
+                   "(tensors.py:185)")
 def test_lengths_overflowing_int64_offsets_are_a_protocol_error() -> None:
     values = np.arange(4, dtype=np.int64)
     header, payload = _with_lengths(values, np.array([2**62] * 4 + [4], np.int64))
@@ -211,7 +211,7 @@ def test_skipped_rows_out_of_range_or_twice_are_refused(skipped) -> None:
 
 @pytest.mark.xfail(strict=True, reason="BUG: check_shard bounds num_rows but not num_rows + "
                    "len(skipped_rows) by the plan's shard_rows: a daemon can make the "
-                   "loader's position jump over rows never sent (decoder.py:78)")
+                   "loader's position jump over rows never sent (decoder.py:80-82)")
 def test_a_shard_cannot_skip_more_rows_than_a_shard_has() -> None:
     encoded = _encode(Ragged.from_rows([np.arange(1)] * 2))
     skipped = tuple(range(7))  # distinct, each below num_rows + len(skipped)
@@ -351,7 +351,7 @@ def test_a_manifest_path_through_a_linked_folder_out_is_refused(tmp_path: Path) 
 
 NUL_BUG = pytest.mark.xfail(strict=True, reason="BUG (low): a NUL byte in a manifest path "
                              "escapes _image_path's `except OSError` as a bare ValueError "
-                             "('embedded null byte') naming no row (images.py:317)")
+                             "('embedded null byte') naming no row (images.py:345-348)")
 
 
 @pytest.mark.parametrize("bad", [pytest.param("a\x00.png", marks=NUL_BUG), "x" * 5000 + ".png",
@@ -450,7 +450,7 @@ def test_a_file_growing_or_swapped_for_a_folder_is_an_error(tmp_path: Path) -> N
 
 
 @pytest.mark.xfail(strict=True, reason="BUG: an image file larger than the 64 MiB frame limit "
-                   "is read whole into memory (images.py:215: np.empty(sum of sizes)); a "
+                   "is read whole into memory (images.py:216: np.empty(sum of sizes)); a "
                    "sparse multi-GiB file exhausts the daemon's memory. Refuse it by its "
                    "size (at scan, or before allocating)")
 def test_an_image_file_over_the_frame_limit_is_refused_before_reading(tmp_path: Path) -> None:
