@@ -4,6 +4,13 @@
     tether bench --link home --data tokens --plot bench.png --json bench.json
     tether bench --bandwidth 80Mbit --rtt 40ms --systems tether-auto,flight-zstd
     tether bench --data ./my_data --dataset train
+    tether bench --data jpegs --link 100mbit,1gbit --size 110MB   # image folder, decode places
+    tether bench --data ./pets --link 100mbit                     # your own image folder
+    tether bench --data text --link loopback                      # packed against pre-padded
+
+Each kind of data has its own systems (tensors: Flight, raw TCP, ...; image
+folders: tether decode=loader/daemon/auto and upload-first (tar); token lists:
+tether pack and tether padded); a run compares those of its data's kind.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from tether.wire.sizes import size_argument
 from . import data, measure, report
 from .link import PRESETS, Link, custom_link
 from .systems import NAMES as SYSTEMS
-from .systems import REGISTRY
+from .systems import REGISTRY, for_family
 
 LOOPBACK_BYTES = 256 << 20
 SECONDS_OF_LINK = 6  # shaped links: data sized to about this long at the link rate
@@ -43,35 +50,54 @@ def _links(args: argparse.Namespace) -> list[Link]:
     return [PRESETS[n] for n in names]
 
 
+def _systems_by_kind(args: argparse.Namespace, kinds: dict[str, str]) -> dict[str, tuple]:
+    """Each data kind's systems: those asked for (default all) of its family."""
+    asked = tuple(args.systems.split(",")) if args.systems else SYSTEMS
+    unknown = [s for s in asked if s not in REGISTRY]
+    if unknown:
+        raise SystemExit(f"unknown systems {unknown}; choose from {', '.join(SYSTEMS)}")
+    chosen = {kind: for_family(family, asked) for kind, family in kinds.items()}
+    if empty := [kind for kind, systems in chosen.items() if not systems]:
+        fits = {kind: ", ".join(for_family(kinds[kind])) for kind in empty}
+        raise SystemExit("no system asked for moves "
+                         + "; ".join(f"{kind} (its systems: {fits[kind]})" for kind in empty))
+    return chosen
+
+
 def _bench(args: argparse.Namespace) -> int:
     try:
         import jax  # noqa: F401
     except ImportError:
         print("tether bench measures delivery into jax.Array: pip install jax", file=sys.stderr)
         return 2
-    systems = args.systems.split(",")
-    unknown = [s for s in systems if s not in REGISTRY]
-    if unknown:
-        print(f"unknown systems {unknown}; choose from {', '.join(SYSTEMS)}", file=sys.stderr)
-        return 2
     if args.repeat < 1:
         print(f"--repeat must be at least 1, got {args.repeat}", file=sys.stderr)
         return 2
     links = _links(args)
     user_path = Path(args.data) if Path(args.data).exists() else None
-    kinds = [args.dataset or user_path.stem] if user_path else args.data.split(",")
-    runs = len(links) * len(kinds) * len(systems) * args.repeat
+    if user_path:
+        kinds = {args.dataset or user_path.stem: data.user_family(user_path)}
+    else:
+        unknown = [k for k in args.data.split(",") if k not in data.FAMILIES]
+        if unknown:
+            raise SystemExit(f"unknown data {unknown}; choose from {', '.join(data.NAMES)} "
+                             "or give a path")
+        kinds = {kind: data.FAMILIES[kind] for kind in args.data.split(",")}
+    systems_of = _systems_by_kind(args, kinds)
+    runs = len(links) * sum(map(len, systems_of.values())) * args.repeat
     results: list[measure.Measurement] = []
     done = 0
     with tempfile.TemporaryDirectory(prefix="tether-bench-") as tmp:
+        written: dict[tuple[str, int], Path] = {}  # links of one size share their data
         for link in links:
             size = _size_for(link, args.size)
-            for kind in kinds:
-                folder = Path(tmp) / f"{link.name}-{size}"
-                if user_path:
-                    dataset = data.copy_user_dataset(user_path, kind, folder, size)
-                else:
-                    dataset = data.write(kind, folder, size)
+            for kind, systems in systems_of.items():
+                folder = Path(tmp) / f"data-{size}"
+                if (kind, size) not in written:
+                    written[kind, size] = (
+                        data.copy_user_dataset(user_path, kind, folder, size) if user_path
+                        else data.write(kind, folder, size))
+                dataset = written[kind, size]
                 repeats: dict[str, list[measure.Measurement]] = {s: [] for s in systems}
                 for _ in range(args.repeat):  # alternating, so drift hits every system alike
                     for system_name in systems:
@@ -82,8 +108,9 @@ def _bench(args: argparse.Namespace) -> int:
                         workdir.mkdir()
                         result = measure.run(system_name, dataset, link, workdir,
                                              args.batch_size, args.step_ms / 1e3)
-                        print(f"        {result.mb_per_s:,.1f} MB/s, first batch after "
-                              f"{result.first_batch_s:.2f} s", file=sys.stderr, flush=True)
+                        print(f"        {result.mb_per_s:,.1f} MB/s, {report.rate(result)}, "
+                              f"first batch after {result.first_batch_s:.2f} s",
+                              file=sys.stderr, flush=True)
                         repeats[system_name].append(result)
                 results.extend(measure.median(measured) for measured in repeats.values())
     print(report.table(results))
@@ -106,15 +133,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "(default: loopback,100mbit)")
     bench.add_argument("--bandwidth", help="a custom link instead, e.g. 80Mbit (with --rtt)")
     bench.add_argument("--rtt", default="40ms", help="round-trip time of the custom link")
-    bench.add_argument("--data", default=",".join(data.NAMES),
-                       help=f"comma-separated: {', '.join(data.NAMES)}; or a path to any "
-                            "dataset Tether serves (with --dataset)")
+    bench.add_argument("--data", default=",".join(data.TENSOR_NAMES),
+                       help=f"comma-separated: {', '.join(data.NAMES)} (default: "
+                            f"{','.join(data.TENSOR_NAMES)}); or a path to any dataset Tether "
+                            "serves (with --dataset), an image folder included")
     bench.add_argument("--dataset", help="which dataset under a --data path")
-    bench.add_argument("--systems", default=",".join(SYSTEMS),
-                       help=f"comma-separated: {', '.join(SYSTEMS)}")
+    bench.add_argument("--systems", default=None,
+                       help=f"comma-separated: {', '.join(SYSTEMS)} (default: every one "
+                            "that moves the data asked for)")
     bench.add_argument("--size", type=size_argument, default=None,
                        help="bytes of data per run, e.g. 1GB or 512MiB (default: 256MiB on "
-                            f"loopback, {SECONDS_OF_LINK} s of the link rate on shaped links)")
+                            f"loopback, {SECONDS_OF_LINK} s of the link rate on shaped links); "
+                            "image folders: bytes of image files; text: bytes of int32 tokens")
     bench.add_argument("--batch-size", type=int, default=1024)
     bench.add_argument("--step-ms", type=float, default=0.0,
                        help="simulated training step per batch; reports the share of steps "

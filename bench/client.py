@@ -4,9 +4,9 @@
 
 Consumes every batch as a ready jax.Array (device_put + block_until_ready),
 sleeping STEP_S per batch when asked, and prints one JSON object: rows,
-payload bytes, seconds, time to first batch, steps and steps that waited,
-CPU seconds and peak RSS of this process. Isolated so that its CPU and
-memory are the client's alone.
+payload bytes, the system's units (e.g. real tokens), seconds, time to first
+batch, steps and steps that waited, CPU seconds and peak RSS of this
+process. Isolated so that its CPU and memory are the client's alone.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ def peak_rss(pid: int | str = "self") -> int:
     return 0
 
 
-def consume(make_batches, step_s: float) -> dict:
+def consume(make_batches, step_s: float, units=lambda batch: 0) -> dict:
     """Time everything from asking for the batches (a download-first system
-    does its whole transfer there) to the last one being ready."""
+    does its whole transfer there) to the last one being ready. `units(batch)`
+    counts what the system's rows hold that training uses (System.units)."""
     import jax
 
-    rows = payload = steps = waited = 0
+    rows = payload = steps = waited = counted = 0
     first = None
     cpu = os.times()
     start = time.perf_counter()
@@ -53,11 +54,12 @@ def consume(make_batches, step_s: float) -> dict:
         rows += len(next(iter(ready.values())))
         # The bytes delivered: numpy's, since JAX without x64 narrows int64 to int32.
         payload += sum(v.nbytes for v in batch.values())
+        counted += units(batch)
         if step_s:
             time.sleep(step_s)  # the training step this loop stands for
     seconds = time.perf_counter() - start
     end = os.times()
-    return {"rows": rows, "payload_bytes": payload, "seconds": seconds,
+    return {"rows": rows, "payload_bytes": payload, "units": counted, "seconds": seconds,
             "first_batch_s": first if first is not None else seconds,
             "steps": steps, "waited_steps": waited,
             "client_cpu_s": end.user + end.system - cpu.user - cpu.system,
@@ -77,7 +79,7 @@ def main(argv: list[str]) -> None:
     address = (host, int(port)) if host != "-" else None
     system = REGISTRY[system]()
     figures = consume(lambda: system.batches(Path(dataset), address, int(batch_size)),
-                      float(step_s))
+                      float(step_s), system.units)
     print(json.dumps(figures), flush=True)
 
 

@@ -5,7 +5,13 @@ Every system in a run reads the same folder, so they all move the same bytes.
 - images: 64x64x3 uint8 patches cut from scikit-image's sample photos, with a label
 - floats: 256 float32 features a row, with a label
 - tokens: 512 int64 token ids a row, Zipf-distributed over a 50k vocabulary
-- any dataset a user points at, copied (up to the size asked) through Tether's own readers
+- jpegs: a folder of JPEG files, a subfolder per class (image_data.py)
+- text: token lists of varying length, as lists and pre-padded (text_data.py)
+- any dataset a user points at, copied (up to the size asked) through Tether's own readers;
+  an image folder is copied as files
+
+Each kind belongs to a family (`FAMILIES`, `user_family`): the systems a
+run compares are those of its data's family (System.family).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from . import image_data, text_data
 
 CHUNK_ROWS = 4096
 
@@ -51,11 +59,28 @@ _MAKERS: dict[str, tuple[Callable, int, Callable | None]] = {
     "tokens": (_token_rows, 512 * 8, None),
 }
 
-NAMES = tuple(_MAKERS)
+# Kinds written as files of their own format: name -> writer(dataset folder, bytes, seed).
+_FILE_WRITERS: dict[str, Callable[[Path, int, int], Path]] = {
+    "jpegs": image_data.write_jpegs,
+    "text": text_data.write,
+}
+
+TENSORS, IMAGES, TEXT = "tensors", "images", "text"  # the families
+FAMILIES = {**dict.fromkeys(_MAKERS, TENSORS), "jpegs": IMAGES, "text": TEXT}
+TENSOR_NAMES = tuple(_MAKERS)  # what `tether bench` runs without --data
+NAMES = tuple(FAMILIES)
+
+
+def user_family(path: Path) -> str:
+    """The family of a user's dataset: an image folder is moved as files (IMAGES),
+    anything else as .npy columns copied from it (TENSORS)."""
+    return IMAGES if image_data.is_image_folder(path) else TENSORS
 
 
 def write(kind: str, folder: Path, nbytes: int, seed: int = 0) -> Path:
     """Write about `nbytes` of dataset `kind` to `folder/kind/`, in bounded memory."""
+    if kind in _FILE_WRITERS:
+        return _FILE_WRITERS[kind](folder / kind, nbytes, seed)
     make, row_bytes, setup = _MAKERS[kind]
     shared = setup() if setup else None
     rows = max(1, nbytes // row_bytes)
@@ -77,8 +102,12 @@ def write(kind: str, folder: Path, nbytes: int, seed: int = 0) -> Path:
 
 
 def copy_user_dataset(path: Path, name: str, folder: Path, nbytes: int) -> Path:
-    """Copy up to `nbytes` of a user's dataset (any format Tether serves) to .npy columns."""
+    """Copy up to `nbytes` of a user's dataset (any format Tether serves) to .npy columns;
+    an image folder's files (up to `nbytes` of them) to an image folder."""
     from tether.daemon.catalog import Catalog
+
+    if image_data.is_image_folder(path):
+        return image_data.copy_image_folder(path, folder / name, nbytes)
 
     source = Catalog([path], folder / "cache").get(name)
     columns = source.select([])

@@ -1,7 +1,9 @@
 """Run one system over one link and measure what the issue asks for.
 
 Figures: payload MB/s and samples/s delivered as ready jax.Arrays, time to
-first batch, bytes on the wire and compression ratio, CPU seconds per GB on
+first batch, bytes on the wire and compression ratio, a system's own units
+per second (real tokens), for image folders the encoded files' bytes per
+second against the link's rate, CPU seconds per GB on
 each side, peak RSS of each side, and with a step time the share of steps
 that waited on data. Server and client each run in a process of their own,
 so each side's CPU and memory are its own.
@@ -16,6 +18,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import data, image_data
 from .client import peak_rss
 from .link import Link, ShapedProxy
 from .systems import REGISTRY
@@ -39,6 +42,9 @@ class Measurement:
     steps: int
     waited_steps: int
     step_s: float = 0.0
+    units: int = 0  # what the system counts besides rows (`unit`): real tokens
+    unit: str = ""
+    file_bytes: int | None = None  # image folders: bytes of the files of the rows moved
 
     @property
     def mb_per_s(self) -> float:
@@ -47,6 +53,18 @@ class Measurement:
     @property
     def samples_per_s(self) -> float:
         return self.rows / self.seconds
+
+    @property
+    def units_per_s(self) -> float | None:
+        return self.units / self.seconds if self.unit else None
+
+    @property
+    def link_use(self) -> float | None:
+        """The files' bytes per second over the link's: how much of the link the
+        encoded images used (above 1 if they travelled compressed)."""
+        if self.file_bytes is None or not self.link_rate_bps:
+            return None
+        return self.file_bytes / self.seconds / (self.link_rate_bps / 8)
 
     @property
     def ratio(self) -> float | None:
@@ -61,6 +79,7 @@ class Measurement:
 
     def to_json(self) -> dict:
         return {**asdict(self), "mb_per_s": self.mb_per_s, "samples_per_s": self.samples_per_s,
+                "units_per_s": self.units_per_s, "link_use": self.link_use,
                 "ratio": self.ratio, "waited_share": self.waited_share,
                 "client_cpu_s_per_gb": self.cpu_per_gb("client"),
                 "server_cpu_s_per_gb": self.cpu_per_gb("server")}
@@ -74,6 +93,14 @@ def median(runs: list[Measurement]) -> Measurement:
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _file_bytes(dataset: Path, rows: int) -> int:
+    """Bytes of the image files a run delivered: all of them, if it delivered every row."""
+    sizes = [p.stat().st_size for p in image_data.image_files(dataset)]
+    if rows != len(sizes):
+        raise RuntimeError(f"{len(sizes)} images in {dataset}, {rows} delivered")
+    return sum(sizes)
 
 
 def run(system_name: str, dataset: Path, link: Link, workdir: Path, batch_size: int,
@@ -98,7 +125,10 @@ def run(system_name: str, dataset: Path, link: Link, workdir: Path, batch_size: 
             wire_bytes=system.wire_bytes(dataset) if address else None,
             server_cpu_s=(_cpu_seconds(server_pid) - server_cpu) if server_pid else 0.0,
             server_peak_rss=peak_rss(server_pid) if server_pid else 0,
-            step_s=step_s, **figures,
+            step_s=step_s, unit=system.unit,
+            file_bytes=(_file_bytes(dataset, figures["rows"])
+                        if system.family == data.IMAGES else None),
+            **figures,
         )
     finally:
         if proxy:

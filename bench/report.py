@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .measure import Measurement
@@ -10,6 +10,26 @@ from .measure import Measurement
 
 def _mb(nbytes: float | None) -> str:
     return "-" if nbytes is None else f"{nbytes / 1e6:,.1f}"
+
+
+def rate(r: Measurement) -> str:
+    """What a run delivered per second in its own terms: samples, or its units."""
+    if r.unit:
+        return f"{r.units_per_s:,.0f} {r.unit}/s"
+    return f"{r.samples_per_s:,.0f} samples/s"
+
+
+def _extra(rows: Sequence[Measurement]) -> list[tuple[str, int, Callable]]:
+    """Columns only some data has: (header, width, cell of a row)."""
+    extra = []
+    if unit := next((r.unit for r in rows if r.unit), ""):
+        extra.append((f"{unit}/s", 12, lambda r: f"{r.units_per_s:,.0f}" if r.unit else "-"))
+    if any(r.file_bytes is not None for r in rows):
+        extra.append(("files MB/s", 10, lambda r: _mb(
+            r.file_bytes / r.seconds if r.file_bytes is not None else None)))
+        extra.append(("link use", 8, lambda r: "-" if r.link_use is None
+                      else f"{100 * r.link_use:.0f}%"))
+    return extra
 
 
 def table(results: Sequence[Measurement]) -> str:
@@ -22,8 +42,9 @@ def table(results: Sequence[Measurement]) -> str:
         blocks.setdefault((r.data, r.link), []).append(r)
     out = []
     for (data, link), rows in blocks.items():
+        extra = _extra(rows)
         out.append(f"\n{data} over {link}")
-        out.append(header)
+        out.append(header + "".join(f" {name:>{width}}" for name, width, _ in extra))
         for r in rows:
             ratio = f"{r.ratio:.2f}" if r.ratio else "-"
             waited = "-" if r.waited_share is None else f"{100 * r.waited_share:.1f}%"
@@ -31,7 +52,8 @@ def table(results: Sequence[Measurement]) -> str:
                 f"{r.system:<22} {r.mb_per_s:>8,.1f} {r.samples_per_s:>11,.0f} "
                 f"{r.first_batch_s:>8.2f}s {_mb(r.wire_bytes):>9} {ratio:>6} "
                 f"{r.cpu_per_gb('client'):>10.2f} {r.cpu_per_gb('server'):>10.2f} "
-                f"{r.client_peak_rss / 1e6:>8,.0f} {r.server_peak_rss / 1e6:>8,.0f} {waited:>7}")
+                f"{r.client_peak_rss / 1e6:>8,.0f} {r.server_peak_rss / 1e6:>8,.0f} {waited:>7}"
+                + "".join(f" {cell(r):>{width}}" for _, width, cell in extra))
     return "\n".join(out)
 
 
@@ -59,8 +81,26 @@ def load(path: Path) -> list[Measurement]:
             for row in json.loads(Path(path).read_text())]
 
 
+Metric = tuple[Callable[[Measurement], float], str, Callable[[float], float] | None]
+
+
+def _metric(rows: Sequence[Measurement]) -> Metric:
+    """What a panel plots: (value of a run, its label, the link's rate in the same
+    unit or None). A system's units/s (real tokens); images/s for image folders
+    (the pixels are a fixed size, the files are not), against the link's rate in
+    files of the average size; else payload MB/s against the link's rate."""
+    if unit := next((r.unit for r in rows if r.unit), ""):
+        return (lambda r: r.units_per_s or 0.0), f"{unit}/s delivered as jax.Array", None
+    if files := [r for r in rows if r.file_bytes is not None]:
+        file_size = files[0].file_bytes / files[0].rows
+        return ((lambda r: r.samples_per_s), "images/s delivered as jax.Array [B, 224, 224, 3]",
+                lambda rate: rate / 8 / file_size)
+    return (lambda r: r.mb_per_s), "payload delivered as jax.Array (MB/s)", lambda rate: rate / 8e6
+
+
 def plot(results: Sequence[Measurement], path: Path) -> None:
-    """Delivered MB/s against link bandwidth, one panel per dataset, a line per system."""
+    """Throughput against link bandwidth, one panel per dataset, a line per system:
+    payload MB/s, or images/s or tokens/s for the data measured in those (`_metric`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,25 +114,27 @@ def plot(results: Sequence[Measurement], path: Path) -> None:
     systems = sorted({r.system for r in results})
     colors = dict(zip(systems, plt.get_cmap("tab20").colors, strict=False))  # one per system
     for ax, data in zip(axes[0], datasets, strict=True):
+        value, label, link_rate = _metric([r for r in results if r.data == data])
         for system in systems:
-            points = sorted((r.link_rate_bps or loopback_x, r.mb_per_s) for r in results
+            points = sorted((r.link_rate_bps or loopback_x, value(r)) for r in results
                             if r.data == data and r.system == system)
             if not points:
                 continue
             xs, ys = zip(*points, strict=True)
             style = "-o" if system.startswith("tether") else "--s"
             ax.plot(xs, ys, style, label=system, markersize=4, color=colors[system])
-        if rates:
-            ax.plot(rates, [r / 8e6 for r in rates], ":", color="grey", label="link rate")
+        if rates and link_rate:
+            ax.plot(rates, [link_rate(r) for r in rates], ":", color="grey", label="link rate")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ticks = [*rates, loopback_x]
         ax.set_xticks(ticks, [f"{r / 1e6:g} Mbit/s" for r in rates] + ["loopback"])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # only the links
         ax.set_xlabel("link bandwidth")
-        ax.set_ylabel("payload delivered as jax.Array (MB/s)")
+        ax.set_ylabel(label)
         ax.set_title(data)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][-1].legend(fontsize=8, loc="upper left")
+    for ax in axes[0]:  # each panel's own systems: the families differ
+        ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

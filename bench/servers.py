@@ -3,6 +3,7 @@
     python -m tether.bench.servers flight DATASET_DIR none|lz4|zstd
     python -m tether.bench.servers raw-grpc DATASET_DIR
     python -m tether.bench.servers raw-tcp DATASET_DIR
+    python -m tether.bench.servers tar IMAGE_FOLDER
 
 Each prints the port it listens on, then serves until terminated.
 """
@@ -31,6 +32,10 @@ def main(argv: list[str]) -> None:
         serve(dataset)
     elif kind == "raw-tcp":
         from .systems.raw_tcp import serve
+
+        serve(dataset)
+    elif kind == "tar":
+        from .systems.upload_first_tar import serve
 
         serve(dataset)
     else:

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tether.bench.systems import NAMES
+from tether.bench.data import TENSORS
+from tether.bench.systems import for_family
+
+NAMES = for_family(TENSORS)  # what runs on tensor data when no --systems is given
 
 
 @pytest.mark.jax

@@ -9,8 +9,11 @@ from .flight import FlightSystem
 from .local import LocalRead
 from .raw_grpc import RawGrpc
 from .raw_tcp import RawTcp
+from .tether_images import TetherImages
 from .tether_stream import TetherSystem
+from .tether_text import TetherText
 from .upload_first import UploadFirst
+from .upload_first_tar import UploadFirstTar
 
 REGISTRY: dict[str, Callable[[], System]] = {
     "tether-auto": lambda: TetherSystem("auto"),
@@ -28,8 +31,22 @@ REGISTRY: dict[str, Callable[[], System]] = {
     "raw-tcp": RawTcp,
     "upload-first": UploadFirst,
     "local": LocalRead,
+    # image folders (bench.data.IMAGES)
+    "tether-decode-loader": lambda: TetherImages("loader"),
+    "tether-decode-daemon": lambda: TetherImages("daemon"),
+    "tether-decode-auto": lambda: TetherImages("auto"),
+    "upload-first-tar": UploadFirstTar,
+    # token lists (bench.data.TEXT)
+    "tether-pack": lambda: TetherText("pack"),
+    "tether-padded": lambda: TetherText("padded"),
 }
 
 NAMES = tuple(REGISTRY)
 
-__all__ = ["NAMES", "REGISTRY", "System"]
+
+def for_family(family: str, names: tuple[str, ...] = NAMES) -> tuple[str, ...]:
+    """Those of `names` that move data of `family` (bench.data.family)."""
+    return tuple(n for n in names if REGISTRY[n]().family == family)
+
+
+__all__ = ["NAMES", "REGISTRY", "System", "for_family"]

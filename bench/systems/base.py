@@ -24,6 +24,14 @@ class System(ABC):
 
     name: str
     proc: subprocess.Popen | None = None
+    # Which data it moves (bench.data.family): the tensor systems cannot read an
+    # image folder, and the image systems have nothing to decode in .npy columns.
+    family: str = "tensors"
+    unit: str = ""  # what `units` counts, when rows are not what training consumes
+
+    def units(self, batch: Batch) -> int:
+        """The useful units in a batch, e.g. tokens that are not padding (with `unit`)."""
+        return 0
 
     def start(self, dataset: Path, workdir: Path) -> Address | None:
         return None

@@ -5,6 +5,9 @@ is compared with; `tls=True` measures the default, pinned TLS. `shuffle`
 measures the global shuffle's cost against the same system unshuffled;
 `parquet` serves a Parquet copy of the dataset (row groups of about 4 MiB)
 instead of its .npy columns, to measure the windowed shuffle over row groups.
+
+Subclasses for other kinds of data (tether_images, tether_text) change only
+what is served (`served`) and how the loader asks for it (`loader_options`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import tether
 
@@ -31,14 +35,27 @@ class TetherSystem(System):
         self.name = f"tether {codec}" + (" +TLS" if tls else "") + \
             (" parquet" if parquet else "") + (SHUFFLED if shuffle else "")
 
-    def start(self, dataset: Path, workdir: Path) -> Address:
-        from tether.daemon.spawn import DaemonProcess  # not in the client process (see base)
-
+    def served(self, dataset: Path, workdir: Path) -> Path:
+        """The path the daemon serves for this run's `dataset`."""
         if self.parquet:  # written before the clock starts, like the .npy columns
             from ..data import write_parquet
 
-            dataset = write_parquet(dataset, workdir / "parquet" / f"{dataset.name}.parquet")
-        daemon = DaemonProcess([dataset], workdir / "tether-state", "--log-level", "error",
+            return write_parquet(dataset, workdir / "parquet" / f"{dataset.name}.parquet")
+        return dataset
+
+    def dataset_name(self, dataset: Path) -> str:
+        """The name the daemon serves `served(dataset)` under."""
+        return dataset.name
+
+    def loader_options(self) -> dict[str, Any]:
+        """Loader arguments besides the stream's codec, shuffle and batch size."""
+        return {}
+
+    def start(self, dataset: Path, workdir: Path) -> Address:
+        from tether.daemon.spawn import DaemonProcess  # not in the client process (see base)
+
+        daemon = DaemonProcess([self.served(dataset, workdir)], workdir / "tether-state",
+                               "--log-level", "error",
                                *(() if self.tls else ("--insecure",)), capture_stderr=False)
         self.proc = daemon.proc
         self.endpoint = tether.parse_url(daemon.url)
@@ -50,9 +67,11 @@ class TetherSystem(System):
     def batches(self, dataset: Path, address: Address | None,
                 batch_size: int) -> Iterator[Batch]:
         endpoint = tether.parse_url(os.environ[_URL_VARIABLE]).with_address(*address)
-        loader = tether.Loader(endpoint, dataset=dataset.name, batch_size=batch_size,
-                               codec=self.codec, shuffle=self.shuffle, seed=0,
-                               decode_threads=int(os.environ.get("TETHER_DECODE_THREADS", 0)))
+        loader = tether.Loader(endpoint, dataset=self.dataset_name(dataset),
+                               batch_size=batch_size, codec=self.codec, shuffle=self.shuffle,
+                               seed=0,
+                               decode_threads=int(os.environ.get("TETHER_DECODE_THREADS", 0)),
+                               **self.loader_options())
         yield from loader
 
     def wire_bytes(self, dataset: Path) -> int:
