@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tether.image_columns import decode_shard_images
-from tether.wire import framing, tensors
+from tether.wire import framing, rpc, tensors
 from tether.wire.errors import DataCorrupted, DatasetError, TetherError
 from tether.wire.plan import Cursor, EpochOrder, HostPlan, ShardTask
 from tether.wire.ragged import Ragged
@@ -131,6 +131,15 @@ class ShardEncoder:
         images.place.observe_daemon(seconds, count)
         return data, dropped.tolist(), np.delete(rows, dropped)
 
+    def _oversized(self, rows: np.ndarray, data: dict, size: int) -> str:
+        """Why a shard cannot be sent: its rows are larger than the plan's mean."""
+        largest = max(data, key=lambda name: data[name].nbytes)
+        which = self.source.row_name(int(rows[0])) if len(rows) == 1 else \
+            f"{len(rows)} rows of {self.source.name!r}"
+        return (f"{which} take {size >> 20} MiB (most in column {largest!r}), over the "
+                f"{rpc.MAX_SHARD_BYTES >> 20} MiB frame limit; leave the column out "
+                "(columns=[...]) or remove the oversized rows")
+
     def encode(self, task: ShardTask) -> bytes:
         epoch, sequence = task.cursor
         rows = task.rows
@@ -156,6 +165,8 @@ class ShardEncoder:
             offset += encoded.nbytes
             headers.append(encoded.header)
             read_bytes += array.nbytes
+        if max(offset, read_bytes) > rpc.MAX_SHARD_BYTES:
+            raise DataCorrupted(self._oversized(rows, data, max(offset, read_bytes)))
         self.stats.read(len(rows), read_bytes)
         header = pb.ShardHeader(epoch=epoch, sequence=sequence, num_rows=len(rows),
                                 tensors=headers, last_in_epoch=task.last_in_epoch,

@@ -34,6 +34,7 @@ Batch = dict[str, np.ndarray | Ragged]
 class _Held:
     shard: Shard
     offset: int = 0
+    counted: int = 0  # plan rows of the shard already counted in the position
 
     @property
     def remaining(self) -> int:
@@ -41,12 +42,12 @@ class _Held:
 
     def plan_index(self, row: int) -> int:
         """Plan rows of the shard before delivered row `row` (skipped ones counted;
-        those before the first row belong to it, those after the last to the end)."""
+        those after the last row belong to the end)."""
         shard = self.shard
-        if not shard.skipped or row == 0:
-            return row
         if row >= shard.num_rows:
             return shard.plan_rows
+        if not shard.skipped or row == 0:
+            return row
         return int(np.delete(np.arange(shard.plan_rows), list(shard.skipped))[row])
 
 
@@ -74,6 +75,10 @@ class Batcher:
         for shard in self._shards:
             if self._held and self._held[0].shard.epoch != shard.epoch:
                 yield from self._end_of_epoch()
+            if shard.num_rows == 0:  # every row skipped: they count, in their place
+                self._skipped += shard.plan_rows
+                self._release(shard)
+                continue
             self._held.append(_Held(shard))
             self._rows += shard.num_rows
             while self._rows >= self._batch_size:
@@ -98,7 +103,9 @@ class Batcher:
 
     def _advance(self, rows: int) -> None:
         head = self._held[0]
-        self._skipped += head.plan_index(head.offset + rows) - head.plan_index(head.offset) - rows
+        counted = head.plan_index(head.offset + rows)
+        self._skipped += counted - head.counted - rows
+        head.counted = counted
         head.offset += rows
         self._rows -= rows
         if head.remaining == 0:

@@ -38,8 +38,9 @@ class Shard:
         return self.num_rows + len(self.skipped)
 
 
-def check_plan(plan: pb.StreamPlan) -> None:
-    """Refuse a plan whose shards could not be decoded within the frame limit."""
+def check_plan(plan: pb.StreamPlan, image_size: tuple[int, int] | None = None) -> None:
+    """Refuse a plan whose shards could not be decoded within the frame limit, or
+    whose images are not the size asked for (`image_size`: pixels; None: files)."""
     if plan.shard_rows < 1:
         raise ProtocolError("the daemon's plan has shards of 0 rows")
     if not plan.columns:
@@ -50,6 +51,10 @@ def check_plan(plan: pb.StreamPlan) -> None:
                 max(column.shape, default=0) > tensors.MAX_TENSOR_BYTES:
             raise ProtocolError(f"the daemon's plan has column {column.name!r} of "
                                 f"{column.dtype!r} {list(column.shape)}, which cannot be a tensor")
+        if column.kind == IMAGE and tuple(column.shape) != \
+                (() if image_size is None else (*image_size, 3)):
+            raise ProtocolError(f"the daemon's plan has images {list(column.shape)} in "
+                                f"{column.name!r}; asked for image_size={image_size}")
         if not column.kind:  # rows of varying length are bounded shard by shard
             row_bytes += math.prod(column.shape) * np.dtype(column.dtype).itemsize
     if len({c.name for c in plan.columns}) != len(plan.columns):
@@ -67,10 +72,14 @@ def check_shard(header: pb.ShardHeader, plan: pb.StreamPlan) -> None:
     if max(header.epoch, header.sequence) > MAX_COUNT:
         raise ProtocolError(f"shard {header.sequence} of epoch {header.epoch} lies past "
                             "any plan")
-    if not 1 <= header.num_rows <= plan.shard_rows:
+    skipped = len(header.skipped_rows)
+    if not 1 <= header.num_rows + skipped <= plan.shard_rows:
         raise ProtocolError(f"shard {header.sequence} of epoch {header.epoch} has "
-                            f"{header.num_rows} rows; the plan's shards have 1 to "
-                            f"{plan.shard_rows}")
+                            f"{header.num_rows} rows (and {skipped} skipped); the plan's "
+                            f"shards have 1 to {plan.shard_rows}")
+    if skipped and not any(c.kind == IMAGE for c in plan.columns):
+        raise ProtocolError(f"shard {header.sequence} of epoch {header.epoch} skips rows, "
+                            "but only corrupt images are ever skipped and the plan has none")
     names = [t.name for t in header.tensors]
     expected = {c.name: c for c in plan.columns}
     if sorted(names) != sorted(expected):

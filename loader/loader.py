@@ -36,7 +36,7 @@ from .wire.allocator import tune_allocator
 from .wire.checksums import available_checksums
 from .wire.codecs import NAMES as CODEC_NAMES
 from .wire.codecs import available_codecs
-from .wire.errors import DatasetError, RequestError, TetherError
+from .wire.errors import DatasetError, ProtocolError, RequestError, TetherError
 from .wire.plan import HostPlan, Position, combine
 from .wire.ragged import IMAGE, UTF8, Ragged
 from .wire.spec import StreamSpec, layout_from_proto
@@ -241,6 +241,9 @@ class Loader:
                 return (f"row {row} of shard {shard.sequence} of epoch {shard.epoch} "
                         "(add 'path' to columns to see file names)")
 
+            if shard.skipped and any(isinstance(shard.columns[n], Ragged) for n in names):
+                raise ProtocolError(f"shard {shard.sequence} of epoch {shard.epoch} skips rows "
+                                    "yet leaves its images undecoded")
             columns, dropped, seconds, images = decode_shard_images(
                 shard.columns, names, size, skip_bad, name_of)
             return replace(shard, columns=columns, num_rows=shard.num_rows - len(dropped),

@@ -102,7 +102,7 @@ class ResumableStream:
             raise ProtocolError("the daemon did not open the stream with a plan")
         if self.plan is None:
             try:
-                check_plan(first.plan)
+                check_plan(first.plan, self._spec.image_size)
             except ProtocolError as exc:
                 receiver.close()
                 raise ProtocolError(f"{self.name}: {exc}") from None

@@ -4,16 +4,13 @@ on both sides, however much of the folder has gone by."""
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from .conftest import DaemonProcess
-from .test_soak import _rss_anon
+from .test_soak import watch_memory
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -66,17 +63,8 @@ def test_memory_stays_within_the_windows_on_a_2gb_image_folder(tmp_path: Path,
     assert sum(f.stat().st_size for f in (tmp_path / "photos").rglob("*.jpg")) >= FOLDER_BYTES
     daemon = DaemonProcess([tmp_path / "photos"], tmp_path / "state")
     try:
-        client = subprocess.Popen([sys.executable, "-c", _CONSUMER, daemon.url, decode],
-                                  stdout=subprocess.PIPE, text=True)
-        samples = []
-        while client.poll() is None:
-            time.sleep(0.5)
-            try:
-                samples.append((_rss_anon(daemon.proc.pid), _rss_anon(client.pid)))
-            except (OSError, AssertionError):
-                break
-        delivered = int(client.stdout.read())
-        assert client.wait() == 0
+        samples, output = watch_memory(daemon, [_CONSUMER, daemon.url, decode], every=0.5)
+        delivered = int(output)
     finally:
         assert daemon.stop() == 0
     assert delivered == count  # every image, once

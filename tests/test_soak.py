@@ -22,6 +22,24 @@ def _rss_anon(pid: int) -> int:
     raise AssertionError("no RssAnon")
 
 
+def watch_memory(daemon: DaemonProcess, consumer: list[str],
+                 every: float = 0.25) -> tuple[list[tuple[int, int]], str]:
+    """Run `python -c *consumer` to its end, sampling the anonymous memory of the
+    daemon and of the consumer; the samples and what the consumer printed."""
+    client = subprocess.Popen([sys.executable, "-c", *consumer], stdout=subprocess.PIPE,
+                              text=True)
+    samples = []
+    while client.poll() is None:
+        time.sleep(every)
+        try:
+            samples.append((_rss_anon(daemon.proc.pid), _rss_anon(client.pid)))
+        except (OSError, AssertionError):
+            break  # the client just exited
+    output = client.stdout.read()
+    assert client.wait() == 0, "the consumer failed"
+    return samples, output
+
+
 _CONSUMER = """
 import sys, time, tether
 loader = tether.Loader(sys.argv[1], dataset="floats", batch_size=1024, prefetch=4,
@@ -45,16 +63,8 @@ def test_memory_is_flat_on_both_sides_with_a_slow_consumer(tmp_path: Path) -> No
     x.flush()
     daemon = DaemonProcess([folder], tmp_path / "state")
     try:
-        client = subprocess.Popen([sys.executable, "-c", _CONSUMER, daemon.url, str(SECONDS)],
-                                  stdout=subprocess.PIPE, text=True)
-        samples = []
-        while client.poll() is None:
-            time.sleep(0.25)
-            try:
-                samples.append((_rss_anon(daemon.proc.pid), _rss_anon(client.pid)))
-            except (OSError, AssertionError):
-                break  # the client just exited
-        consumed = int(client.stdout.read())
+        samples, output = watch_memory(daemon, [_CONSUMER, daemon.url, str(SECONDS)])
+        consumed = int(output)
     finally:
         assert daemon.stop() == 0
     assert consumed > 8 * WINDOW_BYTES  # the window was refilled many times over

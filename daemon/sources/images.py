@@ -31,6 +31,7 @@ times recorded by the scan. Pillow is not needed: rows are the encoded bytes.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import stat
@@ -44,7 +45,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from tether.wire.errors import DataCorrupted
 from tether.wire.ragged import BINARY, IMAGE, UTF8, Ragged
+from tether.wire.rpc import MAX_SHARD_BYTES
 
 from .base import Column, Source, numpy_column
 from .row_blocks import BlockCache
@@ -55,6 +58,8 @@ SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
 CLASSES = "classes"
 FLAT = "flat"
 IMAGE_COLUMN = "image"
+# A file must fit a frame; one larger is refused before it is read.
+MAX_FILE_BYTES = MAX_SHARD_BYTES
 
 
 def is_image(name: str) -> bool:
@@ -213,12 +218,16 @@ class ImageFiles:
         """The files of `rows`, whole, as one Ragged of bytes: each read
         straight into its place in one buffer."""
         lengths = self.sizes[rows]
+        if len(lengths) and int(lengths.max()) > MAX_FILE_BYTES:
+            row = int(rows[int(np.argmax(lengths))])
+            raise DataCorrupted(f"image {self.files[row]} is {int(self.sizes[row]) >> 20} MiB, "
+                                f"over the {MAX_FILE_BYTES >> 20} MiB limit of a row; remove it")
         values = np.empty(int(lengths.sum()), dtype=np.uint8)
         view = memoryview(values)
         start = 0
         for row, length in zip(rows.tolist(), lengths.tolist(), strict=True):
             end = start + length
-            with open(self.files[row], "rb", buffering=0) as f:
+            with _open_regular(self.files[row]) as f:
                 done = start
                 while done < end:
                     got = f.readinto(view[done:end])
@@ -235,6 +244,21 @@ class ImageFiles:
     @property
     def mean_bytes(self) -> int:
         return max(1, round(float(self.sizes.mean()))) if len(self.sizes) else 1
+
+
+def _open_regular(path: str) -> io.FileIO:
+    """`path` opened for reading if it is still a plain file: opening a FIFO put
+    in an image's place would block forever, so it is opened without blocking
+    and refused by its type."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is no longer a plain file; open the loader again")
+        os.set_blocking(fd, True)
+        return io.FileIO(fd, "rb", closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _text_column(name: str, texts: Ragged) -> Column:
@@ -345,7 +369,7 @@ def _image_path(folder: Path, text: str, root: Path | None, manifest: Path, row:
         status = os.lstat(path)
         if stat.S_ISLNK(status.st_mode):
             status = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the path
         raise FileNotFoundError(f"{where} not found ({path}); fix the path or drop the row") \
             from None
     if not stat.S_ISREG(status.st_mode):

@@ -68,7 +68,7 @@ def encode(
     """Wire form of one tensor. `array` must be little-endian and C-contiguous."""
     wire_dtype = narrowing.narrowest(array) if narrow else array.dtype
     wire = array if wire_dtype == array.dtype else array.astype(wire_dtype)
-    raw = memoryview(wire).cast("B")
+    raw = memoryview(wire.reshape(-1).view(np.uint8))  # (a cast fails on a 0 in the shape)
     shuffled = byte_shuffle and codec != "none" and wire_dtype.itemsize > 1
     if shuffled:
         raw = memoryview(byteshuffle.shuffle(raw, wire_dtype.itemsize))
@@ -180,12 +180,26 @@ def decode_column(header: pb.TensorHeader, payload: memoryview) -> np.ndarray | 
     if not header.kind:
         return values
     lengths = decode(header.lengths, payload)
-    if lengths.size and int(lengths.min()) < 0:
-        raise ProtocolError(f"ragged tensor {header.name!r} has a negative row length")
-    if int(lengths.sum(dtype=np.uint64)) != len(values):
-        raise ProtocolError(f"ragged tensor {header.name!r}: row lengths add up to "
-                            f"{int(lengths.sum(dtype=np.uint64))}, not its {len(values)} values")
+    name = header.name
+    # Each length is at most the values' count (bounded by the frame), so their
+    # sum cannot wrap: lengths that wrap around to the right sum are refused.
+    if lengths.size and (int(lengths.min()) < 0 or int(lengths.max()) > len(values)):
+        raise ProtocolError(f"ragged tensor {name!r} has a row length outside 0..{len(values)}")
+    total = int(lengths.sum(dtype=np.int64))
+    if total != len(values):
+        raise ProtocolError(f"ragged tensor {name!r}: row lengths add up to {total}, not its "
+                            f"{len(values)} values")
+    if header.kind == UTF8:  # checked here: a str is made of it later, in the training thread
+        try:
+            codecs_utf8_check(values)
+        except UnicodeDecodeError as exc:
+            raise DataCorrupted(f"text tensor {name!r} is not valid UTF-8: {exc}") from None
     return Ragged.from_lengths(values, lengths, header.kind)
+
+
+def codecs_utf8_check(values: np.ndarray) -> None:
+    """Raise UnicodeDecodeError unless `values` (bytes) are valid UTF-8."""
+    str(memoryview(values), "utf-8")
 
 
 def decode(header: pb.TensorHeader, payload: memoryview) -> np.ndarray:
