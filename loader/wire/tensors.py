@@ -191,13 +191,13 @@ def decode_column(header: pb.TensorHeader, payload: memoryview) -> np.ndarray | 
                             f"{len(values)} values")
     if header.kind == UTF8:  # checked here: a str is made of it later, in the training thread
         try:
-            codecs_utf8_check(values)
+            _check_utf8(values)
         except UnicodeDecodeError as exc:
             raise DataCorrupted(f"text tensor {name!r} is not valid UTF-8: {exc}") from None
     return Ragged.from_lengths(values, lengths, header.kind)
 
 
-def codecs_utf8_check(values: np.ndarray) -> None:
+def _check_utf8(values: np.ndarray) -> None:
     """Raise UnicodeDecodeError unless `values` (bytes) are valid UTF-8."""
     str(memoryview(values), "utf-8")
 
