@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .wire.errors import RequestError
-from .wire.ragged import Ragged
+from .wire.ragged import BINARY, IMAGE, RAGGED, UTF8, Ragged
 from .wire.spec import StreamSpec
 
 # Sequences packed together: more fill rows better (tether.sequences measures
@@ -66,6 +66,19 @@ class SequenceOptions:
                 raise RequestError(f"{name!r} is padded or packed but not among columns="
                                    f"{list(spec.columns)}")
         return cls(padded, next(iter(packed.items()), None), pad_value)
+
+    def check_columns(self, kinds: Mapping[str, str]) -> None:
+        """Refuse, at open, to pad or pack what is not a column of token lists."""
+        named = [*self.pad, *([self.pack[0]] if self.pack else [])]
+        for name in named:
+            if name not in kinds:
+                raise RequestError(f"pad/pack name {name!r}, which the stream does not carry; "
+                                   f"its columns: {', '.join(kinds)}")
+            if kinds[name] != RAGGED:
+                what = {"": "a fixed-shape tensor", UTF8: "text", BINARY: "bytes",
+                        IMAGE: "images"}.get(kinds[name], kinds[name])
+                raise RequestError(f"column {name!r} is {what}: pad= and pack= take columns "
+                                   "of token lists (Arrow list<int>)")
 
     def round_size(self, batch_size: int) -> int:
         return max(batch_size, ROUND_SEQUENCES)

@@ -166,6 +166,7 @@ class Loader:
         else:  # the merger releases each part's shards as it copies them
             shards, release = self._open_parts(spec, fingerprints), lambda shard: None
         self._fingerprint = ",".join(s.plan.fingerprint for s in self._streams)
+        self.sequences.check_columns({c.name: c.kind for c in self.plan.columns})
         self._batcher = Batcher(shards, spec.batch_size, spec.global_batch, spec.start, release)
         batches: Iterable[Batch] = self._batcher
         if self.sequences.pack:

@@ -125,3 +125,13 @@ def test_bad_pad_and_pack_options_are_refused(corpus) -> None:
                       process_index=0, process_count=2, seed=0)
     with pytest.raises(RequestError, match="maps column names to a length"):
         tether.Loader(daemon.url, dataset="corpus", batch_size=8, pad={"tokens": 0})
+
+
+def test_pad_or_pack_of_a_column_that_is_not_token_lists_is_refused_at_open(corpus) -> None:
+    daemon, _ = corpus
+    loader = tether.Loader(daemon.url, dataset="corpus", batch_size=8, pad={"id": 4})
+    with pytest.raises(RequestError, match="'id' is a fixed-shape tensor: pad= and pack="):
+        iter(loader)
+    loader = tether.Loader(daemon.url, dataset="corpus", batch_size=8, pack={"nope": 4})
+    with pytest.raises(RequestError, match="'nope', which the stream does not carry"):
+        iter(loader)
