@@ -1,4 +1,10 @@
-"""The table on stdout and the plot people look at first."""
+"""The table on stdout and the plot people look at first.
+
+    python -m tether.bench.report a.json b.json --plot both.png --json both.json
+
+puts the runs of several `tether bench --json` files in one table and plot
+(a run per link kept under a few minutes, shown together).
+"""
 
 from __future__ import annotations
 
@@ -127,8 +133,9 @@ def plot(results: Sequence[Measurement], path: Path) -> None:
             ax.plot(rates, [link_rate(r) for r in rates], ":", color="grey", label="link rate")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ticks = [*rates, loopback_x]
-        ax.set_xticks(ticks, [f"{r / 1e6:g} Mbit/s" for r in rates] + ["loopback"])
+        unshaped = any(not r.link_rate_bps for r in results)
+        ax.set_xticks([*rates, *[loopback_x][:unshaped]],
+                      [f"{r / 1e6:g} Mbit/s" for r in rates] + ["loopback"][:unshaped])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # only the links
         ax.set_xlabel("link bandwidth")
         ax.set_ylabel(label)
@@ -138,3 +145,24 @@ def plot(results: Sequence[Measurement], path: Path) -> None:
         ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="+", type=Path, help="JSON written by tether bench")
+    parser.add_argument("--plot", type=Path, help="draw them into this PNG")
+    parser.add_argument("--json", type=Path, help="write them as one JSON file")
+    args = parser.parse_args(argv)
+    results = [r for path in args.files for r in load(path)]
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps([r.to_json() for r in results], indent=2))
+    if args.plot:
+        plot(results, args.plot)
+
+
+if __name__ == "__main__":
+    main()

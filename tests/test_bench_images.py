@@ -36,3 +36,11 @@ def test_bench_runs_every_image_and_text_system(tmp_path: Path) -> None:
     text = [r for (data, _), r in rows.items() if data == "text"]
     assert all(r["unit"] == "tokens" and r["units_per_s"] > 0 for r in text)
     assert "jpegs over loopback" in result.stdout and "tokens/s" in result.stdout
+
+    plot = tmp_path / "both.png"  # runs of several files in one table and plot
+    merged = subprocess.run(
+        [sys.executable, "-m", "tether.bench.report", str(out), str(out), "--plot", str(plot)],
+        capture_output=True, text=True, timeout=120)
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    assert merged.stdout.count("text over loopback") == 1  # one block per data and link
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
