@@ -59,7 +59,7 @@ def _systems_by_kind(args: argparse.Namespace, kinds: dict[str, str]) -> dict[st
     chosen = {kind: for_family(family, asked) for kind, family in kinds.items()}
     if empty := [kind for kind, systems in chosen.items() if not systems]:
         fits = {kind: ", ".join(for_family(kinds[kind])) for kind in empty}
-        raise SystemExit("no system asked for moves "
+        raise SystemExit("none of the systems asked for moves "
                          + "; ".join(f"{kind} (its systems: {fits[kind]})" for kind in empty))
     return chosen
 
