@@ -64,6 +64,19 @@ def _systems_by_kind(args: argparse.Namespace, kinds: dict[str, str]) -> dict[st
     return chosen
 
 
+def _data_argument(words: list[str]) -> str:
+    """`--data` as one value: names, a path, or `imagefolder PATH` (a path that
+    must be an image folder)."""
+    if words[0] == "imagefolder":
+        if len(words) != 2 or not data.image_data.is_image_folder(Path(words[1])):
+            raise SystemExit("--data imagefolder PATH: name a folder of images (one subfolder "
+                             "per class, or flat)")
+        return words[1]
+    if len(words) != 1:
+        raise SystemExit(f"--data takes one value (or imagefolder PATH), got {words}")
+    return words[0]
+
+
 def _bench(args: argparse.Namespace) -> int:
     try:
         import jax  # noqa: F401
@@ -74,6 +87,7 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"--repeat must be at least 1, got {args.repeat}", file=sys.stderr)
         return 2
     links = _links(args)
+    args.data = _data_argument(args.data)
     user_path = Path(args.data) if Path(args.data).exists() else None
     if user_path:
         kinds = {args.dataset or user_path.stem: data.user_family(user_path)}
@@ -133,10 +147,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "(default: loopback,100mbit)")
     bench.add_argument("--bandwidth", help="a custom link instead, e.g. 80Mbit (with --rtt)")
     bench.add_argument("--rtt", default="40ms", help="round-trip time of the custom link")
-    bench.add_argument("--data", default=",".join(data.TENSOR_NAMES),
+    bench.add_argument("--data", nargs="+", default=[",".join(data.TENSOR_NAMES)],
                        help=f"comma-separated: {', '.join(data.NAMES)} (default: "
                             f"{','.join(data.TENSOR_NAMES)}); or a path to any dataset Tether "
-                            "serves (with --dataset), an image folder included")
+                            "serves (with --dataset); or imagefolder PATH")
     bench.add_argument("--dataset", help="which dataset under a --data path")
     bench.add_argument("--systems", default=None,
                        help=f"comma-separated: {', '.join(SYSTEMS)} (default: every one "
