@@ -25,6 +25,7 @@ from pathlib import Path
 from tether.wire.errors import DatasetError, DatasetNotFound
 from tether.wire.v1 import tether_pb2 as pb
 
+from .preparation import Preparation, derive
 from .sources import Found, Source, discover
 from .sources.base import fingerprint
 from .sources.images import MANIFEST_SUFFIXES
@@ -45,17 +46,20 @@ RESCAN_SECONDS = 1.0
 
 
 class Catalog:
-    def __init__(self, paths: Sequence[Path], cache_dir: Path,
-                 follow_symlinks: bool = False, images_column: str | None = None) -> None:
+    def __init__(self, paths: Sequence[Path | str], cache_dir: Path,
+                 follow_symlinks: bool = False, images_column: str | None = None,
+                 preparation: Preparation | None = None) -> None:
         self._cache_dir = cache_dir
-        self._paths = list(paths)
+        self._paths = [p for p in paths if not isinstance(p, str)]
+        self._databases = [p for p in paths if isinstance(p, str)]  # database servers' URLs
+        self.preparation = preparation or Preparation()
         self._follow_symlinks = follow_symlinks
         self._images_column = images_column
         self._lock = threading.Lock()
         self._scan_lock = threading.Lock()
         self._scanned = 0.0
         self._entries: dict[str, _Entry] = {}
-        for path in paths:
+        for path in self._paths:
             if not path.exists():
                 raise FileNotFoundError(f"{path} does not exist")
         if images_column is not None and not any(
@@ -68,35 +72,38 @@ class Catalog:
         if not self._entries:
             raise ValueError(f"no dataset found in {', '.join(map(str, paths))}")
 
+    @property
+    def cache_dir(self) -> Path:
+        return self._cache_dir
+
     def _scan(self, strict: bool = False) -> None:
         """Add the datasets the paths hold now (a folder's new parts reopen it).
         Two datasets of one name are an error at start (`strict`); found later,
         the newcomer is skipped with a warning."""
         seen: dict[str, Found] = {}
-        for path in self._paths:
-            for found in discover(path, self._follow_symlinks, self._images_column):
-                entry = self._entries.get(found.name)
-                first = seen.get(found.name) or (entry.found if entry else None)
-                if found.name in seen or (
-                        first is not None and first.paths[0].parent != found.paths[0].parent):
-                    message = (f"two datasets are named {found.name!r}: {first.paths[0]} "
-                               f"and {found.paths[0]}; rename one, or serve them from "
-                               "separate folders")
-                    if strict:
-                        raise ValueError(message)
-                    log.warning("%s (serving the first)", message)
-                    continue
-                seen[found.name] = found
-                if entry is None:
-                    if not strict:
-                        log.info("new dataset %s in %s", found.name, path)
-                    self._entries[found.name] = entry = _Entry(found)
+        on_disk = [found for path in self._paths
+                   for found in discover(path, self._follow_symlinks, self._images_column)]
+        for found in derive(on_disk, self._databases, self.preparation):
+            entry = self._entries.get(found.name)
+            first = seen.get(found.name) or (entry.found if entry else None)
+            if found.name in seen or (first is not None and _home(first) != _home(found)):
+                message = (f"two datasets are named {found.name!r}: {_where(first)} and "
+                           f"{_where(found)}; rename one, or serve them from separate folders")
+                if strict:
+                    raise ValueError(message)
+                log.warning("%s (serving the first)", message)
+                continue
+            seen[found.name] = found
+            if entry is None:
+                if not strict:
+                    log.info("new dataset %s in %s", found.name, _where(found))
+                self._entries[found.name] = entry = _Entry(found)
+                self._open(entry)
+            elif entry.found != found:  # parts added to or gone from a folder
+                log.info("the files of %s changed; reopening", found.name)
+                with self._lock:
+                    entry.found = found
                     self._open(entry)
-                elif entry.found != found:  # parts added to or gone from a folder
-                    log.info("the files of %s changed; reopening", found.name)
-                    with self._lock:
-                        entry.found = found
-                        self._open(entry)
         self._scanned = time.monotonic()
 
     def refresh(self) -> None:
@@ -121,7 +128,7 @@ class Catalog:
         except Exception as exc:  # any failure to open one dataset spares the others
             entry.source = None
             entry.error = f"{type(exc).__name__}: {exc}"
-            log.warning("cannot serve %s (%s): %s", name, entry.found.paths[0], entry.error)
+            log.warning("cannot serve %s (%s): %s", name, _where(entry.found), entry.error)
 
     @property
     def names(self) -> list[str]:
@@ -147,7 +154,7 @@ class Catalog:
         if entry.source is None:
             raise DatasetError(
                 f"dataset {name!r} cannot be served: {entry.error} "
-                f"(file: {entry.found.paths[0]}); the other datasets are unaffected"
+                f"(from: {_where(entry.found)}); the other datasets are unaffected"
             )
         return entry.source
 
@@ -167,11 +174,22 @@ class Catalog:
             classes=source.classes,
             class_counts=source.class_counts,
             skipped=source.skipped,
+            snapshot_time=source.snapshot_time,
         )
 
     def infos(self) -> list[pb.DatasetInfo]:
         self.refresh()
         return [self.info(name) for name in self.names]
+
+
+def _where(found: Found) -> str:
+    """Where a dataset comes from, for messages: its first file, or what derives it."""
+    return str(found.paths[0]) if found.paths else found.origin
+
+
+def _home(found: Found) -> str:
+    """Datasets of one name from one home are versions of each other, not a clash."""
+    return str(found.paths[0].parent) if found.paths else found.origin
 
 
 def column_info(column) -> pb.ColumnInfo:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tether.wire.sizes import size_argument
 
+from .preparation import Preparation, is_database_url
 from .results import DEFAULT_MAX_BYTES, ResultsSink, safe_display
 from .server import Daemon, DaemonConfig, default_state_dir
 from .tunnel import KINDS as TUNNELS
@@ -140,6 +141,8 @@ def _serve_logged(args: argparse.Namespace) -> int:
             insecure=args.insecure,
             tunnel=args.tunnel, results_dir=args.results_dir, max_upload=args.max_upload,
             follow_symlinks=args.follow_symlinks, images_column=args.images,
+            preparation=Preparation(sql=tuple(args.sql), transforms=tuple(args.transform),
+                                    refresh=args.refresh, allow_sql=args.allow_sql),
             max_memory=args.max_memory,
             stall_seconds=args.stall_timeout))
         url = daemon.start()
@@ -170,6 +173,19 @@ def _results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _path_or_database(text: str) -> Path | str:
+    """A served path, or a database server's URL (kept as text)."""
+    return text if is_database_url(text) else Path(text)
+
+
+def _named(text: str) -> tuple[str, str]:
+    """NAME=VALUE, split at the first '='."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser(
         "serve", help="serve datasets from this machine",
@@ -177,9 +193,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "By default over TLS with a self-signed certificate pinned by the URL, "
                     "and a token every call must carry; both are kept in the state folder.",
     )
-    serve.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                       help="a data file (Parquet, Arrow/Feather, CSV, .npy, .npz) or a folder "
-                            "(of those, or of images: one subfolder per class, or flat)")
+    serve.add_argument("paths", nargs="+", type=_path_or_database, metavar="PATH",
+                       help="a data file (Parquet, Arrow/Feather, CSV, .npy, .npz, SQLite) or a "
+                            "folder (of those, or of images: one subfolder per class, or flat); "
+                            "or a database server, postgresql://USER@HOST:PORT/DB (the password "
+                            "from PGPASSWORD or ~/.pgpass)")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default: 127.0.0.1, this machine only; "
                             "0.0.0.0 for every interface: the URL then names this machine's "
@@ -216,6 +234,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="the CSV and Parquet files named here are manifests: COLUMN holds "
                             "image paths relative to the file's folder, served as column "
                             "'image' beside the others (folders of images need no flag)")
+    serve.add_argument("--sql", action="append", default=[], type=_named, metavar="NAME=QUERY",
+                       help="serve QUERY's result as dataset NAME (repeatable): DuckDB over the "
+                            "served files, each a table named by its dataset; NAME db.x runs "
+                            "QUERY in the served database db (SQLite, PostgreSQL)")
+    serve.add_argument("--transform", action="append", default=[], type=_named,
+                       metavar="DATASET=MODULE:FUNCTION",
+                       help="serve DATASET through FUNCTION of your MODULE (imported from the "
+                            "current folder or PYTHONPATH): dict of numpy arrays in, dict out, "
+                            "a chunk of rows at a time (repeatable)")
+    serve.add_argument("--refresh", action="store_true",
+                       help="take new snapshots of queries and database tables (default: reuse "
+                            "the ones in the cache while their sources are unchanged)")
+    serve.add_argument("--allow-sql", action="store_true",
+                       help="let loaders send read-only SQL over the served datasets "
+                            "(Loader(sql=...)): no file, network or extension access, with a "
+                            "time and a memory limit")
     serve.add_argument("--max-upload", type=size_argument, default=DEFAULT_MAX_BYTES,
                        help="largest upload accepted, e.g. 500MB or 20GiB: K, M, G, T (or KB, "
                             "MB, ...) are powers of 1000, KiB, MiB, GiB, TiB powers of 1024 "

@@ -8,7 +8,7 @@ import os
 import socket
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -21,6 +21,7 @@ from .auth import TokenAuth
 from .budget import MemoryBudget
 from .catalog import Catalog
 from .identity import Identity, IdentityLock, check_token, fingerprint, identity_dir, new_token
+from .preparation import Preparation, is_database_url
 from .results import DEFAULT_MAX_BYTES, ResultsSink
 from .servicer import Servicer, handler
 from .stats import Stats
@@ -86,6 +87,7 @@ class DaemonConfig:
     results_dir: Path | None = None  # None: STATE_DIR/results
     max_upload: int = DEFAULT_MAX_BYTES
     follow_symlinks: bool = False  # serve what links point at outside the served folders
+    preparation: Preparation = field(default_factory=Preparation)  # --sql, --transform, ...
     images_column: str | None = None  # the CSV/Parquet files' column of image paths (--images)
     max_memory: int | None = None  # every stream's window together; None: see budget.py
     stall_seconds: float | None = None  # cancel a stream whose client stopped reading
@@ -180,8 +182,9 @@ class Daemon:
         if config.token:
             check_token(config.token)
         self.token = config.token or self.identity.token
-        self.catalog = Catalog([Path(p) for p in config.paths], state_dir / "cache",
-                               config.follow_symlinks, config.images_column)
+        self.catalog = Catalog([p if is_database_url(str(p)) else Path(p) for p in config.paths],
+                               state_dir / "cache", config.follow_symlinks,
+                               config.images_column, config.preparation)
         self.results = ResultsSink(config.results_dir or state_dir / "results", config.max_upload)
         workers = config.encode_workers or max(2, os.cpu_count() or 1)
         self.encode_pool = ThreadPoolExecutor(workers, thread_name_prefix="tether-encode")

@@ -59,6 +59,7 @@ class Found:
     options: dict = field(default_factory=dict)  # the reader's keyword arguments
     images: str | None = None  # a manifest's column of image paths (--images)
     images_root: Path | None = None  # where they must stay (resolved); None: anywhere
+    origin: str = ""  # what derives a dataset that has no files (a query, a server)
 
     @property
     def kind(self) -> type[Source]:

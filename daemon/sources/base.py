@@ -76,6 +76,9 @@ class Source(ABC):
     classes: Sequence[str] = ()
     class_counts: Sequence[int] = ()
     skipped: str = ""
+    # A snapshot's time (seconds since the epoch): a query's, a database table's,
+    # a transform's (tether.daemon.snapshots); 0 for files served as they are.
+    snapshot_time: float = 0.0
 
     def __init__(self, name: str, paths: list[Path], num_rows: int,
                  columns: dict[str, Column]) -> None:

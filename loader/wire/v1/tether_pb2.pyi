@@ -16,12 +16,14 @@ class ListDatasetsResponse(_message.Message):
     def __init__(self, datasets: _Optional[_Iterable[_Union[DatasetInfo, _Mapping]]] = ...) -> None: ...
 
 class DescribeRequest(_message.Message):
-    __slots__ = ("dataset", "shuffle_window_bytes")
+    __slots__ = ("dataset", "shuffle_window_bytes", "filter")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     SHUFFLE_WINDOW_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     shuffle_window_bytes: int
-    def __init__(self, dataset: _Optional[str] = ..., shuffle_window_bytes: _Optional[int] = ...) -> None: ...
+    filter: str
+    def __init__(self, dataset: _Optional[str] = ..., shuffle_window_bytes: _Optional[int] = ..., filter: _Optional[str] = ...) -> None: ...
 
 class ColumnInfo(_message.Message):
     __slots__ = ("name", "dtype", "shape", "unsupported", "kind", "mean_row_bytes")
@@ -40,7 +42,7 @@ class ColumnInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., unsupported: _Optional[str] = ..., kind: _Optional[str] = ..., mean_row_bytes: _Optional[int] = ...) -> None: ...
 
 class DatasetInfo(_message.Message):
-    __slots__ = ("name", "format", "num_rows", "columns", "fingerprint", "error", "layout", "classes", "class_counts", "skipped")
+    __slots__ = ("name", "format", "num_rows", "columns", "fingerprint", "error", "layout", "classes", "class_counts", "skipped", "snapshot_time", "matching_rows")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +53,8 @@ class DatasetInfo(_message.Message):
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     CLASS_COUNTS_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_TIME_FIELD_NUMBER: _ClassVar[int]
+    MATCHING_ROWS_FIELD_NUMBER: _ClassVar[int]
     name: str
     format: str
     num_rows: int
@@ -61,7 +65,9 @@ class DatasetInfo(_message.Message):
     classes: _containers.RepeatedScalarFieldContainer[str]
     class_counts: _containers.RepeatedScalarFieldContainer[int]
     skipped: str
-    def __init__(self, name: _Optional[str] = ..., format: _Optional[str] = ..., num_rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., fingerprint: _Optional[str] = ..., error: _Optional[str] = ..., layout: _Optional[_Union[Layout, _Mapping]] = ..., classes: _Optional[_Iterable[str]] = ..., class_counts: _Optional[_Iterable[int]] = ..., skipped: _Optional[str] = ...) -> None: ...
+    snapshot_time: float
+    matching_rows: int
+    def __init__(self, name: _Optional[str] = ..., format: _Optional[str] = ..., num_rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., fingerprint: _Optional[str] = ..., error: _Optional[str] = ..., layout: _Optional[_Union[Layout, _Mapping]] = ..., classes: _Optional[_Iterable[str]] = ..., class_counts: _Optional[_Iterable[int]] = ..., skipped: _Optional[str] = ..., snapshot_time: _Optional[float] = ..., matching_rows: _Optional[int] = ...) -> None: ...
 
 class Layout(_message.Message):
     __slots__ = ("chunk_rows", "window_rows")
@@ -134,7 +140,7 @@ class Cursor(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class OpenStream(_message.Message):
-    __slots__ = ("dataset", "columns", "batch_size", "shard_bytes", "shuffle", "seed", "num_epochs", "process_index", "process_count", "start", "codec", "accept_codecs", "initial_credits", "fingerprint", "no_narrowing", "accept_checksums", "shard_rows", "resume", "shuffle_window_bytes", "drop_last", "parts", "part_index", "image_size", "decode", "on_bad_image")
+    __slots__ = ("dataset", "columns", "batch_size", "shard_bytes", "shuffle", "seed", "num_epochs", "process_index", "process_count", "start", "codec", "accept_codecs", "initial_credits", "fingerprint", "no_narrowing", "accept_checksums", "shard_rows", "resume", "shuffle_window_bytes", "drop_last", "parts", "part_index", "image_size", "decode", "on_bad_image", "filter", "sql")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +166,8 @@ class OpenStream(_message.Message):
     IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     DECODE_FIELD_NUMBER: _ClassVar[int]
     ON_BAD_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    SQL_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     batch_size: int
@@ -185,7 +193,9 @@ class OpenStream(_message.Message):
     image_size: _containers.RepeatedScalarFieldContainer[int]
     decode: str
     on_bad_image: str
-    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ..., shard_bytes: _Optional[int] = ..., shuffle: bool = ..., seed: _Optional[int] = ..., num_epochs: _Optional[int] = ..., process_index: _Optional[int] = ..., process_count: _Optional[int] = ..., start: _Optional[_Union[Position, _Mapping]] = ..., codec: _Optional[str] = ..., accept_codecs: _Optional[_Iterable[str]] = ..., initial_credits: _Optional[int] = ..., fingerprint: _Optional[str] = ..., no_narrowing: bool = ..., accept_checksums: _Optional[_Iterable[str]] = ..., shard_rows: _Optional[int] = ..., resume: _Optional[_Union[Cursor, _Mapping]] = ..., shuffle_window_bytes: _Optional[int] = ..., drop_last: bool = ..., parts: _Optional[_Iterable[_Union[Layout, _Mapping]]] = ..., part_index: _Optional[int] = ..., image_size: _Optional[_Iterable[int]] = ..., decode: _Optional[str] = ..., on_bad_image: _Optional[str] = ...) -> None: ...
+    filter: str
+    sql: str
+    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ..., shard_bytes: _Optional[int] = ..., shuffle: bool = ..., seed: _Optional[int] = ..., num_epochs: _Optional[int] = ..., process_index: _Optional[int] = ..., process_count: _Optional[int] = ..., start: _Optional[_Union[Position, _Mapping]] = ..., codec: _Optional[str] = ..., accept_codecs: _Optional[_Iterable[str]] = ..., initial_credits: _Optional[int] = ..., fingerprint: _Optional[str] = ..., no_narrowing: bool = ..., accept_checksums: _Optional[_Iterable[str]] = ..., shard_rows: _Optional[int] = ..., resume: _Optional[_Union[Cursor, _Mapping]] = ..., shuffle_window_bytes: _Optional[int] = ..., drop_last: bool = ..., parts: _Optional[_Iterable[_Union[Layout, _Mapping]]] = ..., part_index: _Optional[int] = ..., image_size: _Optional[_Iterable[int]] = ..., decode: _Optional[str] = ..., on_bad_image: _Optional[str] = ..., filter: _Optional[str] = ..., sql: _Optional[str] = ...) -> None: ...
 
 class Credit(_message.Message):
     __slots__ = ("shards",)
