@@ -56,8 +56,11 @@ class Batcher:
     by one global batch (`global_batch` rows: every process's share)."""
 
     def __init__(self, shards: Iterable[Shard], batch_size: int, global_batch: int,
-                 start: Position, release: Callable[[Shard], None]) -> None:
+                 start: Position, release: Callable[[Shard], None],
+                 drop_short: bool = False) -> None:
         self._shards = shards
+        # drop_last: a batch left short by skipped rows is dropped like the rest
+        self._drop_short = drop_short
         self._batch_size = batch_size
         self._global_batch = global_batch
         self._release = release
@@ -72,9 +75,12 @@ class Batcher:
         return self._position._asdict()
 
     def __iter__(self) -> Iterator[Batch]:
+        epoch = None
         for shard in self._shards:
-            if self._held and self._held[0].shard.epoch != shard.epoch:
+            if epoch is not None and shard.epoch != epoch:
                 yield from self._end_of_epoch()
+                self._skipped = 0  # the next epoch's position starts at its row 0
+            epoch = shard.epoch
             if shard.num_rows == 0:  # every row skipped: they count, in their place
                 self._skipped += shard.plan_rows
                 self._release(shard)
@@ -98,8 +104,13 @@ class Batcher:
         return batch
 
     def _end_of_epoch(self) -> Iterator[Batch]:
-        if self._rows:
-            yield self._handed_out(self._take(self._rows))
+        if not self._rows:
+            return
+        batch = self._take(self._rows)
+        if self._drop_short and len(next(iter(batch.values()))) < self._batch_size:
+            self._position, self._skipped = Position(self.epoch + 1, 0), 0
+            return
+        yield self._handed_out(batch)
 
     def _advance(self, rows: int) -> None:
         head = self._held[0]

@@ -167,7 +167,8 @@ class Loader:
             shards, release = self._open_parts(spec, fingerprints), lambda shard: None
         self._fingerprint = ",".join(s.plan.fingerprint for s in self._streams)
         self.sequences.check_columns({c.name: c.kind for c in self.plan.columns})
-        self._batcher = Batcher(shards, spec.batch_size, spec.global_batch, spec.start, release)
+        self._batcher = Batcher(shards, spec.batch_size, spec.global_batch, spec.start, release,
+                                drop_short=spec.drop_last)
         batches: Iterable[Batch] = self._batcher
         if self.sequences.pack:
             from .packer import Packer
@@ -305,6 +306,8 @@ class Loader:
     @property
     def epoch(self) -> int:
         """The epoch of the batch last yielded (the start epoch before the first)."""
+        if self._packer is not None and self._packer.epoch is not None:
+            return self._packer.epoch  # (the batcher is a round ahead)
         return self._batcher.epoch if self._batcher else 0
 
     @property
@@ -325,7 +328,8 @@ class Loader:
             if packed["round"] is None:  # nothing read yet: where it started
                 return (self._started or LoaderState(self.spec, "")).to_dict()
             spec = self.spec.starting_at(Position(**packed["round"]))
-            return LoaderState(spec, self._fingerprint, packed["emitted"]).to_dict()
+            return LoaderState(spec, self._fingerprint,
+                               self._packing(packed["emitted"])).to_dict()
         if self._batcher is not None:
             spec = self.spec.starting_at(Position(**self._batcher.get_state()))
             return LoaderState(spec, self._fingerprint).to_dict()
@@ -345,9 +349,18 @@ class Loader:
         if self.spec.shuffle and not self._seed_given:
             self.spec = replace(self.spec, seed=restored.spec.seed)  # the drawn seed is kept
         restored.check_order_matches(self.spec)
+        restored.check_packing_matches(self._packing(0))
         self._restored = LoaderState(self.spec.starting_at(restored.spec.start),
                                      "" if allow_changed_data else restored.fingerprint,
-                                     restored.packed_rows)
+                                     self._packing(restored.packed_rows))
+
+    def _packing(self, rows: int) -> dict[str, Any] | None:
+        """How this loader packs (None without pack=), with `rows` handed out."""
+        if not self.sequences.pack:
+            return None
+        column, length = self.sequences.pack
+        return {"column": column, "length": length, "round_rows": self.spec.batch_size,
+                "rows": rows}
 
     def to_jax(self, sharding: Any = None, buffer_size: int = 2) -> DeviceIterator:
         """Batches as `jax.Array`s, placed on device `buffer_size` batches ahead.
@@ -372,8 +385,7 @@ class Loader:
         truncated by `pad`, and with `pack` the share of slots filled."""
         figures: dict[str, Any] = dict(self._counts)
         if self._packer is not None:
-            figures.update(self._packer.stats.as_dict() if hasattr(self._packer.stats, "as_dict")
-                           else self._packer.stats)
+            figures.update(self._packer.stats.as_dict())
         return figures
 
     def _stop(self) -> None:

@@ -30,16 +30,22 @@ _OPTIONAL = (*_PER_PROCESS, "image_size", "decode", "on_bad_image")
 class LoaderState:
     spec: StreamSpec
     fingerprint: str
-    # With pack=: packed rows of the round at spec.start already handed out.
-    packed_rows: int = 0
+    # With pack=: how the rounds were packed, and the packed rows of the round
+    # at spec.start already handed out (tether.packer): {"column", "length",
+    # "round_rows", "rows"}. A resume must pack the same way to skip the same rows.
+    packing: dict[str, Any] | None = None
+
+    @property
+    def packed_rows(self) -> int:
+        return self.packing["rows"] if self.packing else 0
 
     def to_dict(self) -> dict[str, Any]:
         """The same dict on every process of a run: which process saved it is
         not part of it (the restoring loader brings its own)."""
         request = {k: v for k, v in self.spec.to_dict().items() if k not in _PER_PROCESS}
         state = {"version": VERSION, "request": request, "fingerprint": self.fingerprint}
-        if self.packed_rows:
-            state["packed_rows"] = self.packed_rows
+        if self.packing:
+            state["packing"] = dict(self.packing)
         return state
 
     @classmethod
@@ -63,11 +69,20 @@ class LoaderState:
             spec = StreamSpec.from_dict(state["request"], optional=_OPTIONAL)
         except RequestError as exc:
             raise RequestError(f"malformed loader state: {exc}") from None
-        packed_rows = state.get("packed_rows", 0)
-        if type(packed_rows) is not int or packed_rows < 0:
-            raise RequestError(f"malformed loader state: packed_rows {packed_rows!r:.80} is not "
-                               "a count")
-        return cls(spec, state["fingerprint"], packed_rows)
+        return cls(spec, state["fingerprint"], _packing(state.get("packing")))
+
+    def check_packing_matches(self, packing: dict[str, Any] | None) -> None:
+        """Refuse to resume mid-round with rounds packed another way: the rows
+        to skip would be other rows (a state saved at a round's start is fine)."""
+        if not self.packed_rows:
+            return
+        mine = {k: v for k, v in (self.packing or {}).items() if k != "rows"}
+        theirs = {k: v for k, v in (packing or {}).items() if k != "rows"}
+        if mine != theirs:
+            raise RequestError(
+                f"this state was saved mid-way through a round packed as {mine}; this loader "
+                f"packs {theirs or 'nothing'}: pass the same pack= and batch_size")
+
 
     def check_order_matches(self, spec: StreamSpec) -> None:
         """Refuse to resume a loader whose request would order the rows otherwise."""
@@ -76,3 +91,16 @@ class LoaderState:
                   for name in ORDER_FIELDS if getattr(self.spec, name) != getattr(spec, name)]
         if differ:
             raise RequestError("this state belongs to another stream; " + "; ".join(differ))
+
+
+def _packing(packing: Any) -> dict[str, Any] | None:
+    if packing is None:
+        return None
+    ok = isinstance(packing, dict) and sorted(packing) == ["column", "length", "round_rows",
+                                                             "rows"] \
+        and isinstance(packing["column"], str) \
+        and all(type(packing[k]) is int and packing[k] >= 0
+                for k in ("length", "round_rows", "rows"))
+    if not ok:
+        raise RequestError(f"malformed loader state: packing {packing!r:.120}")
+    return dict(packing)

@@ -71,3 +71,29 @@ def test_with_several_processes_a_batch_moves_the_position_by_the_global_batch()
     for _ in batcher:
         states.append(Position(**batcher.get_state()))
     assert states == [(0, 36), (0, 48), (0, 60), (0, 72), (1, 12), (1, 24), (1, 36), (1, 48)]
+
+
+def _skipping(epoch: int, sequence: int, rows: int, skipped: tuple[int, ...],
+              last: bool = False) -> Shard:
+    delivered = rows - len(skipped)
+    return Shard(epoch, sequence, delivered, {"x": np.arange(delivered)}, last, skipped)
+
+
+def test_an_epoch_ending_in_a_shard_of_only_skipped_rows_starts_the_next_at_row_0() -> None:
+    shards = [_skipping(0, 0, 4, ()), _skipping(0, 1, 4, ()), _skipping(0, 2, 4, (0, 1, 2, 3)),
+              _skipping(1, 0, 4, ()), _skipping(1, 1, 4, (1,))]
+    batcher = Batcher(shards, 4, 4, Position(0, 0), lambda shard: None)
+    states = []
+    for _ in batcher:
+        states.append(batcher.get_state())
+    assert states[:3] == [{"epoch": 0, "row": 4}, {"epoch": 0, "row": 8},
+                          {"epoch": 1, "row": 4}]
+    assert states[3] == {"epoch": 2, "row": 0}  # the short last batch (3 rows) ends epoch 1
+
+
+def test_drop_last_drops_a_batch_left_short_by_skipped_rows() -> None:
+    shards = [_skipping(0, 0, 4, ()), _skipping(0, 1, 4, (2,)), _skipping(1, 0, 4, ())]
+    batcher = Batcher(shards, 4, 4, Position(0, 0), lambda shard: None, drop_short=True)
+    sizes = [len(batch["x"]) for batch in batcher]
+    assert sizes == [4, 4]
+    assert batcher.get_state() == {"epoch": 1, "row": 4}

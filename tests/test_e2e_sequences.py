@@ -135,3 +135,17 @@ def test_pad_or_pack_of_a_column_that_is_not_token_lists_is_refused_at_open(corp
     loader = tether.Loader(daemon.url, dataset="corpus", batch_size=8, pack={"nope": 4})
     with pytest.raises(RequestError, match="'nope', which the stream does not carry"):
         iter(loader)
+
+
+def test_a_mid_round_state_resumes_only_with_the_same_packing(corpus) -> None:
+    daemon, _ = corpus
+    options = dict(dataset="corpus", batch_size=16, columns=["tokens"], shuffle=True, seed=2)
+    with tether.Loader(daemon.url, pack={"tokens": L}, **options) as loader:
+        it = iter(loader)
+        next(it)
+        state = loader.state_dict()
+    assert state["packing"]["rows"] == 16
+    for other in ({"pack": {"tokens": L // 2}}, {"pad": {"tokens": L}}):
+        with tether.Loader(daemon.url, **options, **other) as loader, \
+                pytest.raises(RequestError, match="packed as"):
+            loader.load_state_dict(state)
