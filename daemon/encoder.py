@@ -138,7 +138,7 @@ class ShardEncoder:
             f"{len(rows)} rows of {self.source.name!r}"
         return (f"{which} take {size >> 20} MiB (most in column {largest!r}), over the "
                 f"{rpc.MAX_SHARD_BYTES >> 20} MiB frame limit; leave the column out "
-                "(columns=[...]) or remove the oversized rows")
+                "(columns=[...]), ask for a smaller image_size, or remove the oversized rows")
 
     def encode(self, task: ShardTask) -> bytes:
         epoch, sequence = task.cursor

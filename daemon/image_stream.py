@@ -43,11 +43,12 @@ def column_info(column: Column, image_size: tuple[int, int] | None) -> pb.Column
 
 
 def image_decoding(spec: StreamSpec, columns: Sequence[Column], link: LinkMeter,
-                   workers: int, local_peer: bool) -> ImageDecoding | None:
+                   workers: int, local_peer: bool,
+                   loader_threads: int = 0) -> ImageDecoding | None:
     """The encoder's image step, or None when the stream decodes nothing."""
     names = tuple(c.name for c in columns if c.kind == IMAGE)
     if spec.image_size is None or not names:
         return None
     shared = (os.cpu_count() or 1) if local_peer else None
     return ImageDecoding(names, spec.image_size, spec.on_bad_image == "skip",
-                         DecodePlace(spec.decode, link, workers, shared))
+                         DecodePlace(spec.decode, link, workers, shared, loader_threads))

@@ -156,9 +156,11 @@ class Servicer:
             dropped_rows=plan.dropped_rows(full_epoch),
             layout=layout_to_proto(plan.layout),
             columns=[column_info(c, spec.image_size) for c in columns], seed=spec.seed,
+            row_name_column=source.row_name_column
+            if source.row_name_column in {c.name for c in columns} else "",
         )
         images = image_decoding(spec, columns, codec.link, self.workers,
-                                peer_is_local(context.peer()))
+                                peer_is_local(context.peer()), request.decode_threads)
         encoder = ShardEncoder(source, columns, plan, codec, narrow,
                                choose_checksum(list(request.accept_checksums)), self.stats,
                                self.pool, fingerprint, images)

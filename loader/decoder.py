@@ -55,7 +55,7 @@ def check_plan(plan: pb.StreamPlan, image_size: tuple[int, int] | None = None) -
                 (() if image_size is None else (*image_size, 3)):
             raise ProtocolError(f"the daemon's plan has images {list(column.shape)} in "
                                 f"{column.name!r}; asked for image_size={image_size}")
-        if not column.kind:  # rows of varying length are bounded shard by shard
+        if not column.kind or column.kind == IMAGE:  # (pixels, when asked for)
             row_bytes += math.prod(column.shape) * np.dtype(column.dtype).itemsize
     if len({c.name for c in plan.columns}) != len(plan.columns):
         raise ProtocolError("the daemon's plan names a column twice")

@@ -67,8 +67,9 @@ class SequenceOptions:
                                    f"{list(spec.columns)}")
         return cls(padded, next(iter(packed.items()), None), pad_value)
 
-    def check_columns(self, kinds: Mapping[str, str]) -> None:
-        """Refuse, at open, to pad or pack what is not a column of token lists."""
+    def check_columns(self, kinds: Mapping[str, str], dtypes: Mapping[str, str]) -> None:
+        """Refuse, at open, to pad or pack what is not a column of token lists, a
+        pad_value the tokens' dtype cannot hold, or an output name taken."""
         named = [*self.pad, *([self.pack[0]] if self.pack else [])]
         for name in named:
             if name not in kinds:
@@ -79,6 +80,17 @@ class SequenceOptions:
                         IMAGE: "images"}.get(kinds[name], kinds[name])
                 raise RequestError(f"column {name!r} is {what}: pad= and pack= take columns "
                                    "of token lists (Arrow list<int>)")
+            dtype = np.dtype(dtypes[name])
+            if np.array(self.pad_value).astype(dtype) != self.pad_value:
+                raise RequestError(f"pad_value={self.pad_value} does not fit {name!r}'s "
+                                   f"dtype {dtype}")
+        added = [f"{name}_length" for name in self.pad]
+        if self.pack:
+            added += [f"{self.pack[0]}_segment_ids", f"{self.pack[0]}_positions"]
+        taken = sorted(set(added) & set(kinds))
+        if taken:
+            raise RequestError(f"pad=/pack= add columns {taken}, which the dataset has already: "
+                               "leave those out with columns=[...]")
 
     def round_size(self, batch_size: int) -> int:
         return max(batch_size, ROUND_SEQUENCES)
@@ -99,7 +111,7 @@ def finish_batch(batch: dict[str, Any], options: SequenceOptions,
 def check_for_jax(batch: Mapping[str, Any], kinds: Mapping[str, str]) -> None:
     """Refuse token lists that JAX cannot take as they are (text stays numpy)."""
     for name, column in batch.items():
-        if kinds.get(name) == "ragged" and isinstance(column, np.ndarray) and \
+        if kinds.get(name) == RAGGED and isinstance(column, np.ndarray) and \
                 column.dtype == object:
             raise RequestError(
                 f"column {name!r} holds sequences of varying length, which a jax.Array "

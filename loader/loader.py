@@ -112,6 +112,7 @@ class Loader:
         self._seed_given = seed is not None
         if seed is None:
             seed = secrets.randbits(63) if shuffle else 0
+        decode = _decode_place(decode, image_size)
         self.spec = StreamSpec(
             dataset=dataset, batch_size=batch_size, columns=tuple(columns or ()),
             shuffle=shuffle, seed=seed, shuffle_window_bytes=_window_bytes(shuffle_window),
@@ -166,7 +167,8 @@ class Loader:
         else:  # the merger releases each part's shards as it copies them
             shards, release = self._open_parts(spec, fingerprints), lambda shard: None
         self._fingerprint = ",".join(s.plan.fingerprint for s in self._streams)
-        self.sequences.check_columns({c.name: c.kind for c in self.plan.columns})
+        self.sequences.check_columns({c.name: c.kind for c in self.plan.columns},
+                                     {c.name: c.dtype for c in self.plan.columns})
         self._batcher = Batcher(shards, spec.batch_size, spec.global_batch, spec.start, release,
                                 drop_short=spec.drop_last)
         batches: Iterable[Batch] = self._batcher
@@ -205,7 +207,7 @@ class Loader:
             self._channels[index], spec, self.prefetch, self.retry,
             rpc.call_metadata(endpoint), reopen=reopen, name=endpoint.target,
             accept_codecs=available_codecs(), accept_checksums=available_checksums(),
-            fingerprint=fingerprint, **connection)
+            fingerprint=fingerprint, decode_threads=self.decode_threads, **connection)
         self._closers.append(stream)
         self._streams.append(stream)
         plan = stream.open()
@@ -234,14 +236,15 @@ class Loader:
             return None
         skip_bad = self.spec.on_bad_image == "skip"
 
+        row_names = plan.row_name_column  # the column naming the files, when carried
+
         def decode(shard: Shard) -> Shard:
-            paths = shard.columns.get("path")
+            paths = shard.columns.get(row_names) if row_names else None
 
             def name_of(row: int) -> str:
                 if isinstance(paths, Ragged) and paths.kind == UTF8:
                     return paths[row]
-                return (f"row {row} of shard {shard.sequence} of epoch {shard.epoch} "
-                        "(add 'path' to columns to see file names)")
+                return f"row {row} of shard {shard.sequence} of epoch {shard.epoch}"
 
             if shard.skipped and any(isinstance(shard.columns[n], Ragged) for n in names):
                 raise ProtocolError(f"shard {shard.sequence} of epoch {shard.epoch} skips rows "
@@ -444,6 +447,17 @@ def _process_layout(index: int | None, count: int | None) -> tuple[int, int]:
         index = jax_index if index is None else index
         count = jax_count if count is None else count
     return index, count
+
+
+def _decode_place(decode: str, image_size: tuple[int, int] | None) -> str:
+    """Where images may be decoded: without Pillow here, only on the daemon."""
+    from .imaging import available
+
+    if image_size is None or available():
+        return decode
+    _check(decode != "loader", "decode='loader' needs Pillow on this machine: pip install "
+           "'tether[images]', or decode='daemon'")
+    return "daemon"
 
 
 def _window_bytes(window: int | str | None) -> int:

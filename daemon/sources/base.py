@@ -79,6 +79,8 @@ class Source(ABC):
     # A snapshot's time (seconds since the epoch): a query's, a database table's,
     # a transform's (tether.daemon.snapshots); 0 for files served as they are.
     snapshot_time: float = 0.0
+    # The column of text that names each row's file (images), if any.
+    row_name_column: str = ""
 
     def __init__(self, name: str, paths: list[Path], num_rows: int,
                  columns: dict[str, Column]) -> None:

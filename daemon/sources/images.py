@@ -298,6 +298,7 @@ class ImageFolderSource(Source):
         self.class_counts = np.bincount(self._labels, minlength=len(self.classes)).tolist() \
             if layout == CLASSES else []
         self.skipped = listing.summary()
+        self.row_name_column = "path"
         if self.skipped:
             log.warning("%s: skipped %s", name, self.skipped)
 
@@ -401,6 +402,7 @@ class ImageManifestSource(Source):
         self.format = f"{table.format}+images"
         self._table = table
         self._column = column
+        self.row_name_column = column
         paths = _path_column(manifest, column)
         folder = manifest.parent
         real_folders: dict[str, str] = {}

@@ -140,7 +140,7 @@ class Cursor(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class OpenStream(_message.Message):
-    __slots__ = ("dataset", "columns", "batch_size", "shard_bytes", "shuffle", "seed", "num_epochs", "process_index", "process_count", "start", "codec", "accept_codecs", "initial_credits", "fingerprint", "no_narrowing", "accept_checksums", "shard_rows", "resume", "shuffle_window_bytes", "drop_last", "parts", "part_index", "image_size", "decode", "on_bad_image", "filter", "sql")
+    __slots__ = ("dataset", "columns", "batch_size", "shard_bytes", "shuffle", "seed", "num_epochs", "process_index", "process_count", "start", "codec", "accept_codecs", "initial_credits", "fingerprint", "no_narrowing", "accept_checksums", "shard_rows", "resume", "shuffle_window_bytes", "drop_last", "parts", "part_index", "image_size", "decode", "on_bad_image", "filter", "sql", "decode_threads")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +168,7 @@ class OpenStream(_message.Message):
     ON_BAD_IMAGE_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     SQL_FIELD_NUMBER: _ClassVar[int]
+    DECODE_THREADS_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     batch_size: int
@@ -195,7 +196,8 @@ class OpenStream(_message.Message):
     on_bad_image: str
     filter: str
     sql: str
-    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ..., shard_bytes: _Optional[int] = ..., shuffle: bool = ..., seed: _Optional[int] = ..., num_epochs: _Optional[int] = ..., process_index: _Optional[int] = ..., process_count: _Optional[int] = ..., start: _Optional[_Union[Position, _Mapping]] = ..., codec: _Optional[str] = ..., accept_codecs: _Optional[_Iterable[str]] = ..., initial_credits: _Optional[int] = ..., fingerprint: _Optional[str] = ..., no_narrowing: bool = ..., accept_checksums: _Optional[_Iterable[str]] = ..., shard_rows: _Optional[int] = ..., resume: _Optional[_Union[Cursor, _Mapping]] = ..., shuffle_window_bytes: _Optional[int] = ..., drop_last: bool = ..., parts: _Optional[_Iterable[_Union[Layout, _Mapping]]] = ..., part_index: _Optional[int] = ..., image_size: _Optional[_Iterable[int]] = ..., decode: _Optional[str] = ..., on_bad_image: _Optional[str] = ..., filter: _Optional[str] = ..., sql: _Optional[str] = ...) -> None: ...
+    decode_threads: int
+    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ..., shard_bytes: _Optional[int] = ..., shuffle: bool = ..., seed: _Optional[int] = ..., num_epochs: _Optional[int] = ..., process_index: _Optional[int] = ..., process_count: _Optional[int] = ..., start: _Optional[_Union[Position, _Mapping]] = ..., codec: _Optional[str] = ..., accept_codecs: _Optional[_Iterable[str]] = ..., initial_credits: _Optional[int] = ..., fingerprint: _Optional[str] = ..., no_narrowing: bool = ..., accept_checksums: _Optional[_Iterable[str]] = ..., shard_rows: _Optional[int] = ..., resume: _Optional[_Union[Cursor, _Mapping]] = ..., shuffle_window_bytes: _Optional[int] = ..., drop_last: bool = ..., parts: _Optional[_Iterable[_Union[Layout, _Mapping]]] = ..., part_index: _Optional[int] = ..., image_size: _Optional[_Iterable[int]] = ..., decode: _Optional[str] = ..., on_bad_image: _Optional[str] = ..., filter: _Optional[str] = ..., sql: _Optional[str] = ..., decode_threads: _Optional[int] = ...) -> None: ...
 
 class Credit(_message.Message):
     __slots__ = ("shards",)
@@ -228,7 +230,7 @@ class StreamRequest(_message.Message):
     def __init__(self, open: _Optional[_Union[OpenStream, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
 
 class StreamPlan(_message.Message):
-    __slots__ = ("fingerprint", "num_rows", "shard_rows", "shards_per_epoch", "columns", "seed", "batches_per_epoch", "dropped_rows", "layout")
+    __slots__ = ("fingerprint", "num_rows", "shard_rows", "shards_per_epoch", "columns", "seed", "batches_per_epoch", "dropped_rows", "layout", "row_name_column")
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
     SHARD_ROWS_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +240,7 @@ class StreamPlan(_message.Message):
     BATCHES_PER_EPOCH_FIELD_NUMBER: _ClassVar[int]
     DROPPED_ROWS_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    ROW_NAME_COLUMN_FIELD_NUMBER: _ClassVar[int]
     fingerprint: str
     num_rows: int
     shard_rows: int
@@ -247,7 +250,8 @@ class StreamPlan(_message.Message):
     batches_per_epoch: int
     dropped_rows: int
     layout: Layout
-    def __init__(self, fingerprint: _Optional[str] = ..., num_rows: _Optional[int] = ..., shard_rows: _Optional[int] = ..., shards_per_epoch: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., seed: _Optional[int] = ..., batches_per_epoch: _Optional[int] = ..., dropped_rows: _Optional[int] = ..., layout: _Optional[_Union[Layout, _Mapping]] = ...) -> None: ...
+    row_name_column: str
+    def __init__(self, fingerprint: _Optional[str] = ..., num_rows: _Optional[int] = ..., shard_rows: _Optional[int] = ..., shards_per_epoch: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., seed: _Optional[int] = ..., batches_per_epoch: _Optional[int] = ..., dropped_rows: _Optional[int] = ..., layout: _Optional[_Union[Layout, _Mapping]] = ..., row_name_column: _Optional[str] = ...) -> None: ...
 
 class TensorHeader(_message.Message):
     __slots__ = ("name", "dtype", "shape", "wire_dtype", "codec", "byte_shuffle", "offset", "wire_size", "raw_size", "checksum", "checksum_algorithm", "kind", "lengths")
