@@ -49,7 +49,8 @@ def test_the_daemon_side_still_learns_how_fast_the_loader_is(files: Ragged) -> N
     choices = [place.choose(files, SIZE) for _ in range(3 * EXPLORE_EVERY)]
     assert choices[0] == DAEMON  # assumed as fast as the daemon: 8 workers beat 1 thread
     explored = [i for i, c in enumerate(choices) if c == LOADER]
-    assert explored and all(b - a >= EXPLORE_EVERY for a, b in zip(explored, explored[1:], strict=False))
+    gaps = [b - a for a, b in zip(explored, explored[1:], strict=False)]
+    assert explored and all(gap >= EXPLORE_EVERY for gap in gaps)
     # The loader reports it is 100x faster a thread: from then on it decodes.
     place.observe_loader(place.daemon.per_image() / 100 * 10, 10)
     assert {place.choose(files, SIZE) for _ in range(8)} == {LOADER}
