@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from tether.wire import rpc
+from tether.wire import filters, rpc
 from tether.wire.allocator import trim_allocator
 from tether.wire.checksums import choose_checksum
 from tether.wire.errors import Busy, DatasetError, RequestError, TetherError, to_status
@@ -28,6 +28,7 @@ from .budget import MemoryBudget
 from .catalog import Catalog
 from .codec_policy import codec_policy, peer_is_local
 from .encoder import ShardEncoder
+from .filtering import FilteredSource, FilterIndex, column_types
 from .image_stream import column_info, image_decoding, sized_for_pixels
 from .logsafe import RateLimited, clip
 from .planner import plan_stream, source_layout
@@ -65,6 +66,7 @@ class Servicer:
         self.budget = budget or MemoryBudget()
         self.stall_seconds = stall_seconds or float(
             os.environ.get("TETHER_STALL_SECONDS") or DEFAULT_STALL_SECONDS)
+        self.filter_index = FilterIndex(catalog.cache_dir)
 
     def _refuse(self, context: grpc.ServicerContext, error: Exception) -> None:
         # Messages carry what the caller sent (a dataset name, a column): clipped
@@ -84,6 +86,9 @@ class Servicer:
     def Describe(self, request: pb.DescribeRequest, context) -> pb.DatasetInfo:
         source = self.catalog.get(request.dataset)  # a clear error for unknown or broken ones
         info = self.catalog.info(request.dataset)
+        if request.filter:
+            source = self._filtered(source, request.filter)
+            info.matching_rows = source.num_rows
         info.layout.CopyFrom(layout_to_proto(source_layout(source,
                                                            request.shuffle_window_bytes)))
         return info
@@ -121,9 +126,19 @@ class Servicer:
             self.stats.close_stream(key)
             trim_allocator()  # a closed stream's frames go back to the system
 
+    def _filtered(self, source: Source, text: str) -> FilteredSource:
+        expr = filters.parse(text)
+        filters.check_columns(expr, column_types(source))
+        return FilteredSource(source, expr, self.filter_index.rows(source, expr))
+
     def _open(self, request: pb.OpenStream, context, entry) -> ShardStream:
         spec = StreamSpec.from_proto(request)
         source = self.catalog.get(spec.dataset)
+        if spec.filter:
+            source = self._filtered(source, spec.filter)
+            if not source.num_rows:
+                raise RequestError(f"filter {spec.filter!r} selects no row of "
+                                   f"{spec.dataset!r} ({source.base.num_rows} rows)")
         columns = source.select(list(spec.columns))
         fingerprint = source.fingerprint  # a stat of every file: once per stream
         if request.fingerprint and request.fingerprint != fingerprint:

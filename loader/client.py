@@ -46,10 +46,12 @@ class Client:
     def datasets(self) -> list[pb.DatasetInfo]:
         return list(self._call("ListDatasets", pb.ListDatasetsRequest()).datasets)
 
-    def describe(self, dataset: str, shuffle_window_bytes: int = 0) -> pb.DatasetInfo:
-        """One dataset, with its layout for a shuffle window of that many bytes."""
+    def describe(self, dataset: str, shuffle_window_bytes: int = 0,
+                 filter: str = "") -> pb.DatasetInfo:
+        """One dataset, with its layout for a shuffle window of that many bytes;
+        with `filter`, the rows it selects (`matching_rows`) and their layout."""
         return self._call("Describe", pb.DescribeRequest(
-            dataset=dataset, shuffle_window_bytes=shuffle_window_bytes))
+            dataset=dataset, shuffle_window_bytes=shuffle_window_bytes, filter=filter))
 
     def status(self) -> pb.StatusResponse:
         return self._call("Status", pb.StatusRequest())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 import numpy as np
 
@@ -52,6 +53,9 @@ def format_dataset(info: pb.DatasetInfo) -> str:
     if info.error:
         return f"{info.name}  ({info.format})  ERROR: {info.error}"
     lines = [f"{info.name}  ({info.format}, {info.num_rows:,} rows)"]
+    if info.snapshot_time:
+        taken = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.snapshot_time))
+        lines[0] += f"  snapshot of {taken}"
     width = max((len(c.name) for c in info.columns), default=0)
     lines += [_column_line(column, width) for column in info.columns]
     if info.classes:
@@ -82,7 +86,15 @@ def format_status(status: pb.StatusResponse) -> str:
 
 def _ls(args: argparse.Namespace) -> int:
     with connect(args.url) as daemon:
-        print("\n".join(format_dataset(d) for d in daemon.datasets()))
+        if args.filter is None:
+            print("\n".join(format_dataset(d) for d in daemon.datasets()))
+            return 0
+        names = [args.dataset] if args.dataset else [d.name for d in daemon.datasets()
+                                                     if not d.error]
+        for name in names:
+            info = daemon.describe(name, filter=args.filter)
+            print(f"{name}: {info.matching_rows:,} of {info.num_rows:,} rows match "
+                  f"{args.filter!r}")
     return 0
 
 
@@ -98,6 +110,9 @@ URL_HELP = "the URL `tether serve` printed, in single quotes (a shell cuts it at
 def register(subparsers: argparse._SubParsersAction) -> None:
     ls = subparsers.add_parser("ls", help="list a daemon's datasets with columns and row counts")
     ls.add_argument("url", help=URL_HELP)
+    ls.add_argument("dataset", nargs="?", help="only this dataset (with --filter)")
+    ls.add_argument("--filter", default=None, metavar="EXPR",
+                    help="print how many rows EXPR selects, e.g. 'label >= 3 and score < 0.5'")
     ls.set_defaults(run=_ls)
     status = subparsers.add_parser("status", help="show a daemon's streams, throughput and queues")
     status.add_argument("url", help=URL_HELP)

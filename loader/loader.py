@@ -100,6 +100,7 @@ class Loader:
         pad: dict[str, int] | None = None,
         pack: dict[str, int] | None = None,
         pad_value: int = 0,
+        filter: str | None = None,
     ) -> None:
         _check(prefetch >= 1, f"prefetch must be at least 1 shard, got {prefetch}")
         _check(codec in ("auto", *available_codecs()) or codec not in CODEC_NAMES,
@@ -119,6 +120,7 @@ class Loader:
             num_epochs=num_epochs, process_index=process_index, process_count=process_count,
             drop_last=drop_last, shard_bytes=shard_bytes, codec=codec,
             image_size=image_size, decode=decode, on_bad_image=on_bad_image,
+            filter=filter or "",
         )
         self.batch_size = batch_size  # rows of a batch handed out (packed rows with pack=)
         self.sequences = SequenceOptions.of(pad, pack, pad_value, self.spec)
@@ -293,7 +295,7 @@ class Loader:
     def _describe(self, index: int, spec: StreamSpec) -> pb.DatasetInfo:
         with Client(self.endpoints[index]) as client:
             try:
-                return client.describe(spec.dataset, spec.shuffle_window_bytes)
+                return client.describe(spec.dataset, spec.shuffle_window_bytes, spec.filter)
             except TetherError as exc:
                 raise type(exc)(f"{self.endpoints[index].target}: {exc}") from None
 

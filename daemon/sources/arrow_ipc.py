@@ -7,7 +7,7 @@ as any other, so the shuffle is a true permutation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,14 @@ class ArrowIpcSource(Source):
         sample = self._batches[0] if self._batches else schema.empty_table()
         columns = arrow_columns.describe_schema(schema, arrow_columns.table_row_bytes(sample))
         super().__init__(name, paths, self._blocks.num_rows, columns)
+
+    def filter_blocks(self, names: Sequence[str]) -> Iterator[pa.Table]:
+        for batch in self._batches:
+            yield pa.Table.from_batches([batch.select(list(names))])
+
+    def filter_types(self) -> dict[str, pa.DataType]:
+        schema = self._batches[0].schema if self._batches else pa.schema([])
+        return {f.name: f.type for f in schema if f.nullable}
 
     def take(self, rows: np.ndarray, columns: Sequence[Column],
              cache: BlockCache | None = None) -> dict[str, np.ndarray]:

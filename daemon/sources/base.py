@@ -6,10 +6,10 @@ import hashlib
 import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from tether.wire.ragged import TENSOR, Ragged
 from tether.wire.tensors import WIRE_DTYPES
 
 from .row_blocks import BlockCache
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,16 @@ class Source(ABC):
         """Whether the source must be opened again (besides its files' fingerprint
         changing): a source that checks only some files says so here."""
         return False
+
+    def filter_blocks(self, names: Sequence[str]) -> Iterator[pa.Table] | None:
+        """These columns as Arrow tables, block after block in row order, nulls
+        kept (for evaluating a filter); None where the format has no such view."""
+        return None
+
+    def filter_types(self) -> dict[str, Any]:
+        """Arrow types of columns a filter can read but a tensor cannot hold
+        (nullable ones); tether.daemon.filtering types the rest."""
+        return {}
 
     def row_name(self, row: int) -> str:
         """What to call a row in an error (an image source names its file)."""

@@ -10,10 +10,11 @@ group read once per epoch into the stream's cache (tether.wire.plan).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tether.wire.plan import Layout
@@ -53,6 +54,14 @@ class ParquetSource(Source):
         if index not in files:
             files[index] = pq.ParquetFile(self.paths[index], memory_map=True)
         return files[index]
+
+    def filter_blocks(self, names: Sequence[str]) -> Iterator[pa.Table]:
+        for file_index, group in self._groups:
+            yield self._file(file_index).read_row_group(group, columns=list(names))
+
+    def filter_types(self) -> dict[str, pa.DataType]:
+        schema = self._file(0).schema_arrow
+        return {f.name: f.type for f in schema if f.nullable}
 
     def take(self, rows: np.ndarray, columns: Sequence[Column],
              cache: BlockCache | None = None) -> dict[str, np.ndarray]:

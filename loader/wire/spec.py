@@ -81,6 +81,8 @@ class StreamSpec:
     image_size: tuple[int, int] | None = None
     decode: str = "auto"
     on_bad_image: str = "error"
+    # Only the rows this expression selects (tether.wire.filters); "" all.
+    filter: str = ""
 
     def __post_init__(self) -> None:
         _check(isinstance(self.dataset, str) and bool(self.dataset),
@@ -115,6 +117,11 @@ class StreamSpec:
                                    _integer("the start row", start[1], 0, MAX_ROWS))
         checked["columns"] = tuple(columns)
         checked["image_size"] = _image_size(self.image_size)
+        _check(isinstance(self.filter, str), f"filter must be a string, got {self.filter!r:.80}")
+        if self.filter:  # refused here with the position, before anything is opened
+            from .filters import parse
+
+            checked["filter"] = parse(self.filter).text
         _check(self.decode in DECODE_PLACES,
                f"decode must be one of {', '.join(DECODE_PLACES)}, got {self.decode!r}")
         _check(self.on_bad_image in ("error", "skip"),
@@ -164,7 +171,7 @@ class StreamSpec:
             accept_checksums=accept_checksums, fingerprint=fingerprint, shard_rows=shard_rows,
             parts=[layout_to_proto(part) for part in parts], part_index=part_index,
             image_size=self.image_size or (), decode=self.decode, on_bad_image=self.on_bad_image,
-            decode_threads=decode_threads,
+            decode_threads=decode_threads, filter=self.filter,
         )
         if resume is not None:
             request.resume.CopyFrom(pb.Cursor(epoch=resume.epoch, sequence=resume.sequence))
@@ -186,7 +193,7 @@ class StreamSpec:
             codec=request.codec or "auto",
             start=Position(request.start.epoch, request.start.row),
             image_size=tuple(request.image_size) or None, decode=request.decode or "auto",
-            on_bad_image=request.on_bad_image or "error",
+            on_bad_image=request.on_bad_image or "error", filter=request.filter,
         )
 
     # A saved state.
