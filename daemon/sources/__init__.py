@@ -13,6 +13,9 @@ CSV or Parquet file named on the command line with `images=COLUMN`
 (`tether serve labels.csv --images path`) is a manifest of images: see
 images.py. `--images` applies only to such files named directly; the
 CSV and Parquet files found inside a served folder stay plain tables.
+
+A SQLite file (.sqlite, .sqlite3, .db) is several datasets, one per table,
+named `<stem>.<table>`: see sqlite.py.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from .images import layout as image_layout
 from .npy import NpySource
 from .npz import NpzSource
 from .parquet import ParquetSource
+from .sqlite import SUFFIXES as SQLITE_SUFFIXES
+from .sqlite import discover as sqlite_tables
+from .sqlite import is_database as is_sqlite
 
 _BY_SUFFIX: dict[str, type[Source]] = {
     ".parquet": ParquetSource,
@@ -105,8 +111,13 @@ def discover(path: Path, follow_symlinks: bool = False,
     skipped (with a warning) unless `follow_symlinks`.
     """
     if path.is_file():
+        if path.suffix.lower() in SQLITE_SUFFIXES:
+            if not is_sqlite(path):
+                raise ValueError(f"{path}: not a SQLite database (its first bytes are not "
+                                 "SQLite's); serve a .sqlite, .sqlite3 or .db file SQLite wrote")
+            return sqlite_tables(path)
         if not supported(path):
-            known = ", ".join(sorted(_BY_SUFFIX))
+            known = ", ".join(sorted((*_BY_SUFFIX, *SQLITE_SUFFIXES)))
             raise ValueError(f"{path}: unsupported file type; serve one of: {known}")
         if images is not None and path.suffix.lower() in MANIFEST_SUFFIXES:
             inside = None if follow_symlinks else path.parent.resolve()
@@ -136,10 +147,21 @@ def _discover(path: Path, root: Path | None, seen: set[Path]) -> list[Found]:
             return found
         return found + _subfolders(entries, root, seen)
     files = [p for p in entries if p.is_file() and supported(p)]
+    databases = [table for p in entries if p.is_file() and is_sqlite(p)
+                 for table in _tables(p, root)]
     kinds = {_BY_SUFFIX[p.suffix.lower()] for p in files}
     if len(kinds) == 1 and kinds <= set(_GROUPED):
-        return [Found(path.name, files, root)]
-    return [Found(p.stem, [p], root) for p in files] + _subfolders(entries, root, seen)
+        return [Found(path.name, files, root), *databases]
+    return ([Found(p.stem, [p], root) for p in files] + databases
+            + _subfolders(entries, root, seen))
+
+
+def _tables(path: Path, root: Path | None) -> list[Found]:
+    try:
+        return sqlite_tables(path, root)
+    except ValueError as exc:  # one unreadable database spares the folder's other datasets
+        log.warning("not serving %s", exc)
+        return []
 
 
 def _subfolders(entries: list[Path], root: Path | None, seen: set[Path]) -> list[Found]:
