@@ -70,7 +70,7 @@ class Catalog:
                              "--images")
         self._scan(strict=True)
         if not self._entries:
-            raise ValueError(f"no dataset found in {', '.join(map(str, paths))}")
+            raise ValueError(f"no dataset found in {', '.join(map(_shown, paths))}")
 
     @property
     def cache_dir(self) -> Path:
@@ -180,6 +180,15 @@ class Catalog:
     def infos(self) -> list[pb.DatasetInfo]:
         self.refresh()
         return [self.info(name) for name in self.names]
+
+
+def _shown(path: Path | str) -> str:
+    """A served path, or a database's URL without its password."""
+    if isinstance(path, str):
+        from .sources.postgres import redact
+
+        return redact(path)
+    return str(path)
 
 
 def _where(found: Found) -> str:
