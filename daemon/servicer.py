@@ -32,6 +32,7 @@ from .filtering import FilteredSource, FilterIndex, column_types
 from .image_stream import column_info, image_decoding, sized_for_pixels
 from .logsafe import RateLimited, clip
 from .planner import plan_stream, source_layout
+from .remote_sql import run_remote_query
 from .results import ResultsSink, overwrite_requested
 from .sources import Source
 from .stats import Stats
@@ -126,6 +127,15 @@ class Servicer:
             self.stats.close_stream(key)
             trim_allocator()  # a closed stream's frames go back to the system
 
+    def _query(self, sql: str) -> Source:
+        """A loader's query (Loader(sql=...)): run read-only over the served
+        datasets into a snapshot, when the owner allowed it."""
+        if not self.catalog.preparation.allow_sql:
+            raise RequestError("this daemon takes no SQL from loaders; its owner can allow "
+                               "read-only queries with tether serve --allow-sql, or serve the "
+                               "query as a dataset with --sql NAME=QUERY")
+        return run_remote_query(sql, self.catalog.found(), self.catalog.cache_dir)
+
     def _filtered(self, source: Source, text: str) -> FilteredSource:
         expr = filters.parse(text)
         filters.check_columns(expr, column_types(source))
@@ -133,7 +143,7 @@ class Servicer:
 
     def _open(self, request: pb.OpenStream, context, entry) -> ShardStream:
         spec = StreamSpec.from_proto(request)
-        source = self.catalog.get(spec.dataset)
+        source = self._query(spec.sql) if spec.sql else self.catalog.get(spec.dataset)
         if spec.filter:
             source = self._filtered(source, spec.filter)
             if not source.num_rows:

@@ -78,8 +78,8 @@ class Loader:
     def __init__(
         self,
         url: str | Endpoint | Sequence[str | Endpoint],
-        dataset: str,
-        batch_size: int,
+        dataset: str | None = None,
+        batch_size: int | None = None,
         *,
         columns: Sequence[str] | None = None,
         shuffle: bool = False,
@@ -101,7 +101,13 @@ class Loader:
         pack: dict[str, int] | None = None,
         pad_value: int = 0,
         filter: str | None = None,
+        sql: str | None = None,
     ) -> None:
+        _check(batch_size is not None, "pass batch_size=...")
+        _check(dataset is not None or sql is not None,
+               "name a dataset (tether ls lists them), or pass sql=...")
+        if dataset is None:  # the query's result, named in messages
+            dataset = "sql"
         _check(prefetch >= 1, f"prefetch must be at least 1 shard, got {prefetch}")
         _check(codec in ("auto", *available_codecs()) or codec not in CODEC_NAMES,
                f"codec {codec!r} needs pyarrow on this machine: pip install pyarrow")
@@ -120,7 +126,7 @@ class Loader:
             num_epochs=num_epochs, process_index=process_index, process_count=process_count,
             drop_last=drop_last, shard_bytes=shard_bytes, codec=codec,
             image_size=image_size, decode=decode, on_bad_image=on_bad_image,
-            filter=filter or "",
+            filter=filter or "", sql=sql or "",
         )
         self.batch_size = batch_size  # rows of a batch handed out (packed rows with pack=)
         self.sequences = SequenceOptions.of(pad, pack, pad_value, self.spec)

@@ -18,12 +18,12 @@ VERSION = 2
 
 # Fields that decide the row order: a restored loader must agree on them.
 # batch_size, process_count and process_index may change (elastic resume).
-ORDER_FIELDS = ("dataset", "shuffle", "seed", "shuffle_window_bytes", "filter")
+ORDER_FIELDS = ("dataset", "shuffle", "seed", "shuffle_window_bytes", "filter", "sql")
 
 
 _PER_PROCESS = ("process_index", "process_count")
 # Fields a state may lack: the per-process ones, and those added since version 2 began.
-_OPTIONAL = (*_PER_PROCESS, "image_size", "decode", "on_bad_image", "filter")
+_OPTIONAL = (*_PER_PROCESS, "image_size", "decode", "on_bad_image", "filter", "sql")
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,9 @@ class StreamSpec:
     on_bad_image: str = "error"
     # Only the rows this expression selects (tether.wire.filters); "" all.
     filter: str = ""
+    # A read-only query over the served datasets, its result the dataset
+    # (the daemon must run with --allow-sql); "" none.
+    sql: str = ""
 
     def __post_init__(self) -> None:
         _check(isinstance(self.dataset, str) and bool(self.dataset),
@@ -118,6 +121,8 @@ class StreamSpec:
         checked["columns"] = tuple(columns)
         checked["image_size"] = _image_size(self.image_size)
         _check(isinstance(self.filter, str), f"filter must be a string, got {self.filter!r:.80}")
+        _check(isinstance(self.sql, str) and len(self.sql) <= MAX_SQL,
+               f"sql must be a string of at most {MAX_SQL} characters")
         if self.filter:  # refused here with the position, before anything is opened
             from .filters import parse
 
@@ -171,7 +176,7 @@ class StreamSpec:
             accept_checksums=accept_checksums, fingerprint=fingerprint, shard_rows=shard_rows,
             parts=[layout_to_proto(part) for part in parts], part_index=part_index,
             image_size=self.image_size or (), decode=self.decode, on_bad_image=self.on_bad_image,
-            decode_threads=decode_threads, filter=self.filter,
+            decode_threads=decode_threads, filter=self.filter, sql=self.sql,
         )
         if resume is not None:
             request.resume.CopyFrom(pb.Cursor(epoch=resume.epoch, sequence=resume.sequence))
@@ -194,6 +199,7 @@ class StreamSpec:
             start=Position(request.start.epoch, request.start.row),
             image_size=tuple(request.image_size) or None, decode=request.decode or "auto",
             on_bad_image=request.on_bad_image or "error", filter=request.filter,
+            sql=request.sql,
         )
 
     # A saved state.
@@ -225,6 +231,7 @@ class StreamSpec:
 
 
 DECODE_PLACES = ("auto", "loader", "daemon")
+MAX_SQL = 100_000  # characters of a remote query
 MAX_IMAGE_SIDE = 1 << 14
 
 
