@@ -227,7 +227,7 @@ def test_limits():
 
 
 def test_list_limit(monkeypatch):
-    monkeypatch.setattr(filters, "MAX_TEXT", 1_000_000)
+    monkeypatch.setattr(filters.parser, "MAX_TEXT", 1_000_000)
     assert len(parse("x in (" + ",".join(["1"] * 10_000) + ")").values) == 10_000
     with pytest.raises(FilterError, match="more than 10,000 items"):
         parse("x in (" + ",".join(["1"] * 10_001) + ")")
