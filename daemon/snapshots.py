@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -38,7 +40,7 @@ def snapshot_key(*parts: str) -> str:
 
 def materialize(target: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> int:
     """Write `batches` to `target` as an Arrow IPC file; the rows written."""
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
     rows = 0
     try:
         with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
@@ -64,8 +66,9 @@ def snapshot(cache_dir: Path, name: str, key: str, batches: Batches,
     log.info("taking a snapshot of %s", name)
     schema, stream = batches()
     rows = materialize(target, schema, stream)
-    for old in folder.glob(f"{_safe(name)}-*.arrow"):  # earlier versions of this dataset
-        if old != target:
+    earlier = re.compile(re.escape(_safe(name)) + r"-[0-9a-f]{16}\.arrow")
+    for old in folder.iterdir():  # earlier versions of this dataset (not of "name-b")
+        if old != target and earlier.fullmatch(old.name):
             old.unlink(missing_ok=True)
     log.info("snapshot of %s: %d rows, %.1f MB in %.1f s", name, rows,
              target.stat().st_size / 1e6, time.monotonic() - started)
