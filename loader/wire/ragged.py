@@ -47,6 +47,7 @@ class Ragged:
 
     @classmethod
     def from_lengths(cls, values: np.ndarray, lengths: np.ndarray, kind: str = RAGGED) -> Ragged:
+        """Rows of `lengths[i]` values each, taken in order from `values`."""
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         if offsets[-1] != len(values):
@@ -126,6 +127,7 @@ class Ragged:
 
     @staticmethod
     def concat(parts: Sequence[Ragged]) -> Ragged:
+        """The rows of `parts`, one after the other (a copy)."""
         parts = [p.compact() for p in parts]
         kinds = {p.kind for p in parts}
         if len(kinds) != 1:
@@ -143,19 +145,9 @@ class Ragged:
         return out
 
     def to_list(self) -> list:
+        """The rows as a list of arrays, `str` or `bytes`."""
         return list(self.to_numpy())
 
     def __repr__(self) -> str:
         return (f"Ragged(kind={self.kind!r}, rows={len(self)}, values={self.values.dtype}"
                 f"{list(self.values.shape)})")
-
-
-def rows_of(column: np.ndarray | Ragged) -> int:
-    return len(column)
-
-
-def concat_columns(parts: Sequence[np.ndarray | Ragged]) -> np.ndarray | Ragged:
-    """Rows of several shards' column, joined (arrays or ragged alike)."""
-    if isinstance(parts[0], Ragged):
-        return Ragged.concat(parts)
-    return np.concatenate(parts)
