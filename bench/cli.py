@@ -7,10 +7,13 @@
     tether bench --data jpegs --link 100mbit,1gbit --size 110MB   # image folder, decode places
     tether bench --data ./pets --link 100mbit                     # your own image folder
     tether bench --data text --link loopback                      # packed against pre-padded
+    tether bench --data filter --link 100mbit --repeat 3          # filter pushdown
 
 Each kind of data has its own systems (tensors: Flight, raw TCP, ...; image
 folders: tether decode=loader/daemon/auto and upload-first (tar); token lists:
-tether pack and tether padded); a run compares those of its data's kind.
+tether pack and tether padded; a table to filter: tether filter pushdown (.npy
+or Parquet), tether filter after and upload-first (parquet)); a run compares
+those of its data's kind.
 """
 
 from __future__ import annotations
@@ -128,8 +131,9 @@ def _bench(args: argparse.Namespace) -> int:
                         repeats[system_name].append(result)
                 results.extend(measure.median(measured) for measured in repeats.values())
     print(report.table(results))
-    if costs := report.shuffle_costs(results):
-        print(costs)
+    for summary in (report.shuffle_costs(results), report.filter_speedups(results)):
+        if summary:
+            print(summary)
     if args.json:
         Path(args.json).write_text(json.dumps([r.to_json() for r in results], indent=2))
     if args.plot:
@@ -158,7 +162,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--size", type=size_argument, default=None,
                        help="bytes of data per run, e.g. 1GB or 512MiB (default: 256MiB on "
                             f"loopback, {SECONDS_OF_LINK} s of the link rate on shaped links); "
-                            "image folders: bytes of image files; text: bytes of int32 tokens")
+                            "image folders: bytes of image files; text: bytes of int32 tokens; "
+                            "filter: bytes of rows before filtering")
     bench.add_argument("--batch-size", type=int, default=1024)
     bench.add_argument("--step-ms", type=float, default=0.0,
                        help="simulated training step per batch; reports the share of steps "

@@ -7,6 +7,8 @@ Every system in a run reads the same folder, so they all move the same bytes.
 - tokens: 512 int64 token ids a row, Zipf-distributed over a 50k vocabulary
 - jpegs: a folder of JPEG files, a subfolder per class (image_data.py)
 - text: token lists of varying length, as lists and pre-padded (text_data.py)
+- filter: a Parquet table of 1 KB rows with a column that a 10%-selective filter reads
+  (filter_data.py), for filter pushdown against filtering after the download
 - any dataset a user points at, copied (up to the size asked) through Tether's own readers;
   an image folder is copied as files
 
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import image_data, text_data
+from . import filter_data, image_data, text_data
 
 CHUNK_ROWS = 4096
 
@@ -63,10 +65,12 @@ _MAKERS: dict[str, tuple[Callable, int, Callable | None]] = {
 _FILE_WRITERS: dict[str, Callable[[Path, int, int], Path]] = {
     "jpegs": image_data.write_jpegs,
     "text": text_data.write,
+    "filter": filter_data.write,
 }
 
-TENSORS, IMAGES, TEXT = "tensors", "images", "text"  # the families
-FAMILIES = {**dict.fromkeys(_MAKERS, TENSORS), "jpegs": IMAGES, "text": TEXT}
+TENSORS, IMAGES, TEXT, FILTERING = "tensors", "images", "text", "filter"  # the families
+FAMILIES = {**dict.fromkeys(_MAKERS, TENSORS), "jpegs": IMAGES, "text": TEXT,
+            "filter": FILTERING}
 TENSOR_NAMES = tuple(_MAKERS)  # what `tether bench` runs without --data
 NAMES = tuple(FAMILIES)
 

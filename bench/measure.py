@@ -18,7 +18,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import data, image_data
+from . import data, filter_data, image_data
 from .client import peak_rss
 from .link import Link, ShapedProxy
 from .systems import REGISTRY
@@ -103,6 +103,15 @@ def _file_bytes(dataset: Path, rows: int) -> int:
     return sum(sizes)
 
 
+def _check_rows(system: str, dataset: Path, rows: int) -> None:
+    """A filtering system must deliver exactly the rows the filter selects, every one of
+    them: the figures of systems that deliver different rows would not compare."""
+    expected = filter_data.matching_rows(dataset)
+    if rows != expected:
+        raise RuntimeError(f"{system} delivered {rows} rows; {filter_data.FILTER!r} "
+                           f"selects {expected} in {dataset}")
+
+
 def run(system_name: str, dataset: Path, link: Link, workdir: Path, batch_size: int,
         step_s: float = 0.0) -> Measurement:
     system = REGISTRY[system_name]()
@@ -120,6 +129,8 @@ def run(system_name: str, dataset: Path, link: Link, workdir: Path, batch_size: 
         if client.returncode != 0:
             raise RuntimeError(f"{system.name} client failed:\n{client.stderr[-3000:]}")
         figures = json.loads(client.stdout.strip().splitlines()[-1])
+        if system.family == data.FILTERING:
+            _check_rows(system.name, dataset, figures["rows"])
         return Measurement(
             system=system.name, data=dataset.name, link=link.name, link_rate_bps=link.rate,
             wire_bytes=system.wire_bytes(dataset) if address else None,

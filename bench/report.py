@@ -77,6 +77,22 @@ def shuffle_costs(results: Sequence[Measurement]) -> str:
     return "\n".join(lines)
 
 
+def filter_speedups(results: Sequence[Measurement]) -> str:
+    """How much sooner filter pushdown reaches its last batch than each other system
+    that delivers the same rows, same data and link."""
+    from .systems.tether_filter import PUSHDOWN
+
+    lines = []
+    for pushdown in (r for r in results if r.system.startswith(PUSHDOWN)):
+        for other in results:
+            if (other.data, other.link) == (pushdown.data, pushdown.link) and \
+                    not other.system.startswith(PUSHDOWN) and other.unit == pushdown.unit:
+                lines.append(f"filter pushdown, {pushdown.data} over {pushdown.link}: last batch "
+                             f"after {pushdown.seconds:.2f} s against {other.seconds:.2f} s for "
+                             f"{other.system}: {other.seconds / pushdown.seconds:.1f}x sooner")
+    return "\n".join(lines)
+
+
 def load(path: Path) -> list[Measurement]:
     """Measurements back from `tether bench --json`."""
     import dataclasses
@@ -158,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     results = [r for path in args.files for r in load(path)]
     print(table(results))
+    for summary in (shuffle_costs(results), filter_speedups(results)):
+        if summary:
+            print(summary)
     if args.json:
         args.json.write_text(json.dumps([r.to_json() for r in results], indent=2))
     if args.plot:

@@ -9,10 +9,12 @@ from .flight import FlightSystem
 from .local import LocalRead
 from .raw_grpc import RawGrpc
 from .raw_tcp import RawTcp
+from .tether_filter import TetherFilter
 from .tether_images import TetherImages
 from .tether_stream import TetherSystem
 from .tether_text import TetherText
 from .upload_first import UploadFirst
+from .upload_first_parquet import UploadFirstParquet
 from .upload_first_tar import UploadFirstTar
 
 REGISTRY: dict[str, Callable[[], System]] = {
@@ -39,6 +41,11 @@ REGISTRY: dict[str, Callable[[], System]] = {
     # token lists (bench.data.TEXT)
     "tether-pack": lambda: TetherText("pack"),
     "tether-padded": lambda: TetherText("padded"),
+    # a table to filter (bench.data.FILTERING)
+    "tether-filter": lambda: TetherFilter(pushdown=True),
+    "tether-filter-parquet": lambda: TetherFilter(pushdown=True, parquet=True),
+    "tether-filter-after": lambda: TetherFilter(pushdown=False),
+    "upload-first-parquet": UploadFirstParquet,
 }
 
 NAMES = tuple(REGISTRY)
