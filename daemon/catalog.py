@@ -29,6 +29,7 @@ from .preparation import Preparation, derive
 from .sources import Found, Source, discover
 from .sources.base import fingerprint
 from .sources.images import MANIFEST_SUFFIXES
+from .transforms import Preparing
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,14 @@ class _Entry:
     source: Source | None = None
     error: str = ""
     opened_fingerprint: str = ""
+    preparing: threading.Event | None = None  # set when its background snapshot is done
 
 
 # How often the served paths may be searched again for new datasets.
 RESCAN_SECONDS = 1.0
+# How long asking for a dataset being prepared waits for it (under the
+# loader's 30 s call timeout) before answering that it is not ready yet.
+PREPARING_WAIT_SECONDS = 20.0
 
 
 class Catalog:
@@ -121,10 +126,14 @@ class Catalog:
         name = entry.found.name
         try:
             entry.opened_fingerprint = fingerprint(entry.found.paths)
+            entry.preparing = None
             entry.source = entry.found.open(self._cache_dir)
             entry.error = ""
             log.info("serving %s: %s, %d rows, columns %s", name, entry.source.format,
                      entry.source.num_rows, ", ".join(entry.source.columns))
+        except Preparing as exc:  # a transform's snapshot: opened again once made
+            entry.source, entry.error, entry.preparing = None, str(exc), exc.done
+            log.info("%s: %s", name, exc)
         except Exception as exc:  # any failure to open one dataset spares the others
             entry.source = None
             entry.error = f"{type(exc).__name__}: {exc}"
@@ -134,7 +143,7 @@ class Catalog:
     def names(self) -> list[str]:
         return list(self._entries)
 
-    def get(self, name: str) -> Source:
+    def get(self, name: str, wait: float = PREPARING_WAIT_SECONDS) -> Source:
         entry = self._entries.get(name)
         if entry is None:
             self.refresh()
@@ -151,6 +160,14 @@ class Catalog:
             if changed:
                 log.info("files of %s changed on disk; reopening", name)
                 self._open(entry)
+            elif entry.preparing is not None and entry.preparing.is_set():
+                self._open(entry)  # its snapshot is made (or failed)
+        preparing = entry.preparing
+        if entry.source is None and preparing is not None:
+            if wait > 0 and preparing.wait(wait):
+                return self.get(name, wait=0)
+            raise DatasetError(f"dataset {name!r} is not ready yet ({entry.error}); try again "
+                               "when `tether ls` lists its columns")
         if entry.source is None:
             raise DatasetError(
                 f"dataset {name!r} cannot be served: {entry.error} "
@@ -160,7 +177,7 @@ class Catalog:
 
     def info(self, name: str) -> pb.DatasetInfo:
         try:
-            source = self.get(name)
+            source = self.get(name, wait=0)  # a listing shows one being prepared as such
         except DatasetError:
             entry = self._entries[name]
             return pb.DatasetInfo(name=name, format=entry.found.kind.format, error=entry.error)
