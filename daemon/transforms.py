@@ -330,7 +330,11 @@ def _run(base: Source, target: str) -> Iterator[tuple[str, pa.RecordBatch]]:
         for start, stop in ranges:
             read = base.read(start, stop, columns)
             chunk = {c.name: _plain(read[c.name]) for c in columns}
-            pending.append((start, stop, pool.submit(apply_chunk, target, chunk)))
+            try:
+                pending.append((start, stop, pool.submit(apply_chunk, target, chunk)))
+            except RuntimeError:  # the interpreter is exiting: no new work
+                raise TransformError(f"transform {target} stopped before rows {start}-"
+                                     f"{stop - 1}: the daemon is stopping") from None
             del read, chunk  # the worker has its copy
             if len(pending) >= WORKERS * IN_FLIGHT_PER_WORKER:
                 yield _result(*pending.popleft(), target)
