@@ -81,6 +81,11 @@ class Catalog:
     def cache_dir(self) -> Path:
         return self._cache_dir
 
+    def found(self) -> list[Found]:
+        """The datasets that opened, as found (what a loader's query may read)."""
+        self.refresh()
+        return [entry.found for entry in self._entries.values() if entry.source is not None]
+
     def _scan(self, strict: bool = False) -> None:
         """Add the datasets the paths hold now (a folder's new parts reopen it).
         Two datasets of one name are an error at start (`strict`); found later,
@@ -215,7 +220,7 @@ def _where(found: Found) -> str:
 
 def _home(found: Found) -> str:
     """Datasets of one name from one home are versions of each other, not a clash."""
-    return str(found.paths[0].parent) if found.paths else found.origin
+    return found.origin or str(found.paths[0].parent)  # (a query's files may change)
 
 
 def column_info(column) -> pb.ColumnInfo:
