@@ -62,6 +62,7 @@ def snapshot(cache_dir: Path, name: str, key: str, batches: Batches,
     target = folder / f"{_safe(name)}-{key}.arrow"
     if target.exists() and not refresh:
         return target
+    _remove_orphans(target)
     started = time.monotonic()
     log.info("taking a snapshot of %s", name)
     schema, stream = batches()
@@ -73,6 +74,24 @@ def snapshot(cache_dir: Path, name: str, key: str, batches: Batches,
     log.info("snapshot of %s: %d rows, %.1f MB in %.1f s", name, rows,
              target.stat().st_size / 1e6, time.monotonic() - started)
     return target
+
+
+def _remove_orphans(target: Path) -> None:
+    """Partial files of `target` left by a daemon stopped mid-snapshot."""
+    for partial in target.parent.glob(f".{target.name}.*.partial"):
+        pid = partial.name[len(target.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            partial.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _safe(name: str) -> str:
