@@ -12,7 +12,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -26,6 +25,8 @@ from tether.daemon.sources import discover
 from tether.daemon.sources.sqlite import SqliteTableSource
 
 from .conftest import collect
+
+duckdb = pytest.importorskip("duckdb")  # the daemon extra; not on the oldest loader stack
 
 
 def make_shop(path: Path, items: int = 50) -> Path:
