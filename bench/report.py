@@ -40,7 +40,8 @@ def _extra(rows: Sequence[Measurement]) -> list[tuple[str, int, Callable]]:
 
 def table(results: Sequence[Measurement]) -> str:
     """One block per (data, link): a row per system."""
-    header = (f"{'system':<22} {'MB/s':>8} {'samples/s':>11} {'1st batch':>9} {'wire MB':>9} "
+    width = max([22, *(len(r.system) for r in results)])
+    header = (f"{'system':<{width}} {'MB/s':>8} {'samples/s':>11} {'1st batch':>9} {'wire MB':>9} "
               f"{'ratio':>6} {'CPU s/GB c':>10} {'CPU s/GB s':>10} {'RSS MB c':>8} "
               f"{'RSS MB s':>8} {'waited':>7}")
     blocks: dict[tuple[str, str], list[Measurement]] = {}
@@ -55,7 +56,7 @@ def table(results: Sequence[Measurement]) -> str:
             ratio = f"{r.ratio:.2f}" if r.ratio else "-"
             waited = "-" if r.waited_share is None else f"{100 * r.waited_share:.1f}%"
             out.append(
-                f"{r.system:<22} {r.mb_per_s:>8,.1f} {r.samples_per_s:>11,.0f} "
+                f"{r.system:<{width}} {r.mb_per_s:>8,.1f} {r.samples_per_s:>11,.0f} "
                 f"{r.first_batch_s:>8.2f}s {_mb(r.wire_bytes):>9} {ratio:>6} "
                 f"{r.cpu_per_gb('client'):>10.2f} {r.cpu_per_gb('server'):>10.2f} "
                 f"{r.client_peak_rss / 1e6:>8,.0f} {r.server_peak_rss / 1e6:>8,.0f} {waited:>7}"
