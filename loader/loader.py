@@ -386,6 +386,14 @@ class Loader:
         return DeviceIterator(with_states, sharding, buffer_size, initial_state=initial,
                               layout=(self.spec.process_index, self.spec.process_count))
 
+    def to_grain(self) -> Any:
+        """This loader as a `grain.IterDataset` of batches, from where it is now:
+        chain `.map`/`.filter`/`.batch`; its iterator's `get_state()` is
+        `state_dict()` after the batch last yielded (see docs/jax.md#grain)."""
+        from .grain import LoaderIterDataset
+
+        return LoaderIterDataset(self)
+
     def _jax_ready(self, batch: Batch) -> Batch:
         kinds = {c.name: c.kind for c in self.plan.columns} if self.plan else {}
         check_for_jax(batch, kinds)
