@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -21,6 +23,10 @@ from .decode_policy import DAEMON, DecodePlace
 from .sources import Column, Source
 from .sources.row_blocks import CACHE_BYTES, BlockCache
 from .stats import Stats
+
+# Seconds each shard's encoding is stretched by (TETHER_TEST_ENCODE_DELAY): a
+# test hook standing for a slow disk or transform; 0 in any real use.
+_TEST_ENCODE_DELAY = float(os.environ.get("TETHER_TEST_ENCODE_DELAY") or 0)
 
 
 def cache_bytes(plan: HostPlan, row_bytes: int, floor: int = CACHE_BYTES) -> int:
@@ -141,6 +147,9 @@ class ShardEncoder:
                 "(columns=[...]), ask for a smaller image_size, or remove the oversized rows")
 
     def encode(self, task: ShardTask) -> bytes:
+        started = time.perf_counter()
+        if _TEST_ENCODE_DELAY:  # a slow source, for the tests of where loaders wait
+            time.sleep(_TEST_ENCODE_DELAY)
         epoch, sequence = task.cursor
         rows = task.rows
         if rows is None:
@@ -170,7 +179,8 @@ class ShardEncoder:
         self.stats.read(len(rows), read_bytes)
         header = pb.ShardHeader(epoch=epoch, sequence=sequence, num_rows=len(rows),
                                 tensors=headers, last_in_epoch=task.last_in_epoch,
-                                skipped_rows=skipped)
+                                skipped_rows=skipped,
+                                produce_seconds=time.perf_counter() - started)
         return framing.encode_shard(header, parts, checksum=self.checksum)
 
 

@@ -32,6 +32,8 @@ class Shard:
     skipped: tuple[int, ...] = ()
     decode_seconds: float = 0.0  # spent decoding its images here
     images_decoded: int = 0
+    wire_bytes: int = 0  # the frame's payload, as it crossed the network
+    produce_seconds: float = 0.0  # the daemon's reading and encoding of it
 
     @property
     def plan_rows(self) -> int:
@@ -133,10 +135,33 @@ def decode_shard(frame: Frame) -> Shard:
                             f"{tensors.MAX_TENSOR_BYTES >> 20} MiB frame limit")
     columns = {t.name: tensors.decode_column(t, frame.payload) for t in header.tensors}
     return Shard(header.epoch, header.sequence, header.num_rows, columns, header.last_in_epoch,
-                 tuple(header.skipped_rows))
+                 tuple(header.skipped_rows), wire_bytes=frame.payload.nbytes,
+                 produce_seconds=header.produce_seconds)
 
 
 _END = object()
+
+
+@dataclass
+class Waits:
+    """Seconds the consumer waited for shards, by what held them up: the frame
+    had not arrived (the daemon still reading and encoding it, as long as it
+    says that took; the network for the rest), or it was still being decoded
+    here (the loader). And the bytes of what arrived."""
+
+    network: float = 0.0
+    daemon: float = 0.0
+    loader: float = 0.0
+    wire_bytes: int = 0
+    raw_bytes: int = 0
+
+    def add(self, for_frame: float, for_decode: float, shard: Shard) -> None:
+        on_daemon = min(for_frame, shard.produce_seconds)
+        self.daemon += on_daemon
+        self.network += for_frame - on_daemon
+        self.loader += for_decode
+        self.wire_bytes += shard.wire_bytes
+        self.raw_bytes += sum(column.nbytes for column in shard.columns.values())
 
 
 class Decoder:
@@ -152,6 +177,7 @@ class Decoder:
         self._finish = finish  # more work a shard needs, on the same threads (images)
         self._queue: queue.Queue[Future | BaseException | object] = queue.Queue()
         self.waited_seconds = 0.0  # time the consumer spent waiting for a shard
+        self.waits = Waits()  # the same, by what it waited on
         self._thread = threading.Thread(
             target=self._pump, args=(frames,), name="tether-receive", daemon=True
         )
@@ -173,13 +199,16 @@ class Decoder:
         while True:
             started = time.perf_counter()
             item = self._queue.get()
+            arrived = time.perf_counter()
             if isinstance(item, Future):
                 shard = item.result()
-            self.waited_seconds += time.perf_counter() - started
+            done = time.perf_counter()
+            self.waited_seconds += done - started
             if item is _END:
                 return
             if isinstance(item, BaseException):
                 raise item
+            self.waits.add(arrived - started, done - arrived, shard)
             yield shard
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ from .delivery import SequenceOptions, check_for_jax, finish_batch
 from .image_columns import decode_shard_images
 from .merger import Merger, PartQueue
 from .ordering import PlanOrder
+from .progress import Progress, require_tqdm, total_waits
 from .retry import RetryPolicy
 from .state import LoaderState
 from .stream import ResumableStream
@@ -102,6 +103,7 @@ class Loader:
         pad_value: int = 0,
         filter: str | None = None,
         sql: str | None = None,
+        progress: bool = False,
     ) -> None:
         _check(batch_size is not None, "pass batch_size=...")
         _check(dataset is not None or sql is not None,
@@ -149,6 +151,11 @@ class Loader:
         self._packer: Any = None  # tether.packer.Packer, with pack=
         self._started: LoaderState | None = None  # where this iteration began
         self._counts: dict[str, int] = {}  # images skipped, sequences truncated
+        if progress:
+            require_tqdm()
+        self._show_progress = progress
+        self._decoders: list[Decoder] = []
+        self._progress: Progress | None = None
         tune_allocator()
         self._channels = [rpc.open_channel(endpoint) for endpoint in self.endpoints]
         self._closers: list[Any] = []
@@ -161,7 +168,7 @@ class Loader:
 
     def __iter__(self) -> Iterator[Batch]:
         self._stop()  # one stream at a time: a new iteration starts afresh
-        self._streams = []
+        self._streams, self._decoders = [], []
         restored, self._restored = self._restored, None
         self._started, self._packer = restored, None
         spec = restored.spec if restored else self.spec
@@ -188,8 +195,18 @@ class Loader:
                                   self.sequences.pad_value,
                                   skip=restored.packed_rows if restored else 0)
             batches = self._packer
-        return self._guarded(
-            finish_batch(batch, self.sequences, self._counts) for batch in batches)
+        decoders = list(self._decoders)
+        self._progress = Progress(lambda: total_waits(d.waits for d in decoders),
+                                  self._epoch_rows, self._show_progress)
+        return self._guarded(self._progress.wrap(
+            (finish_batch(batch, self.sequences, self._counts) for batch in batches),
+            lambda: self.epoch))
+
+    def _epoch_rows(self, epoch: int) -> int | None:
+        """Rows this process gets in `epoch` (None with pack=: packed rows vary)."""
+        if self.sequences.pack or self.host_plan is None:
+            return None
+        return self.host_plan.local_rows(epoch)
 
     def _rounds(self) -> Iterator[tuple[dict[str, int], int, Batch]]:
         """The stream's batches, each with the position before it: rounds to pack."""
@@ -223,6 +240,7 @@ class Loader:
         stream.grant(window - self.prefetch)
         images = self._image_step(plan)
         decoder = Decoder(stream.frames(), self.decode_threads, images)
+        self._decoders.append(decoder)
         self._closers.append(decoder)
         reported = [0.0]  # decoder wait already reported to the daemon
 
@@ -400,9 +418,14 @@ class Loader:
         return batch
 
     def stats(self) -> dict[str, Any]:
-        """What this iteration left out or cut: corrupt images skipped, sequences
-        truncated by `pad`, and with `pack` the share of slots filled."""
+        """This iteration in figures: rows, samples/s, MB/s on the wire, the
+        compression ratio, the share of time the loop waited for data and those
+        seconds by cause (network, daemon, loader: see tether.progress); and
+        what it left out or cut: corrupt images skipped, sequences truncated by
+        `pad`, with `pack` the share of slots filled."""
         figures: dict[str, Any] = dict(self._counts)
+        if self._progress is not None:
+            figures.update(self._progress.figures())
         if self._packer is not None:
             figures.update(self._packer.stats.as_dict())
         return figures

@@ -284,20 +284,22 @@ class TensorHeader(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., wire_dtype: _Optional[str] = ..., codec: _Optional[str] = ..., byte_shuffle: bool = ..., offset: _Optional[int] = ..., wire_size: _Optional[int] = ..., raw_size: _Optional[int] = ..., checksum: _Optional[int] = ..., checksum_algorithm: _Optional[str] = ..., kind: _Optional[str] = ..., lengths: _Optional[_Union[TensorHeader, _Mapping]] = ...) -> None: ...
 
 class ShardHeader(_message.Message):
-    __slots__ = ("epoch", "sequence", "num_rows", "tensors", "last_in_epoch", "skipped_rows")
+    __slots__ = ("epoch", "sequence", "num_rows", "tensors", "last_in_epoch", "skipped_rows", "produce_seconds")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
     TENSORS_FIELD_NUMBER: _ClassVar[int]
     LAST_IN_EPOCH_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    PRODUCE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     sequence: int
     num_rows: int
     tensors: _containers.RepeatedCompositeFieldContainer[TensorHeader]
     last_in_epoch: bool
     skipped_rows: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ..., num_rows: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[TensorHeader, _Mapping]]] = ..., last_in_epoch: bool = ..., skipped_rows: _Optional[_Iterable[int]] = ...) -> None: ...
+    produce_seconds: float
+    def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ..., num_rows: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[TensorHeader, _Mapping]]] = ..., last_in_epoch: bool = ..., skipped_rows: _Optional[_Iterable[int]] = ..., produce_seconds: _Optional[float] = ...) -> None: ...
 
 class ShardFrame(_message.Message):
     __slots__ = ("plan", "shard", "payload", "header_checksum", "header_checksum_algorithm")
