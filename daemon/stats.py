@@ -21,6 +21,9 @@ class StreamStats:
     shards_acked: int = 0
     produced: int = 0  # shards whose reading and encoding has begun
     credits: int = 0
+    producing_seconds: float = 0.0  # waiting for a shard's read and encode
+    credit_wait_seconds: float = 0.0  # nothing to do: no credit from the loader
+    sending_seconds: float = 0.0  # a frame handed to gRPC, not yet taken
 
     @property
     def in_flight(self) -> int:
@@ -32,6 +35,8 @@ class StreamStats:
             bytes_sent=self.bytes_sent, shards_acked=self.shards_acked,
             in_flight=self.in_flight, credits=self.credits,
             seconds=time.monotonic() - self.started,
+            producing_seconds=self.producing_seconds,
+            credit_wait_seconds=self.credit_wait_seconds, sending_seconds=self.sending_seconds,
         )
 
 

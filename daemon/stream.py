@@ -171,14 +171,19 @@ class ShardStream:
                     if not pending:
                         if exhausted or not context.is_active():
                             return
+                        waited = time.perf_counter()
                         self._cond.wait(_POLL_SECONDS)
+                        self.stats.credit_wait_seconds += time.perf_counter() - waited
                         continue
+                waited = time.perf_counter()
                 frame = pending[0][1].result()
+                self.stats.producing_seconds += time.perf_counter() - waited
                 position, _ = pending.popleft()
                 with self._cond:
                     self._sizes[position] = len(frame)
                 self._sending_since = time.monotonic()
                 yield frame
+                self.stats.sending_seconds += time.monotonic() - self._sending_since
                 self._sending_since = None
                 self.totals.sent(self.stats, len(frame))
         finally:

@@ -65,6 +65,22 @@ def format_dataset(info: pb.DatasetInfo) -> str:
     return "\n".join(lines)
 
 
+def format_split(s: pb.StreamStatus) -> str:
+    """Where a stream's time went, as the daemon saw it, and what that means."""
+    parts = {"reading and encoding": s.producing_seconds,
+             "waiting for the loader's credits": s.credit_wait_seconds,
+             "sending": s.sending_seconds}
+    total = sum(parts.values())
+    if not total:
+        return "no time spent yet"
+    shares = ", ".join(f"{name} {seconds / total:.0%}" for name, seconds in parts.items())
+    limit = max(parts, key=parts.__getitem__)
+    meaning = {"reading and encoding": "the daemon (disk, decoding, transforms) is the limit",
+               "waiting for the loader's credits": "the training loop is the limit",
+               "sending": "the network is the limit"}[limit]
+    return f"time: {shares}: {meaning}"
+
+
 def format_status(status: pb.StatusResponse) -> str:
     rate = status.bytes_sent / max(status.uptime_seconds, 1e-9)
     lines = [
@@ -81,6 +97,7 @@ def format_status(status: pb.StatusResponse) -> str:
             f"at {_size(s.bytes_sent / max(s.seconds, 1e-9))}/s; "
             f"in flight {s.in_flight}, credits {s.credits}, acked {s.shards_acked}"
         )
+        lines.append("    " + format_split(s))
     return "\n".join(lines)
 
 

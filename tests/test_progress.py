@@ -63,3 +63,33 @@ def test_a_slow_link_is_named(npy_dataset, serve) -> None:
     assert stats["waited_share"] > 0.5
     assert waited["network"] > waited["daemon"] and waited["network"] > waited["loader"]
     assert stats["compression_ratio"] >= 1.0  # (narrowed integers even with codec none)
+
+
+def _status_while_streaming(daemon, step_seconds: float) -> str:
+    from tether.inspect import format_split
+
+    with tether.Loader(daemon.url, dataset="train", batch_size=100, shard_bytes=16 << 10,
+                       codec="none", num_epochs=None) as loader, \
+            tether.connect(daemon.url) as client:
+        for count, _ in enumerate(loader):
+            time.sleep(step_seconds)
+            if count == 30:
+                streams = client.status().streams
+                return format_split(streams[0])
+    raise AssertionError("the stream ended early")
+
+
+def test_status_names_the_training_loop_when_it_is_the_limit(npy_dataset, serve) -> None:
+    daemon = serve(npy_dataset(2000))
+    assert "the training loop is the limit" in _status_while_streaming(daemon, 0.03)
+
+
+def test_status_names_the_daemon_when_it_is_the_limit(npy_dataset, tmp_path,
+                                                      monkeypatch) -> None:
+    monkeypatch.setenv("TETHER_TEST_ENCODE_DELAY", "0.05")
+    daemon = DaemonProcess([npy_dataset(2000)], tmp_path / "slow-state")
+    try:
+        assert "the daemon (disk, decoding, transforms) is the limit" in \
+            _status_while_streaming(daemon, 0.0)
+    finally:
+        assert daemon.stop() == 0

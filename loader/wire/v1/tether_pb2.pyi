@@ -82,7 +82,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StreamStatus(_message.Message):
-    __slots__ = ("peer", "dataset", "shards_sent", "bytes_sent", "shards_acked", "in_flight", "credits", "seconds")
+    __slots__ = ("peer", "dataset", "shards_sent", "bytes_sent", "shards_acked", "in_flight", "credits", "seconds", "producing_seconds", "credit_wait_seconds", "sending_seconds")
     PEER_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     SHARDS_SENT_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +91,9 @@ class StreamStatus(_message.Message):
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     CREDITS_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PRODUCING_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SENDING_SECONDS_FIELD_NUMBER: _ClassVar[int]
     peer: str
     dataset: str
     shards_sent: int
@@ -99,7 +102,10 @@ class StreamStatus(_message.Message):
     in_flight: int
     credits: int
     seconds: float
-    def __init__(self, peer: _Optional[str] = ..., dataset: _Optional[str] = ..., shards_sent: _Optional[int] = ..., bytes_sent: _Optional[int] = ..., shards_acked: _Optional[int] = ..., in_flight: _Optional[int] = ..., credits: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+    producing_seconds: float
+    credit_wait_seconds: float
+    sending_seconds: float
+    def __init__(self, peer: _Optional[str] = ..., dataset: _Optional[str] = ..., shards_sent: _Optional[int] = ..., bytes_sent: _Optional[int] = ..., shards_acked: _Optional[int] = ..., in_flight: _Optional[int] = ..., credits: _Optional[int] = ..., seconds: _Optional[float] = ..., producing_seconds: _Optional[float] = ..., credit_wait_seconds: _Optional[float] = ..., sending_seconds: _Optional[float] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
     __slots__ = ("version", "uptime_seconds", "streams_total", "shards_sent", "bytes_sent", "rows_read", "bytes_read", "streams", "errors")
