@@ -83,6 +83,7 @@ def train(url: str, seconds: float, batch_size: int, features: int, classes: int
             print(f"  step {steps:6d}  loss {float(loss):.3f}  accuracy {float(accuracy):.3f}  "
                   f"{rate:,.0f} samples/s", file=sys.stderr)
     elapsed = time.perf_counter() - start
+    stats = loader.stats()
     loader.close()
     samples = steps * batch_size
     print(f"steps: {steps}, final loss {float(loss):.3f}, accuracy {float(accuracy):.3f}")
@@ -91,6 +92,24 @@ def train(url: str, seconds: float, batch_size: int, features: int, classes: int
     print(f"steps that waited on data (> {WAIT_THRESHOLD_S * 1e3:.0f} ms): "
           f"{100 * waited / max(steps, 1):.1f}%; time spent waiting: "
           f"{100 * wait_time / elapsed:.1f}%")
+    print(explain(wait_time / elapsed, stats["waited_seconds"]))
+
+
+def explain(waited_share: float, waited: dict[str, float]) -> str:
+    """The figures in words a newcomer understands."""
+    if waited_share < 0.1:
+        return (f"the training loop waited on data {waited_share:.0%} of the time: the "
+                "model's steps are the limit, and the data keeps up")
+    cause = max(waited, key=waited.__getitem__)
+    why = {"network": "the network carries the data more slowly than the model uses it "
+                      "(try codec='zstd', or a faster link)",
+           "daemon": "the daemon reads and encodes more slowly than the model uses the data "
+                     "(a slow disk, or Parquet row groups to decompress)",
+           "loader": "decoding here is the limit (more decode_threads, or decode images "
+                     "on the daemon)"}[cause]
+    return (f"the training loop waited on data {waited_share:.0%} of the time: the model is "
+            f"tiny, so loading is the bottleneck here; most of the wait was on the {cause}: "
+            f"{why}")
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -69,6 +69,7 @@ def test_demo_trains_and_reports(tmp_path: Path) -> None:
     accuracy = float(lines["steps"].rsplit("accuracy", 1)[1])
     assert accuracy > 0.5  # it learned from the streamed data (chance is 0.1)
     assert "steps that waited on data" in result.stdout
+    assert "the training loop waited on data" in result.stdout  # and says what it means
 
 
 @pytest.mark.jax
