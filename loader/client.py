@@ -6,6 +6,7 @@ import os
 
 import grpc
 
+from .colab import resolve_url
 from .upload import chunks as upload_chunks
 from .upload import open_source
 from .wire import rpc
@@ -23,10 +24,12 @@ class Client:
     ...     print([d.name for d in daemon.datasets()])
     """
 
-    def __init__(self, url: str | Endpoint, timeout: float = 30.0) -> None:
+    def __init__(self, url: str | Endpoint | None = None, timeout: float = 30.0,
+                 proxy: str | None = None) -> None:
+        url = resolve_url(url)  # None: $TETHER_URL, or Colab's secret TETHER_URL
         self.endpoint = url if isinstance(url, Endpoint) else parse_url(url)
         self.timeout = timeout
-        self.channel = rpc.open_channel(self.endpoint)
+        self.channel = rpc.open_channel(self.endpoint, proxy)
         self._metadata = rpc.call_metadata(self.endpoint)
         self._calls = {
             name: self.channel.unary_unary(
@@ -92,6 +95,12 @@ class Client:
         self.close()
 
 
-def connect(url: str | Endpoint, timeout: float = 30.0) -> Client:
-    """Open a client to the daemon at `url` (what `tether serve` printed)."""
-    return Client(url, timeout=timeout)
+def connect(url: str | Endpoint | None = None, timeout: float = 30.0,
+            proxy: str | None = None) -> Client:
+    """Open a client to the daemon at `url` (what `tether serve` printed).
+
+    `proxy="http://HOST:PORT"` tunnels through an HTTP CONNECT proxy (Tailscale's
+    userspace networking on Colab); TLS stays pinned end to end. Without it,
+    `grpc_proxy`/`https_proxy`/`http_proxy` from the environment apply.
+    """
+    return Client(url, timeout=timeout, proxy=proxy)

@@ -74,6 +74,10 @@ class Loader:
     retried under `retry` and the stream resumes exactly where it broke;
     `state_dict()` / `load_state_dict()` do the same across processes, and
     across a change of process count or batch size.
+
+    `proxy="http://HOST:PORT"` tunnels the connections through an HTTP CONNECT
+    proxy (Tailscale's userspace networking on Colab: docs/colab.md); TLS stays
+    pinned end to end. Without it, `grpc_proxy`/`https_proxy`/`http_proxy` apply.
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class Loader:
         shard_bytes: int = DEFAULT_SHARD_BYTES,
         decode_threads: int | None = None,
         retry: RetryPolicy | None = None,
+        proxy: str | None = None,
         image_size: tuple[int, int] | None = None,
         decode: str = "auto",
         on_bad_image: str = "error",
@@ -142,6 +147,7 @@ class Loader:
         self.prefetch = prefetch
         self.decode_threads = decode_threads or min(4, os.cpu_count() or 1)
         self.retry = retry or RetryPolicy()
+        self.proxy = proxy  # an HTTP CONNECT proxy, "http://HOST:PORT" (rpc.open_channel)
         self.plan: pb.StreamPlan | None = None  # the (first) daemon's plan of this iteration
         self.host_plan: HostPlan | None = None
         self._fingerprint = ""  # the dataset version(s) this iteration streams
@@ -157,7 +163,7 @@ class Loader:
         self._decoders: list[Decoder] = []
         self._progress: Progress | None = None
         tune_allocator()
-        self._channels = [rpc.open_channel(endpoint) for endpoint in self.endpoints]
+        self._channels = [rpc.open_channel(endpoint, proxy) for endpoint in self.endpoints]
         self._closers: list[Any] = []
         _LIVE.add(self)
 
@@ -225,7 +231,7 @@ class Loader:
         endpoint = self.endpoints[index]
 
         def reopen() -> Any:
-            self._channels[index] = rpc.open_channel(endpoint)
+            self._channels[index] = rpc.open_channel(endpoint, self.proxy)
             return self._channels[index]
 
         stream = ResumableStream(
@@ -317,7 +323,7 @@ class Loader:
         return Merger(self.host_plan, parts, [layout.num_rows for layout in layouts], columns)
 
     def _describe(self, index: int, spec: StreamSpec) -> pb.DatasetInfo:
-        with Client(self.endpoints[index]) as client:
+        with Client(self.endpoints[index], proxy=self.proxy) as client:
             try:
                 return client.describe(spec.dataset, spec.shuffle_window_bytes, spec.filter)
             except TetherError as exc:
