@@ -12,7 +12,7 @@ Imported only by `Loader.to_grain()`: `import tether` never imports Grain.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -74,7 +74,7 @@ class LoaderDatasetIterator(grain.DatasetIterator):
         super().__init__()
         self._loader = loader
         self._state = start
-        self._batches: Iterator[Batch] | None = None
+        self._batches: Generator[Batch, None, None] | None = None
 
     def __next__(self) -> Batch:
         self._assert_not_closed()
