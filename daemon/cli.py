@@ -24,6 +24,7 @@ from tether.wire.sizes import size_argument
 from .preparation import Preparation, is_database_url
 from .results import DEFAULT_MAX_BYTES, ResultsSink, safe_display
 from .server import Daemon, DaemonConfig, default_state_dir
+from .tunnel import DEFAULT_CAP as DEFAULT_TUNNEL_CAP
 from .tunnel import KINDS as TUNNELS
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,8 @@ def _serve_logged(args: argparse.Namespace) -> int:
             paths=args.paths, host=args.host, port=args.port, state_dir=args.state_dir,
             encode_workers=args.workers, token=token, new_token=args.new_token,
             insecure=args.insecure,
-            tunnel=args.tunnel, results_dir=args.results_dir, max_upload=args.max_upload,
+            tunnel=args.tunnel, tunnel_cap=args.tunnel_cap, results_dir=args.results_dir,
+            max_upload=args.max_upload,
             follow_symlinks=args.follow_symlinks, images_column=args.images,
             preparation=Preparation(sql=tuple(args.sql), transforms=tuple(args.transform),
                                     refresh=args.refresh, allow_sql=args.allow_sql),
@@ -219,6 +221,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="reach this daemon from anywhere through ngrok: 'ngrok' (TCP, TLS "
                             "end to end; needs a verified ngrok account) or 'ngrok-https'. "
                             "ngrok's free plan moves about 1 GB a month")
+    serve.add_argument("--tunnel-cap", type=size_argument, default=DEFAULT_TUNNEL_CAP,
+                       metavar="SIZE",
+                       help="warn when the tunnel has carried half, then 90%%, of this much, "
+                            "e.g. 500MB (default 1GB, ngrok's free plan a month)")
     serve.add_argument("--results-dir", type=Path, default=None,
                        help="where uploads land (default: STATE_DIR/results)")
     serve.add_argument("--max-memory", type=size_argument, default=None,

@@ -25,6 +25,7 @@ from .preparation import Preparation, is_database_url
 from .results import DEFAULT_MAX_BYTES, ResultsSink
 from .servicer import Servicer, handler
 from .stats import Stats
+from .tunnel import DEFAULT_CAP as DEFAULT_TUNNEL_CAP
 from .tunnel import Tunnel, open_tunnel
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class DaemonConfig:
     new_token: bool = False  # replace the kept token with a fresh random one (rotation)
     insecure: bool = False  # plain gRPC instead of pinned TLS
     tunnel: str | None = None  # "ngrok" or "ngrok-https"
+    tunnel_cap: int = DEFAULT_TUNNEL_CAP  # bytes; warned about at half and 90% (tunnel.py)
     results_dir: Path | None = None  # None: STATE_DIR/results
     max_upload: int = DEFAULT_MAX_BYTES
     follow_symlinks: bool = False  # serve what links point at outside the served folders
@@ -248,7 +250,8 @@ class Daemon:
                  "TLS, token" if secure else "PLAIN, token", ", ".join(self.catalog.names))
         if self.config.tunnel:
             try:
-                self.tunnel = open_tunnel(self.config.tunnel, edge_port, self.endpoint)
+                self.tunnel = open_tunnel(self.config.tunnel, edge_port, self.endpoint,
+                                          lambda: self.stats.bytes_sent, self.config.tunnel_cap)
             except OSError:
                 self.stop(grace=0)
                 raise
