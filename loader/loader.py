@@ -23,6 +23,7 @@ import numpy as np
 
 from .batcher import Batch, Batcher
 from .client import Client
+from .colab import resolve_url
 from .decoder import Decoder, Shard
 from .delivery import SequenceOptions, check_for_jax, finish_batch
 from .image_columns import decode_shard_images
@@ -82,7 +83,7 @@ class Loader:
 
     def __init__(
         self,
-        url: str | Endpoint | Sequence[str | Endpoint],
+        url: str | Endpoint | Sequence[str | Endpoint] | None = None,
         dataset: str | None = None,
         batch_size: int | None = None,
         *,
@@ -110,6 +111,7 @@ class Loader:
         sql: str | None = None,
         progress: bool = False,
     ) -> None:
+        url = resolve_url(url)  # None: $TETHER_URL, or Colab's secret TETHER_URL
         _check(batch_size is not None, "pass batch_size=...")
         _check(dataset is not None or sql is not None,
                "name a dataset (tether ls lists them), or pass sql=...")
