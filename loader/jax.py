@@ -82,6 +82,8 @@ class DeviceIterator(Iterator[Any]):
             placed = self._place({k: v for k, v in batch.items() if k not in on_host})
             return {k: on_host[k] if k in on_host else placed[k] for k in batch}
         jax = self._jax
+        if not jax.config.jax_enable_x64:
+            _check_fits_32_bits(jax, batch)
         if self._sharding is None:
             return jax.device_put(batch)
         count = jax.process_count()
@@ -122,6 +124,34 @@ class DeviceIterator(Iterator[Any]):
 
 def _is_objects(x: Any) -> bool:
     return getattr(x, "dtype", None) == np.dtype(object)
+
+
+# What JAX's default 32-bit mode makes of 64-bit integers on device, and the
+# range that survives it: anything outside would silently wrap around.
+_NARROWED = {np.dtype(np.int64): np.dtype(np.int32), np.dtype(np.uint64): np.dtype(np.uint32)}
+
+
+def _check_fits_32_bits(jax: Any, batch: Any) -> None:
+    """Refuse a 64-bit integer column whose values JAX's 32-bit mode would wrap.
+
+    Values inside the 32-bit range are narrowed as JAX does; a row id of
+    2**31 + 5 would arrive as a negative number, with no error, so it stops here.
+    """
+    for path, x in jax.tree_util.tree_flatten_with_path(batch)[0]:
+        narrow = _NARROWED.get(getattr(x, "dtype", None))
+        if narrow is None or not x.size:
+            continue
+        low, high = x.min(), x.max()
+        info = np.iinfo(narrow)
+        if low < info.min or high > info.max:
+            key = getattr(path[0], "key", None) if len(path) == 1 else None
+            name = repr(key) if key is not None else jax.tree_util.keystr(path) or "(the batch)"
+            raise ValueError(
+                f"column {name} is {x.dtype} with values from {low} to {high}, outside "
+                f"{narrow}'s range [{info.min}, {info.max}]: JAX's default 32-bit mode would "
+                "silently wrap them on device. Call jax.config.update(\"jax_enable_x64\", True) "
+                "before creating arrays, or drop or convert the column (e.g. iterate the "
+                "loader's numpy batches and pass them to tether.jax.device_iterator)")
 
 
 def _global_shape(x: Any, process_count: int) -> tuple[int, ...] | None:
