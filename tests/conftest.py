@@ -76,3 +76,19 @@ def collect(loader: tether.Loader) -> tuple[list[dict[str, np.ndarray]], dict[st
     batches = list(loader)
     names = batches[0].keys() if batches else []
     return batches, {k: np.concatenate([b[k] for b in batches]) for k in names}
+
+
+def state_after(url: str, batches: int, **options) -> dict:
+    """A loader's state_dict after `batches` batches of a fresh iteration."""
+    with tether.Loader(url, **options) as loader:
+        it = iter(loader)
+        for _ in range(batches):
+            next(it)
+        return loader.state_dict()
+
+
+def resumed_batches(url: str, state: dict, **options) -> list[dict]:
+    """Every batch a new loader yields after load_state_dict(state)."""
+    with tether.Loader(url, **options) as loader:
+        loader.load_state_dict(state)
+        return list(loader)

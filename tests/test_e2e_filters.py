@@ -15,6 +15,8 @@ import pytest
 import tether
 from tether.wire.errors import RequestError
 
+from .conftest import state_after
+
 pd = pytest.importorskip("pandas")
 
 ROWS = 5000
@@ -111,11 +113,7 @@ def test_a_filtered_stream_resumes_exactly_and_refuses_another_filter(filtered) 
                    filter="score > 0.25", num_epochs=2)
     with tether.Loader(daemon.url, **options) as loader:
         whole = [b["id"].tolist() for b in loader]
-    with tether.Loader(daemon.url, **options) as loader:
-        it = iter(loader)
-        for _ in range(50):
-            next(it)
-        state = loader.state_dict()
+    state = state_after(daemon.url, 50, **options)
     with tether.Loader(daemon.url, **options) as resumed:
         resumed.load_state_dict(state)
         assert [b["id"].tolist() for b in resumed] == whole[50:]

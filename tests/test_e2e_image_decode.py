@@ -12,6 +12,8 @@ import tether
 from tether.imaging import decode_image
 from tether.wire.errors import DataCorrupted
 
+from .conftest import state_after
+
 PIL = pytest.importorskip("PIL.Image")
 
 SIZE = (24, 32)
@@ -138,11 +140,7 @@ def test_skipped_corrupt_image_keeps_every_other_once_and_resume_exact(damaged,
         paths = [p for b in epoch for p in b["path"]]
         assert sorted(paths) == sorted(set(written) - {bad})
         assert all(len(b["path"]) == 8 for b in epoch[:-1])
-    with tether.Loader(daemon.url, **options) as loader:
-        it = iter(loader)
-        for _ in range(3):
-            next(it)
-        state = loader.state_dict()
+    state = state_after(daemon.url, 3, **options)
     with tether.Loader(daemon.url, **options) as resumed:
         resumed.load_state_dict(state)
         rest = list(resumed)

@@ -10,6 +10,8 @@ import pytest
 import tether
 from tether.wire.errors import RequestError
 
+from .conftest import state_after
+
 ROWS = 3000
 L = 64
 
@@ -91,11 +93,7 @@ def test_pack_delivers_every_token_once_per_epoch_and_resumes_exactly(corpus) ->
     assert not np.array_equal(batches[0]["tokens"], batches[per_epoch]["tokens"])
 
     for stop in (1, 7, per_epoch, per_epoch + 3):
-        with tether.Loader(daemon.url, **options) as loader:
-            it = iter(loader)
-            for _ in range(stop):
-                next(it)
-            state = loader.state_dict()
+        state = state_after(daemon.url, stop, **options)
         with tether.Loader(daemon.url, **options) as resumed:
             resumed.load_state_dict(state)
             rest = list(resumed)

@@ -11,6 +11,8 @@ import pytest
 import tether
 from tether.wire.errors import RequestError
 
+from .conftest import state_after
+
 ROWS = 1000
 
 
@@ -85,11 +87,7 @@ def test_shuffled_text_is_every_row_once_and_resumes_exactly(text_daemon) -> Non
     for batch in whole:  # each row's text travels with its id
         assert [expected_text[i] for i in batch["id"]] == list(batch["text"])
 
-    with tether.Loader(daemon.url, **options) as loader:
-        it = iter(loader)
-        for _ in range(11):
-            next(it)
-        state = loader.state_dict()
+    state = state_after(daemon.url, 11, **options)
     with tether.Loader(daemon.url, **options) as resumed:
         resumed.load_state_dict(state)
         rest = list(resumed)
