@@ -85,10 +85,3 @@ def state_after(url: str, batches: int, **options) -> dict:
         for _ in range(batches):
             next(it)
         return loader.state_dict()
-
-
-def resumed_batches(url: str, state: dict, **options) -> list[dict]:
-    """Every batch a new loader yields after load_state_dict(state)."""
-    with tether.Loader(url, **options) as loader:
-        loader.load_state_dict(state)
-        return list(loader)
