@@ -26,6 +26,8 @@ loader = tether.Loader(sys.argv[1], dataset="photos", batch_size=32, prefetch=4,
                        decode=sys.argv[2], columns=["image", "label"])
 images = 0
 for batch in loader:
+    if not images:
+        print("started", flush=True)
     images += len(batch["label"])
     time.sleep(0.002)
 print(images, flush=True)

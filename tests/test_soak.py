@@ -25,9 +25,12 @@ def _rss_anon(pid: int) -> int:
 def watch_memory(daemon: DaemonProcess, consumer: list[str],
                  every: float = 0.25) -> tuple[list[tuple[int, int]], str]:
     """Run `python -c *consumer` to its end, sampling the anonymous memory of the
-    daemon and of the consumer; the samples and what the consumer printed."""
+    daemon and of the consumer from when it prints its first line (it has its
+    first batch: imports and the first window are behind it); the samples and
+    what it printed after that line."""
     client = subprocess.Popen([sys.executable, "-c", *consumer], stdout=subprocess.PIPE,
                               text=True)
+    client.stdout.readline()
     samples = []
     while client.poll() is None:
         time.sleep(every)
@@ -46,6 +49,8 @@ loader = tether.Loader(sys.argv[1], dataset="floats", batch_size=1024, prefetch=
                        shard_bytes=1 << 20, num_epochs=None, shuffle=True, seed=0)
 consumed, start = 0, time.monotonic()
 for batch in loader:
+    if not consumed:
+        print("started", flush=True)
     consumed += batch["x"].nbytes
     time.sleep(0.02)  # a slow training step
     if time.monotonic() - start > float(sys.argv[2]):
@@ -68,7 +73,7 @@ def test_memory_is_flat_on_both_sides_with_a_slow_consumer(tmp_path: Path) -> No
     finally:
         assert daemon.stop() == 0
     assert consumed > 8 * WINDOW_BYTES  # the window was refilled many times over
-    steady = samples[len(samples) // 4:]  # after imports and the first window
+    steady = samples[len(samples) // 4:]  # after the first windows filled
     for side, values in (("daemon", [d for d, _ in steady]), ("loader", [c for _, c in steady])):
         growth = max(values) - min(values)
         print(f"{side}: consumed {consumed >> 20} MiB, anonymous memory "
