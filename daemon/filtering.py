@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 BLOCK_ROWS = 1 << 20  # rows evaluated at a time where a source has no blocks of its own
 _KEPT = 8  # indexes kept open in memory (memory-mapped: pages, not copies)
+# Indexes kept on disk: each distinct filter a loader sends makes one (8 bytes a
+# matching row), so the oldest go; one asked for again is computed again.
+KEPT_ON_DISK = 32
 
 
 def column_types(source: Source) -> dict[str, str | None]:
@@ -96,6 +99,16 @@ class FilterIndex:
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
+    def _forget_old(self, newest: Path) -> None:
+        kept = sorted((p for p in self._folder.glob("*.npy") if p != newest),
+                      key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in kept[KEPT_ON_DISK - 1:]:
+            old.unlink(missing_ok=True)  # (an open memory map keeps its pages)
+        with self._lock:
+            for key in [k for k, lock in self._locks.items()
+                        if not lock.locked() and k not in self._open]:
+                del self._locks[key]
+
     def rows(self, source: Source, expr: filters.Expr) -> np.ndarray:
         key = hashlib.sha256(f"{source.fingerprint}\0{expr.text}".encode()).hexdigest()[:24]
         with self._lock:
@@ -114,6 +127,7 @@ class FilterIndex:
                 np.save(partial, found)
                 make_private(partial)
                 partial.replace(path)
+                self._forget_old(path)
                 log.info("filter %r on %s: %d of %d rows (%.1f s)", expr.text, source.name,
                          len(found), source.num_rows, time.monotonic() - started)
             rows = np.load(path, mmap_mode="r")

@@ -30,12 +30,12 @@ is the same rows in the same order: a resumed stream finds them again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
 
-from tether.wire.errors import RequestError
+from tether.wire.errors import Busy, RequestError
 
 from .snapshots import SnapshotSource, snapshot, snapshot_key
 from .sources import Found
@@ -44,6 +44,15 @@ from .sql_datasets import FILE_FORMATS, THREADS, arrow_dataset, one_line, reader
 
 TIME_LIMIT_S = 60.0
 MEMORY_LIMIT = "1GB"
+# What one loader's query may take of the daemon beside DuckDB's memory limit:
+# its result on disk, one batch of it in memory (rows come a few thousand at
+# a time, so wide rows stay small), and a place among the queries running.
+MAX_RESULT_BYTES = 4 << 30
+MAX_BATCH_BYTES = 256 << 20
+BATCH_ROWS = 4096
+MAX_RUNNING = 2
+KEPT_RESULTS = 8  # the newest results kept on disk, for resumes; older ones go
+_running = threading.BoundedSemaphore(MAX_RUNNING)
 
 # Set when the connection is made, then locked: a query cannot change them.
 _SANDBOX = {
@@ -54,6 +63,8 @@ _SANDBOX = {
     "allow_unsigned_extensions": False,
     "allow_community_extensions": False,
     "temp_directory": "",  # no spilling: the memory limit is the limit
+    "secret_directory": "",  # nor the daemon's home folder in duckdb_settings()
+    "extension_directory": "",
     "lock_configuration": True,
 }
 
@@ -69,6 +80,17 @@ def run_remote_query(sql: str, found: Sequence[Found], cache_dir: Path,
     is refused, fails, or runs past `time_limit_s` seconds."""
     import duckdb
 
+    if not _running.acquire(timeout=time_limit_s):
+        raise Busy(f"{MAX_RUNNING} queries from loaders are running already; try again "
+                   "when one has finished")
+    try:
+        return _query(duckdb, sql, found, cache_dir, time_limit_s, memory_limit)
+    finally:
+        _running.release()
+
+
+def _query(duckdb, sql: str, found: Sequence[Found], cache_dir: Path, time_limit_s: float,
+           memory_limit: str) -> SnapshotSource:
     con = duckdb.connect(":memory:", config={**_SANDBOX, "memory_limit": memory_limit,
                                              "threads": THREADS})
     try:
@@ -79,9 +101,24 @@ def run_remote_query(sql: str, found: Sequence[Found], cache_dir: Path,
         key = snapshot_key(digest, repr([n for n, _, _ in tables]), fingerprint(paths))
         with _lock(key):
             path = _run(con, sql, cache_dir, f"sql.{digest}", key, time_limit_s)
+        _forget_old_results(path)
     finally:
         con.close()
     return SnapshotSource(f"sql.{digest}", path, paths, "sql")
+
+
+def _forget_old_results(newest: Path) -> None:
+    """Keep the KEPT_RESULTS newest query results: each distinct query makes
+    one, and a loader could send many. (A stream still reading a removed file
+    keeps it open; a resume after it went runs the query again, and is
+    refused if its rows changed, like any changed dataset.)"""
+    results = sorted((p for p in newest.parent.glob("sql.*.arrow") if p != newest),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in results[KEPT_RESULTS - 1:]:
+        old.unlink(missing_ok=True)
+    with _locks_lock:
+        for key in [k for k, lock in _locks.items() if not lock.locked()]:
+            del _locks[key]
 
 
 def _check(con, sql: str) -> None:
@@ -112,7 +149,8 @@ def _visible(con, sql: str, found: Sequence[Found], cache_dir: Path
     text = sql.lower()  # DuckDB's names are case-insensitive
     tables = []
     for f in found:
-        if f.name.lower() not in text:
+        named = f.name.lower()
+        if named not in text and named.replace('"', '""') not in text:
             continue
         try:
             if f.reader is None and f.paths and f.kind.format in FILE_FORMATS:
@@ -157,7 +195,8 @@ def _run(con, sql: str, cache_dir: Path, name: str, key: str, time_limit_s: floa
     timer.start()
     try:
         return snapshot(cache_dir, name, key, lambda: _rows(con, sql))
-    except (duckdb.Error, pa.ArrowException, ValueError) as exc:
+    except (duckdb.Error, pa.ArrowException, ValueError, OSError) as exc:
+        # (pyarrow's reader raises an interrupted or failed stream as OSError)
         if late.is_set():
             raise RequestError(f"query ran past its {time_limit_s:g} s time limit "
                                "(ask for fewer rows, or filter before joining)") from None
@@ -167,5 +206,19 @@ def _run(con, sql: str, cache_dir: Path, name: str, key: str, time_limit_s: floa
 
 
 def _rows(con, sql: str):
-    rows = reader(con, sql)
-    return rows.schema, rows
+    rows = reader(con, sql, BATCH_ROWS)
+    return rows.schema, _bounded(rows)
+
+
+def _bounded(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The result's batches, refused past MAX_RESULT_BYTES in all or
+    MAX_BATCH_BYTES in one (the partial snapshot is then removed)."""
+    total = 0
+    for batch in batches:
+        total += batch.nbytes
+        if batch.nbytes > MAX_BATCH_BYTES or total > MAX_RESULT_BYTES:
+            raise RequestError(
+                f"the query's result is too large: over {MAX_RESULT_BYTES >> 20} MiB in all, "
+                f"or rows over {MAX_BATCH_BYTES >> 20} MiB per {BATCH_ROWS} (ask for fewer "
+                "rows or narrower columns)")
+        yield batch

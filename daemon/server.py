@@ -25,6 +25,7 @@ from .preparation import Preparation, is_database_url
 from .results import DEFAULT_MAX_BYTES, ResultsSink
 from .servicer import Servicer, handler
 from .stats import Stats
+from .transforms import stop_workers as stop_transform_workers
 from .tunnel import DEFAULT_CAP as DEFAULT_TUNNEL_CAP
 from .tunnel import Tunnel, open_tunnel
 
@@ -265,5 +266,6 @@ class Daemon:
         if self.tunnel is not None:
             self.tunnel.close()
         self.server.stop(grace).wait()
+        stop_transform_workers()
         self.encode_pool.shutdown(wait=False, cancel_futures=True)
         self._lock.release()

@@ -151,14 +151,15 @@ def register_native(con, tables: Iterable[tuple[str, str, Sequence[Path]]]) -> N
             con.register(name, arrow_dataset(form, paths))
 
 
-def reader(con, query: str) -> pa.RecordBatchReader:
-    """The query's rows, streamed (DuckDB 2 and 1 name the call differently)."""
+def reader(con, query: str, rows: int = BATCH_ROWS) -> pa.RecordBatchReader:
+    """The query's rows, streamed `rows` at a time (DuckDB 2 and 1 name the
+    call differently)."""
     relation = con.sql(query)
     if relation is None:  # a statement without rows
         raise ValueError("it returns no rows; a dataset is a SELECT's result")
     for method in ("to_arrow_reader", "fetch_arrow_reader", "fetch_record_batch"):
         if hasattr(relation, method):
-            return getattr(relation, method)(BATCH_ROWS)
+            return getattr(relation, method)(rows)
     raise RuntimeError(f"this DuckDB ({_duckdb_version()}) cannot stream a result as Arrow")
 
 

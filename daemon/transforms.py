@@ -146,7 +146,7 @@ def apply_chunk(target: str, chunk: dict[str, np.ndarray]) -> tuple[bool, bytes 
     try:
         function = getattr(importlib.import_module(module_name), function_name)
         out = function(chunk)
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the owner's code
         return False, _exception(exc)
     try:
         batch = to_record_batch(out)
@@ -273,13 +273,15 @@ class TransformReader:
                             f"started {since}", job.done)
         if job.error is not None:
             raise job.error
+        if job.path is None:
+            raise TransformError(f"transform {self.function.target} ended without output")
         return SnapshotSource(name, job.path, list(self.base.paths), self.format)
 
     def _make(self, job: _Job, base: Source, cache_dir: Path, key: str) -> None:
         try:
             job.path = snapshot(cache_dir, job.name, key, lambda: self._batches(job, base),
                                 self.refresh)
-        except Exception as exc:
+        except BaseException as exc:  # (a worker's SystemExit must not leave no error)
             job.error = exc if isinstance(exc, TransformError) else TransformError(
                 f"transform {self.function.target}: {_exception(exc)}")
             log.warning("cannot serve %s: %s", job.name, job.error)
@@ -341,10 +343,25 @@ def _run(base: Source, target: str) -> Iterator[tuple[str, pa.RecordBatch]]:
         while pending:
             yield _result(*pending.popleft(), target)
     finally:
+        with _pools_lock:
+            _pools.discard(pool)
         pool.shutdown(wait=True, cancel_futures=True)
 
 
 _stderr_lock = threading.Lock()
+_pools: set[ProcessPoolExecutor] = set()  # running, so that stopping can end them
+_pools_lock = threading.Lock()
+
+
+def stop_workers() -> None:
+    """End every transform's worker processes now (the daemon is stopping): a
+    function that never returns must not keep `tether serve` from exiting."""
+    with _pools_lock:
+        pools = list(_pools)
+    for pool in pools:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()  # its jobs fail as "worker process died"
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _start_workers() -> ProcessPoolExecutor:
@@ -359,6 +376,8 @@ def _start_workers() -> ProcessPoolExecutor:
     with _stderr_lock, _real_stderr():
         pool = ProcessPoolExecutor(WORKERS, mp_context=get_context("spawn"))
         pool.submit(int).result()  # spawns them all (a spawn pool starts its workers at once)
+    with _pools_lock:
+        _pools.add(pool)
     return pool
 
 
