@@ -17,6 +17,7 @@ NAMES = for_family(TENSORS)  # what runs on tensor data when no --systems is giv
 
 @pytest.mark.jax
 def test_bench_runs_every_system_and_writes_json_and_plot(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")  # a daemon-side package: absent on Colab's stack (.ci/run)
     out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
     result = subprocess.run(
         [sys.executable, "-m", "tether.cli", "bench", "--link", "loopback,1gbit",

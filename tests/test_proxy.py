@@ -162,6 +162,7 @@ def test_https_proxy_from_the_environment(serve, npy_dataset, monkeypatch) -> No
 
 def test_a_proxy_ending_tls_itself_is_refused_by_the_pin(serve, npy_dataset,
                                                           tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")  # a daemon-side package: absent on Colab's stack (.ci/run)
     daemon = serve(npy_dataset(50))
     with ConnectProxy("mitm", tmp_path) as proxy:
         with pytest.raises(tether.SecurityError, match="may be reading the traffic"):
