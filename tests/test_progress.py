@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import tether
 from tether.bench.link import Link, ShapedProxy
 from tether.wire.url import parse_url
@@ -23,6 +25,7 @@ def _drain(loader: tether.Loader, step_seconds: float = 0.0) -> dict:
 
 
 def test_a_bar_per_epoch_in_a_terminal(npy_dataset, serve) -> None:
+    pytest.importorskip("tqdm")  # (the loader's Python draws the bar)
     daemon = serve(npy_dataset(4000))
     script = (f"import tether\nfor _ in tether.Loader({daemon.url!r}, dataset='train', "
               "batch_size=100, num_epochs=2, progress=True): pass\n")

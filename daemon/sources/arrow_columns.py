@@ -97,7 +97,11 @@ def table_row_bytes(table: pa.Table | pa.RecordBatch) -> dict[str, float]:
 def _ragged(array: pa.Array, column: Column) -> Ragged:
     """A list, string or binary array as a Ragged (a view of Arrow's buffers)."""
     if _is(array.type, "is_string_view") or _is(array.type, "is_binary_view"):
-        array = array.cast(pa.large_string() if column.kind == UTF8 else pa.large_binary())
+        large = pa.large_string() if column.kind == UTF8 else pa.large_binary()
+        try:
+            array = array.cast(large)
+        except pa.ArrowNotImplementedError:  # pyarrow before 18 has no such cast
+            array = pa.array(array.to_pylist(), type=large)
     if column.kind == RAGGED:
         offsets = array.offsets.to_numpy().astype(np.int64)
         values = to_numpy(array.flatten(), replace(column, kind=""), "values of ")
