@@ -51,6 +51,10 @@ def test_the_colab_notebook_trains_plots_checkpoints_and_uploads(serve, tmp_path
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "regression: 1024 rows" in text
+    # progress=True: tqdm.auto's widget where ipywidgets is installed, else its text bar
+    bars = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in
+            o.get("data", {}) or "epoch 19" in o.get("text", "")]
+    assert bars, "progress=True showed no bar in the notebook"
     assert any("image/png" in o.get("data", {}) for o in outputs if "data" in o), "no plot shown"
     assert (work / "loss.png").stat().st_size > 1000
 
