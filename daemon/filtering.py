@@ -31,7 +31,7 @@ from tether.wire import filters
 from tether.wire.plan import Layout
 from tether.wire.ragged import TENSOR, UTF8, Ragged
 
-from .private import make_private, private_dir
+from .private import keep_newest, make_private, private_dir
 from .sources import Column, Source
 from .sources.row_blocks import BlockCache
 
@@ -100,10 +100,7 @@ class FilterIndex:
         self._lock = threading.Lock()
 
     def _forget_old(self, newest: Path) -> None:
-        kept = sorted((p for p in self._folder.glob("*.npy") if p != newest),
-                      key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in kept[KEPT_ON_DISK - 1:]:
-            old.unlink(missing_ok=True)  # (an open memory map keeps its pages)
+        keep_newest(newest, "*.npy", KEPT_ON_DISK)  # (an open memory map keeps its pages)
         with self._lock:
             for key in [k for k, lock in self._locks.items()
                         if not lock.locked() and k not in self._open]:

@@ -45,3 +45,13 @@ def create_private(path: Path) -> int:
                  FILE_MODE)
     os.fchmod(fd, FILE_MODE)  # an existing file keeps its mode through O_CREAT
     return fd
+
+
+def keep_newest(newest: Path, pattern: str, keep: int) -> None:
+    """Remove all but the `keep` most recent files matching `pattern` beside
+    `newest` (which always stays): caches a remote side can grow, one file per
+    distinct request. A reader with a removed file open keeps reading it."""
+    others = sorted((p for p in newest.parent.glob(pattern) if p != newest),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in others[keep - 1:]:
+        old.unlink(missing_ok=True)

@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from tether.wire.errors import Busy, RequestError
 
+from .private import keep_newest
 from .snapshots import SnapshotSource, snapshot, snapshot_key
 from .sources import Found
 from .sources.base import fingerprint
@@ -112,10 +113,7 @@ def _forget_old_results(newest: Path) -> None:
     one, and a loader could send many. (A stream still reading a removed file
     keeps it open; a resume after it went runs the query again, and is
     refused if its rows changed, like any changed dataset.)"""
-    results = sorted((p for p in newest.parent.glob("sql.*.arrow") if p != newest),
-                     key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in results[KEPT_RESULTS - 1:]:
-        old.unlink(missing_ok=True)
+    keep_newest(newest, "sql.*.arrow", KEPT_RESULTS)
     with _locks_lock:
         for key in [k for k, lock in _locks.items() if not lock.locked()]:
             del _locks[key]
