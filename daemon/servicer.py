@@ -37,6 +37,7 @@ from .results import ResultsSink, overwrite_requested
 from .sources import Source
 from .stats import Stats
 from .stream import DEFAULT_STALL_SECONDS, ShardStream
+from .wanted import WantedShards
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +200,16 @@ class Servicer:
                 f"rows in flight, more than a stream's window ({max_window} shards, at most "
                 f"{MAX_WINDOW_SHARDS} and {MAX_WINDOW_BYTES >> 20} MiB): raise shard_bytes or "
                 "lower batch_size")
+        wanted = None
+        if request.wants:
+            if part is not None:
+                raise RequestError("a dataset split over several daemons cannot be cached by "
+                                   "the loader (cache=...); serve it from one daemon")
+            orders = functools.lru_cache(maxsize=2)(plan.order)  # shards cross into the next
+            wanted = WantedShards(tasks, lambda cursor: plan.shard(cursor, orders(cursor.epoch)))
         return ShardStream(tasks, request.initial_credits, encoder, plan_message,
                            self.pool, self.stats, entry, max_window, codec.link, self.budget,
-                           plan.shard_rows * row_bytes, self.stall_seconds)
+                           plan.shard_rows * row_bytes, self.stall_seconds, wanted)
 
 
 @dataclass(frozen=True)

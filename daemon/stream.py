@@ -29,6 +29,7 @@ from .budget import MemoryBudget
 from .codec_policy import LinkMeter
 from .encoder import ShardEncoder
 from .stats import Stats, StreamStats
+from .wanted import WantedShards
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ _POLL_SECONDS = 1.0
 # A send blocked this long means the client stopped reading: the stream is
 # cancelled (TETHER_STALL_SECONDS changes it, see Servicer).
 DEFAULT_STALL_SECONDS = 120.0
+# What a caching loader's stream produces while it names no shard.
+_NOT_WANTED_YET = object()
 
 
 class ShardStream:
@@ -44,8 +47,10 @@ class ShardStream:
                  encoder: ShardEncoder, plan_message: pb.StreamPlan,
                  pool: Executor, totals: Stats, stats: StreamStats, max_window: int,
                  link: LinkMeter, budget: MemoryBudget, shard_bytes: int,
-                 stall_seconds: float = DEFAULT_STALL_SECONDS) -> None:
+                 stall_seconds: float = DEFAULT_STALL_SECONDS,
+                 wanted: WantedShards | None = None) -> None:
         self.tasks = tasks
+        self.wanted = wanted  # None: every shard of the plan is sent
         self.encoder = encoder
         self.plan_message = plan_message
         self.pool = pool
@@ -88,6 +93,13 @@ class ShardStream:
         self._reserved -= shards
         self.budget.give(shards * self.shard_bytes)
 
+    def _next_task(self) -> ShardTask | object | None:
+        if self.wanted is None:
+            return next(self.tasks, None)
+        with self._cond:
+            task = self.wanted.next_task()
+        return _NOT_WANTED_YET if task is None else task
+
     def _watch(self, context: grpc.ServicerContext, done: threading.Event) -> None:
         """Cancel the stream when one send has been blocked past the stall timeout:
         its client stopped reading, and the frames queued for it are held here."""
@@ -116,6 +128,8 @@ class ShardStream:
                                 self.encoder.images.place.observe_loader(
                                     ack.decode_seconds, ack.images_decoded)
                             self._release(1)
+                    elif kind == "want" and self.wanted is not None:
+                        self.wanted.add(message.want)
                     else:
                         what = kind or "empty"
                         self._error = RequestError(f"unexpected {what} message mid-stream")
@@ -150,7 +164,11 @@ class ShardStream:
                 # scan its order a while (reporting SCANNING meanwhile), and the
                 # client's credits, acks and departure must get through.
                 while not exhausted and self._may_produce() and context.is_active():
-                    task = next(self.tasks, None)
+                    task = self._next_task()
+                    if task is _NOT_WANTED_YET:
+                        with self._cond:
+                            self._release(1)
+                        break
                     if task is None or task is SCANNING:
                         with self._cond:
                             self._release(1)  # the reservation made for it
