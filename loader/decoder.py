@@ -34,6 +34,7 @@ class Shard:
     images_decoded: int = 0
     wire_bytes: int = 0  # the frame's payload, as it crossed the network
     produce_seconds: float = 0.0  # the daemon's reading and encoding of it
+    streamed: bool = True  # False: read whole from the loader's disk cache, never sent
 
     @property
     def plan_rows(self) -> int:

@@ -40,6 +40,11 @@ class Receiver:
         if shards > 0:
             self._outbox.put(pb.StreamRequest(credit=pb.Credit(shards=shards)))
 
+    def want(self, cursor: tuple[int, int], have: bytes) -> None:
+        """Ask for a shard, less the rows `have` marks (see pb.Want)."""
+        want = pb.Want(epoch=cursor[0], sequence=cursor[1], have=have)
+        self._outbox.put(pb.StreamRequest(want=want))
+
     def release(self, epoch: int, sequence: int, waited_seconds: float = 0.0,
                 decode_seconds: float = 0.0, images_decoded: int = 0) -> None:
         """Shard (epoch, sequence) is fully consumed: ack it and free its slot.

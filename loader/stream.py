@@ -63,6 +63,8 @@ class ResumableStream:
         self.plan: pb.StreamPlan | None = None
         self.host_plan: HostPlan | None = None
         self.reconnects = 0
+        # Shards named by want() and not received yet: a new connection names them again.
+        self._wants: dict[Cursor, bytes] = {}
 
     def _drop_channel(self) -> None:
         """After a failure, connect anew: some grpcio releases (1.66) keep failing
@@ -116,6 +118,8 @@ class ResumableStream:
             self._connection_start = self._next or Cursor(0, 0)  # every shard comes after
             # Shards released while connecting went to the dead connection.
             receiver.grant(held_when_asked - self._held)
+            for cursor, have in self._wants.items():
+                receiver.want(cursor, have)
         if old is not None:
             old.close()
         return frames
@@ -145,6 +149,10 @@ class ResumableStream:
                     except ProtocolError as exc:
                         raise ProtocolError(f"{self.name}: {exc}") from None
                     self._next = following(frame.shard)
+                    if self._wants:
+                        with self._lock:
+                            self._wants.pop(Cursor(frame.shard.epoch, frame.shard.sequence),
+                                            None)
                     yield frame
                 return
             except ConnectionFailed as exc:
@@ -157,6 +165,13 @@ class ResumableStream:
                 except ConnectionFailed as gave_up:
                     raise ConnectionFailed(f"daemon {self.name}: {gave_up}") from gave_up
                 log.info("reconnected to %s; resuming at %s", self.name, self._next)
+
+    def want(self, cursor: Cursor, have: bytes) -> None:
+        """Ask for shard `cursor` without the rows `have` marks (streams opened
+        with wants=True; shards never named are skipped)."""
+        with self._lock:
+            self._wants[cursor] = have
+            self._receiver.want(cursor, have)
 
     def grant(self, shards: int) -> None:
         with self._lock:

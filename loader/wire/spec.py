@@ -163,7 +163,7 @@ class StreamSpec:
                  accept_codecs: list[str] = (), accept_checksums: list[str] = (),
                  fingerprint: str = "", shard_rows: int = 0,
                  parts: Sequence[Layout] = (), part_index: int = 0,
-                 decode_threads: int = 0) -> pb.OpenStream:
+                 decode_threads: int = 0, wants: bool = False) -> pb.OpenStream:
         """The OpenStream message; the keywords are this connection's own."""
         request = pb.OpenStream(
             dataset=self.dataset, columns=self.columns, batch_size=self.batch_size,
@@ -176,7 +176,7 @@ class StreamSpec:
             accept_checksums=accept_checksums, fingerprint=fingerprint, shard_rows=shard_rows,
             parts=[layout_to_proto(part) for part in parts], part_index=part_index,
             image_size=self.image_size or (), decode=self.decode, on_bad_image=self.on_bad_image,
-            decode_threads=decode_threads, filter=self.filter, sql=self.sql,
+            decode_threads=decode_threads, filter=self.filter, sql=self.sql, wants=wants,
         )
         if resume is not None:
             request.resume.CopyFrom(pb.Cursor(epoch=resume.epoch, sequence=resume.sequence))
