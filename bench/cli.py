@@ -8,6 +8,7 @@
     tether bench --data ./pets --link 100mbit                     # your own image folder
     tether bench --data text --link loopback                      # packed against pre-padded
     tether bench --data filter --link 100mbit --repeat 3          # filter pushdown
+    tether bench --epochs 3 --cache --link loopback,100mbit       # the loader's disk cache
 
 Each kind of data has its own systems (tensors: Flight, raw TCP, ...; image
 folders: tether decode=loader/daemon/auto and upload-first (tar); token lists:
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from tether.wire.sizes import size_argument
 
-from . import data, measure, report
+from . import data, epochs, measure, report
 from .link import PRESETS, Link, custom_link
 from .systems import NAMES as SYSTEMS
 from .systems import REGISTRY, for_family
@@ -90,6 +91,8 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"--repeat must be at least 1, got {args.repeat}", file=sys.stderr)
         return 2
     links = _links(args)
+    if args.epochs:
+        return _bench_epochs(args, links)
     args.data = _data_argument(args.data)
     user_path = Path(args.data) if Path(args.data).exists() else None
     if user_path:
@@ -142,6 +145,42 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_epochs(args: argparse.Namespace, links: list[Link]) -> int:
+    """`--epochs N [--cache]`: each epoch's time, with and without the disk cache."""
+    kind = args.data[0] if args.data != [",".join(data.TENSOR_NAMES)] else "floats"
+    if data.FAMILIES.get(kind) != data.TENSORS:
+        raise SystemExit(f"--epochs runs on tensor data ({', '.join(data.TENSOR_NAMES)}), "
+                         f"not {kind!r}")
+    variants = [False, True] if args.cache else [False]
+    runs, done, total = [], 0, len(links) * len(variants) * args.repeat
+    with tempfile.TemporaryDirectory(prefix="tether-bench-") as tmp:
+        for link in links:
+            size = _size_for(link, args.size)
+            dataset = data.write(kind, Path(tmp) / f"data-{size}", size)
+            measured: dict[bool, list[epochs.EpochRun]] = {v: [] for v in variants}
+            for _ in range(args.repeat):
+                for cached in variants:
+                    done += 1
+                    print(f"[{done}/{total}] {args.epochs} epochs of {kind} ({size / 1e6:,.0f} "
+                          f"MB) over {link.describe()}{' with the cache' if cached else ''}",
+                          file=sys.stderr, flush=True)
+                    workdir = Path(tmp) / f"run{done}"
+                    workdir.mkdir()
+                    run = epochs.run(dataset, link, workdir, args.epochs, cached,
+                                     args.batch_size)
+                    print("        " + ", ".join(f"{s:.2f} s" for s in run.epoch_seconds),
+                          file=sys.stderr, flush=True)
+                    measured[cached].append(run)
+            runs.extend(epochs.median(m) for m in measured.values())
+    print(epochs.table(runs))
+    if args.json:
+        Path(args.json).write_text(json.dumps([vars(r) for r in runs], indent=2))
+    if args.plot:
+        epochs.plot(runs, Path(args.plot))
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     bench = subparsers.add_parser(
         "bench", help="measure Tether side by side with Flight, raw TCP and upload-first",
@@ -174,4 +213,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--json", metavar="FILE", help="write every figure as JSON")
     bench.add_argument("--plot", metavar="FILE.png",
                        help="draw delivered throughput against link bandwidth")
+    bench.add_argument("--epochs", type=int, default=0,
+                       help="train this many shuffled epochs per run and time each one "
+                            "(tensor data); with --cache, also with Loader(cache=...)")
+    bench.add_argument("--cache", action="store_true",
+                       help="with --epochs: compare the loader's disk cache with none")
     bench.set_defaults(run=_bench)

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from threading import Lock
+from typing import NamedTuple
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from .decoder import Decoder, Shard
 from .row_cache import ColumnSpec, RowCache
 from .stream import ResumableStream
 from .wire.errors import DatasetError, ProtocolError
-from .wire.plan import Cursor, HostPlan
+from .wire.plan import Cursor, EpochOrder, HostPlan
 from .wire.ragged import IMAGE
 from .wire.v1 import tether_pb2 as pb
 
@@ -38,6 +39,11 @@ class _Planned:
     @property
     def whole(self) -> bool:
         return bool(self.have.all())
+
+
+class _EpochOrder(NamedTuple):
+    epoch: int
+    order: EpochOrder
 
 
 def cached_columns(plan: pb.StreamPlan, image_size: tuple[int, int] | None) -> list[ColumnSpec]:
@@ -61,6 +67,7 @@ class CachedShards:
         self._planned: dict[Cursor, _Planned] = {}  # wanted, not yet merged
         self._lock = Lock()
         self._decoder: Decoder | None = None
+        self._order: _EpochOrder | None = None  # of the epoch being planned
 
     def attach(self, decoder: Decoder) -> None:
         """The decoder of the stream's frames (built with `merge` as a step)."""
@@ -79,15 +86,18 @@ class CachedShards:
         if shard.num_rows != int(missing.sum()):
             raise ProtocolError(f"shard {cursor.sequence} of epoch {cursor.epoch} has "
                                 f"{shard.num_rows} rows; {int(missing.sum())} were asked for")
+        self.cache.store(planned.rows[missing], shard.columns)
+        if not planned.have.any():  # all of it came: nothing to merge
+            self.cache.unpin(planned.slots)
+            return shard
         here = self.cache.read(planned.slots[planned.have])
+        self.cache.unpin(planned.slots)
         columns = {}
         for name, received in shard.columns.items():
             whole = np.empty((len(planned.rows), *received.shape[1:]), dtype=received.dtype)
             whole[missing] = received
             whole[planned.have] = here[name]
             columns[name] = whole
-        self.cache.store(planned.rows[missing], shard.columns)
-        self.cache.unpin(planned.slots)
         return replace(shard, num_rows=len(planned.rows), columns=columns)
 
     def _may_plan(self, cursor: Cursor) -> bool:
@@ -98,7 +108,9 @@ class CachedShards:
             return all(wanted.epoch >= cursor.epoch for wanted in self._planned)
 
     def _plan_next(self, cursor: Cursor) -> _Planned:
-        rows = self._plan.shard(cursor)
+        if self._order is None or self._order.epoch != cursor.epoch:
+            self._order = _EpochOrder(cursor.epoch, self._plan.order(cursor.epoch))
+        rows = self._plan.shard(cursor, self._order.order)
         slots = self.cache.pin(rows)
         planned = _Planned(cursor, rows, slots, slots >= 0)
         if not planned.whole:

@@ -203,8 +203,9 @@ class RowCache:
                 return
             slots = self._take_slots(len(rows))
             rows, picked = rows[:len(slots)], np.flatnonzero(new)[:len(slots)]
+        whole = len(picked) == len(new)  # every row new, and room for all: no gather
         for name, column in self._slots.items():
-            column[slots] = data[name][picked]
+            column[slots] = data[name] if whole else data[name][picked]
         with self._lock:  # only now do the rows count as here
             if self._closed:
                 return

@@ -34,6 +34,10 @@ def following(shard: pb.ShardHeader) -> Cursor:
         return Cursor(shard.epoch + 1, 0)
     return Cursor(shard.epoch, shard.sequence + 1)
 
+class _Closed(Exception):
+    """The stream was closed while it was reconnecting."""
+
+
 # What must not change between connections of one stream.
 _PLAN_FIELDS = ("fingerprint", "num_rows", "shard_rows", "shards_per_epoch", "seed", "layout")
 
@@ -65,6 +69,7 @@ class ResumableStream:
         self.reconnects = 0
         # Shards named by want() and not received yet: a new connection names them again.
         self._wants: dict[Cursor, bytes] = {}
+        self._closed = threading.Event()  # close() ends reconnecting, and its backoff waits
 
     def _drop_channel(self) -> None:
         """After a failure, connect anew: some grpcio releases (1.66) keep failing
@@ -75,6 +80,8 @@ class ResumableStream:
             self._channel = None
 
     def _connect(self) -> Iterator[Frame]:
+        if self._closed.is_set():
+            raise _Closed
         if self._channel is None:
             self._channel = self._reopen()
         try:
@@ -156,12 +163,17 @@ class ResumableStream:
                     yield frame
                 return
             except ConnectionFailed as exc:
+                if self._closed.is_set():
+                    return  # closed by the consumer: the break was its own doing
                 if self._retry.timeout <= 0:
                     raise
                 self.reconnects += 1
                 self._drop_channel()
                 try:
-                    self._frames = self._retry.call(self._connect, first_error=exc)
+                    self._frames = self._retry.call(self._connect, first_error=exc,
+                                                    sleep=self._closed.wait)
+                except _Closed:
+                    return
                 except ConnectionFailed as gave_up:
                     raise ConnectionFailed(f"daemon {self.name}: {gave_up}") from gave_up
                 log.info("reconnected to %s; resuming at %s", self.name, self._next)
@@ -191,5 +203,6 @@ class ResumableStream:
                 self._receiver.grant(1)
 
     def close(self) -> None:
+        self._closed.set()
         if self._receiver is not None:
             self._receiver.close()
