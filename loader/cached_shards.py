@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from threading import Lock
 from typing import NamedTuple
@@ -35,6 +36,7 @@ class _Planned:
     rows: np.ndarray  # dataset rows, in delivery order
     slots: np.ndarray  # their cache slots (-1: not here), pinned until merged or read
     have: np.ndarray  # rows here
+    read: Future[Shard] | None = None  # a whole shard's rows, being read from disk
 
     @property
     def whole(self) -> bool:
@@ -68,6 +70,9 @@ class CachedShards:
         self._lock = Lock()
         self._decoder: Decoder | None = None
         self._order: _EpochOrder | None = None  # of the epoch being planned
+        # Whole shards are read from disk ahead, as the stream's are decoded ahead:
+        # a step never waits on a read the window could have done before it.
+        self._readers = ThreadPoolExecutor(2, thread_name_prefix="tether-cache-read")
 
     def attach(self, decoder: Decoder) -> None:
         """The decoder of the stream's frames (built with `merge` as a step)."""
@@ -113,7 +118,9 @@ class CachedShards:
         rows = self._plan.shard(cursor, self._order.order)
         slots = self.cache.pin(rows)
         planned = _Planned(cursor, rows, slots, slots >= 0)
-        if not planned.whole:
+        if planned.whole:
+            planned.read = self._readers.submit(self._from_disk, planned)
+        else:
             with self._lock:
                 self._planned[cursor] = planned
             packed = np.packbits(planned.have, bitorder="little").tobytes()
@@ -121,15 +128,19 @@ class CachedShards:
         return planned
 
     def _from_disk(self, planned: _Planned) -> Shard:
-        started = time.perf_counter()
         columns = self.cache.read(planned.slots)
         self.cache.unpin(planned.slots)
         epoch, sequence = planned.cursor
-        shard = Shard(epoch, sequence, len(planned.rows), columns,
-                      sequence == self._plan.shards_in(epoch) - 1, streamed=False)
+        return Shard(epoch, sequence, len(planned.rows), columns,
+                     sequence == self._plan.shards_in(epoch) - 1, streamed=False)
+
+    def _read_back(self, planned: _Planned) -> Shard:
+        """A whole shard from disk; the wait for it counts as the loader's."""
+        started = time.perf_counter()
+        shard = planned.read.result()
         waits = self._decoder.waits
         waits.loader += time.perf_counter() - started
-        waits.raw_bytes += sum(column.nbytes for column in columns.values())
+        waits.raw_bytes += sum(column.nbytes for column in shard.columns.values())
         return shard
 
     def __iter__(self) -> Iterator[Shard]:
@@ -145,7 +156,7 @@ class CachedShards:
                 return
             planned = ahead.popleft()
             if planned.whole:
-                yield self._from_disk(planned)
+                yield self._read_back(planned)
                 continue
             shard = next(received, None)
             if shard is None:
@@ -158,6 +169,7 @@ class CachedShards:
             yield shard
 
     def close(self) -> None:
+        self._readers.shutdown(wait=True, cancel_futures=True)
         self.cache.close()
 
 
