@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 # A step "waited on data" when fetching its batch blocked longer than this.
@@ -28,6 +29,18 @@ def peak_rss(pid: int | str = "self") -> int:
     return 0
 
 
+def timed_fetches(batches: Iterable) -> Iterator[tuple[object, float]]:
+    """Each batch with the seconds its fetch took (what a step waited on data)."""
+    batches = iter(batches)
+    while True:
+        fetch = time.perf_counter()
+        batch = next(batches, None)
+        fetched = time.perf_counter() - fetch
+        if batch is None:
+            return
+        yield batch, fetched
+
+
 def consume(make_batches, step_s: float, units=lambda batch: 0) -> dict:
     """Time everything from asking for the batches (a download-first system
     does its whole transfer there) to the last one being ready. `units(batch)`
@@ -38,13 +51,7 @@ def consume(make_batches, step_s: float, units=lambda batch: 0) -> dict:
     first = None
     cpu = os.times()
     start = time.perf_counter()
-    batches = iter(make_batches())
-    while True:
-        fetch = time.perf_counter()
-        batch = next(batches, None)
-        fetched = time.perf_counter() - fetch
-        if batch is None:
-            break
+    for batch, fetched in timed_fetches(make_batches()):
         ready = jax.block_until_ready(jax.device_put(batch))
         if first is None:
             first = time.perf_counter() - start

@@ -23,7 +23,7 @@ from pathlib import Path
 from tether.wire.sizes import parse_size
 
 from . import data
-from .client import WAIT_THRESHOLD_S
+from .client import WAIT_THRESHOLD_S, timed_fetches
 from .link import PRESETS, Link, ShapedProxy
 
 WIDTH = 1024
@@ -100,15 +100,9 @@ def _train(url, dataset: str, batch_size: int, step, epochs: int = 1,
     waited: list[list[int]] = [[] for _ in range(epochs)]
     with _loader(url, dataset, batch_size, cache, epochs) as loader:
         device = loader.to_jax(buffer_size=2)
-        batches = iter(device)
         started = time.perf_counter()
         rows = 0
-        while True:
-            fetch = time.perf_counter()
-            batch = next(batches, None)
-            fetched = time.perf_counter() - fetch
-            if batch is None:
-                break
+        for batch, fetched in timed_fetches(device):
             waited[min(loader.epoch, epochs - 1)].append(int(fetched > WAIT_THRESHOLD_S))
             params, value = step(params, batch["x"], batch["label"])
             jax.block_until_ready(value)
