@@ -9,6 +9,7 @@
     tether bench --data text --link loopback                      # packed against pre-padded
     tether bench --data filter --link 100mbit --repeat 3          # filter pushdown
     tether bench --epochs 3 --cache --link loopback,100mbit       # the loader's disk cache
+    tether bench --targets --repeat 3 --plot targets.png          # issue 13's targets, one table
 
 Each kind of data has its own systems (tensors: Flight, raw TCP, ...; image
 folders: tether decode=loader/daemon/auto and upload-first (tar); token lists:
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from tether.wire.sizes import size_argument
 
-from . import data, epochs, measure, report
+from . import data, epochs, measure, report, targets
 from .link import PRESETS, Link, custom_link
 from .systems import NAMES as SYSTEMS
 from .systems import REGISTRY, for_family
@@ -90,6 +91,12 @@ def _bench(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         print(f"--repeat must be at least 1, got {args.repeat}", file=sys.stderr)
         return 2
+    if args.targets:
+        unknown = [p for p in args.targets.split(",") if p not in targets.PARTS]
+        if unknown:
+            raise SystemExit(f"unknown parts {unknown}; choose from {', '.join(targets.PARTS)}")
+        return targets.run(args.targets.split(","), args.size or 1 << 30, args.repeat,
+                           args.json, args.plot)
     links = _links(args)
     if args.epochs:
         return _bench_epochs(args, links)
@@ -216,6 +223,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--epochs", type=int, default=0,
                        help="train this many shuffled epochs per run and time each one "
                             "(tensor data); with --cache, also with Loader(cache=...)")
+    bench.add_argument("--targets", nargs="?", const=",".join(targets.PARTS), default=None,
+                       metavar="PARTS",
+                       help="measure issue 13's targets, each against its baseline, in one "
+                            f"table (parts: {', '.join(targets.PARTS)}; default all)")
     bench.add_argument("--cache", action="store_true",
                        help="with --epochs: compare the loader's disk cache with none")
     bench.set_defaults(run=_bench)

@@ -1,0 +1,170 @@
+"""Issue 13's targets, each with the figure reached, side by side in one run.
+
+    tether bench --targets --json targets.json --plot targets.png
+
+Runs the four measurements (`bench/epochs.py`, `bench/cpu_per_byte.py`,
+`bench/compression.py`, `bench/first_batch.py`), each against its baseline
+in the same run, and prints one table: the target, the figure, met or not.
+About ten minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .link import PRESETS
+
+
+@dataclass
+class Target:
+    part: str
+    what: str
+    figure: float
+    bound: float
+    higher_is_better: bool
+    unit: str = "x"
+    command: str = ""
+
+    @property
+    def met(self) -> bool:
+        return self.figure >= self.bound if self.higher_is_better else self.figure <= self.bound
+
+    def cell(self, value: float) -> str:
+        return f"{value:.1%}" if self.unit == "%" else f"{value:.2f}{self.unit}"
+
+
+def cache_targets(size: int, repeat: int) -> list[Target]:
+    from . import data, epochs
+
+    command = "tether bench --epochs 3 --cache --link loopback,100mbit --repeat 3"
+    found: dict[tuple[str, bool], epochs.EpochRun] = {}
+    with tempfile.TemporaryDirectory(prefix="tether-targets-") as tmp:
+        for link in (PRESETS["100mbit"], PRESETS["loopback"]):
+            dataset = data.write("floats", Path(tmp) / f"data-{link.name}", size)
+            runs: dict[bool, list] = {False: [], True: []}
+            for attempt in range(repeat):
+                for cached in (False, True):
+                    workdir = Path(tmp) / f"{link.name}-{cached}-{attempt}"
+                    workdir.mkdir()
+                    runs[cached].append(epochs.run(dataset, link, workdir, 3, cached, 1024))
+            for cached, measured in runs.items():
+                found[link.name, cached] = epochs.median(measured)
+    slow = found["100mbit", True]
+    return [
+        Target("cache", "100mbit: epochs 2 and 3 each at most this share of epoch 1's time",
+               slow.later_share(), 0.2, False, command=command),
+        Target("cache", "loopback: 3 epochs' speed with the cache over without",
+               found["loopback", False].total / found["loopback", True].total, 1.0, True,
+               command=command),
+    ]
+
+
+def cpu_targets(size: int, repeat: int) -> list[Target]:
+    from .cpu_per_byte import cpu_per_byte_figures
+
+    figures = cpu_per_byte_figures(size, repeat)
+    command = "python -m tether.bench.cpu_per_byte --size 1GB --repeat 3"
+    targets = []
+    for variant in ("plain", "tls"):
+        pair = figures.get(variant)
+        if pair is None:
+            continue
+        targets.append(Target("CPU per byte", f"loopback {variant}: Tether over Arrow Flight, "
+                              "GB/s into jax arrays", pair["throughput_ratio"], 1.0, True,
+                              command=command))
+        targets.append(Target("CPU per byte", f"loopback {variant}: daemon CPU s/GB over "
+                              "Flight server's", pair["server_cpu_ratio"], 1.2, False,
+                              command=command))
+    return targets
+
+
+def compression_targets(repeat: int) -> list[Target]:
+    from .compression import figures as compression_figures
+
+    results = compression_figures(repeat=repeat)
+    command = "python -m tether.bench.compression --repeat 3"
+    targets = []
+    for key, r in results.items():
+        targets.append(Target("compression", f"{key}: default over link x best ratio",
+                              r["auto_vs_link_best_ratio"], 0.95, True, command=command))
+        targets.append(Target("compression", f"{key}: default over Flight with zstd",
+                              r["auto_vs_flight_zstd"], 1.1, True, command=command))
+    return targets
+
+
+def first_batch_targets(repeat: int) -> list[Target]:
+    from .first_batch import first_batch_figures
+
+    figures = first_batch_figures(PRESETS["100mbit"], repeats=max(repeat, 3))
+    command = "python -m tether.bench.first_batch"
+    return [
+        Target("first batch", "round trips from iter() to the first batch (20 ms, TLS)",
+               figures["first_iter_round_trips"], 5, False, unit="", command=command),
+        Target("first batch", "seconds from iter() to the first batch",
+               figures["first_iter_s"], 0.2, False, unit=" s", command=command),
+        Target("first batch", "steps waiting, at 90% of the link, from the first step",
+               figures["waited_share"], 0.01, False, unit="%", command=command),
+    ]
+
+
+PARTS: dict[str, Callable[[int, int], list[Target]]] = {
+    "cache": lambda size, repeat: cache_targets(min(size, 75_000_000), repeat),
+    "cpu": cpu_targets,
+    "compression": lambda size, repeat: compression_targets(repeat),
+    "first-batch": lambda size, repeat: first_batch_targets(repeat),
+}
+
+
+def table(targets: list[Target]) -> str:
+    width = max(len(t.what) for t in targets)
+    lines = [f"{'part':<13} {'target':<{width}} {'bound':>9} {'reached':>9}  met",
+             "-" * (width + 40)]
+    for t in targets:
+        sign = ">=" if t.higher_is_better else "<="
+        lines.append(f"{t.part:<13} {t.what:<{width}} {sign}{t.cell(t.bound):>7} "
+                     f"{t.cell(t.figure):>9}  {'yes' if t.met else 'NO'}")
+    met = sum(t.met for t in targets)
+    lines.append(f"{met} of {len(targets)} targets met")
+    return "\n".join(lines)
+
+
+def plot(targets: list[Target], path: Path) -> None:
+    """Each figure as a share of its bound (1 = exactly at the target), met in green."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = [t.figure / t.bound if t.higher_is_better else t.bound / max(t.figure, 1e-9)
+              for t in targets]
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(targets) + 1.2))
+    ax.barh(range(len(targets)), scores, color=["tab:green" if t.met else "tab:red"
+                                                for t in targets])
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_yticks(range(len(targets)), [f"{t.part}: {t.what}" for t in targets], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("figure reached / target (right of the line: met)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(parts: list[str], size: int, repeat: int, json_path: str | None,
+        plot_path: str | None) -> int:
+    targets: list[Target] = []
+    for part in parts:
+        print(f"measuring: {part}", file=sys.stderr, flush=True)
+        targets.extend(PARTS[part](size, repeat))
+    print(table(targets))
+    if json_path:
+        Path(json_path).write_text(json.dumps([asdict(t) | {"met": t.met} for t in targets],
+                                              indent=2))
+    if plot_path:
+        plot(targets, Path(plot_path))
+        print(f"plot written to {plot_path}", file=sys.stderr)
+    return 0
