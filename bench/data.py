@@ -5,6 +5,11 @@ Every system in a run reads the same folder, so they all move the same bytes.
 - images: 64x64x3 uint8 patches cut from scikit-image's sample photos, with a label
 - floats: 256 float32 features a row, with a label
 - tokens: 512 int64 token ids a row, Zipf-distributed over a 50k vocabulary
+- features: 256 float32 sensor-like features a row: each channel a slow random walk read
+  by a 12-bit converter (steps of 1/64), so a value has at most 12 significant bits, as
+  quantized readings or float16-born embeddings stored as float32 have; with a label
+- tiles: 64x64x3 uint8 tiles cut from generated photo-like JPEGs (image_data.photo),
+  decoded, with a label: natural-image pixels without the 5-photo repetition of `images`
 - jpegs: a folder of JPEG files, a subfolder per class (image_data.py)
 - text: token lists of varying length, as lists and pre-padded (text_data.py)
 - filter: a Parquet table of 1 KB rows with a column that a 10%-selective filter reads
@@ -54,11 +59,46 @@ def _token_rows(rng: np.random.Generator, rows: int, _=None) -> dict:
     return {"tokens": np.minimum(ids, 49_999).astype(np.int64)}
 
 
+FEATURE_LEVELS = 4096  # a 12-bit converter
+FEATURE_STEP = 1 / 64  # exact in float32: values keep at most 12 significant bits
+
+
+def _feature_rows(rng: np.random.Generator, rows: int, _=None) -> dict:
+    walks = np.cumsum(rng.standard_normal((rows, 256), dtype=np.float32) * 4, axis=0)
+    walks += rng.uniform(-FEATURE_LEVELS / 4, FEATURE_LEVELS / 4, 256).astype(np.float32)
+    codes = np.clip(np.rint(walks), -FEATURE_LEVELS // 2, FEATURE_LEVELS // 2 - 1)
+    return {"x": (codes * FEATURE_STEP).astype(np.float32),
+            "label": rng.integers(0, 10, rows).astype(np.int64)}
+
+
+TILE = 64
+
+
+def _tile_rows(rng: np.random.Generator, rows: int, _=None) -> dict:
+    """Non-overlapping tiles of fresh generated photos, a photo's tiles in a row."""
+    import io
+
+    from PIL import Image
+
+    tiles = np.empty((rows, TILE, TILE, 3), np.uint8)
+    filled = 0
+    while filled < rows:
+        pixels = np.asarray(Image.open(io.BytesIO(image_data.photo(rng))).convert("RGB"))
+        across, down = pixels.shape[1] // TILE, pixels.shape[0] // TILE
+        cut = pixels[:down * TILE, :across * TILE].reshape(down, TILE, across, TILE, 3)
+        cut = cut.transpose(0, 2, 1, 3, 4).reshape(-1, TILE, TILE, 3)[:rows - filled]
+        tiles[filled:filled + len(cut)] = cut
+        filled += len(cut)
+    return {"image": tiles, "label": rng.integers(0, 10, rows).astype(np.int64)}
+
+
 _MAKERS: dict[str, tuple[Callable, int, Callable | None]] = {
     # name: (rows maker, bytes per row, shared setup)
     "images": (_image_rows, 64 * 64 * 3 + 8, _photos),
     "floats": (_float_rows, 256 * 4 + 8, None),
     "tokens": (_token_rows, 512 * 8, None),
+    "features": (_feature_rows, 256 * 4 + 8, None),
+    "tiles": (_tile_rows, TILE * TILE * 3 + 8, None),
 }
 
 # Kinds written as files of their own format: name -> writer(dataset folder, bytes, seed).
@@ -71,7 +111,7 @@ _FILE_WRITERS: dict[str, Callable[[Path, int, int], Path]] = {
 TENSORS, IMAGES, TEXT, FILTERING = "tensors", "images", "text", "filter"  # the families
 FAMILIES = {**dict.fromkeys(_MAKERS, TENSORS), "jpegs": IMAGES, "text": TEXT,
             "filter": FILTERING}
-TENSOR_NAMES = tuple(_MAKERS)  # what `tether bench` runs without --data
+TENSOR_NAMES = ("images", "floats", "tokens")  # what `tether bench` runs without --data
 NAMES = tuple(FAMILIES)
 
 

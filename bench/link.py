@@ -51,6 +51,7 @@ PRESETS = {
     "home": Link("home", 50e6, 0.030),
     "100mbit": Link("100mbit", 100e6, 0.020),
     "1gbit": Link("1gbit", 1e9, 0.001),
+    "uplink": Link("uplink", 20e6, 0.025),  # a home upload: a laptop's data to a cloud GPU
 }
 
 

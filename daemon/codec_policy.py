@@ -1,23 +1,34 @@
-"""Which codec each tensor travels with.
+"""Which compression each tensor travels with: codec, zstd level, byte-shuffle.
 
-A fixed codec is used as asked. `auto` weighs, per column, what each codec
-costs against what the link can carry:
+A fixed setting (`zstd`, `zstd:9`, `lz4:noshuffle`, ...) is used as asked.
+`auto` weighs, per column, what each setting costs against what the link
+can carry:
 
-    seconds per raw byte = max(encode / daemon workers,
-                               decode / loader threads,
+    seconds per raw byte = max(CPU per byte / CPU_SHARE,
                                1 / (compression ratio x link bytes per second))
+
+    CPU per byte = max(encode / daemon workers, decode / loader threads)
 
 and picks the cheapest, if it beats raw bytes by 15%. When the loader runs
 on this machine (loopback, or a local tunnel or proxy), both ends share its
 cores, so codec CPU is added to the pipeline's own CPU and divided among the
 cores instead: compression then pays only on a link slower than the CPU.
+Only CPU_SHARE of the CPU is planned for, since gRPC, the checksums and the
+loader need the rest.
 
-Codec speeds and ratios are measured on a 1 MiB sample of the column itself
-(again every PROBE_EVERY shards, as data drifts); the link rate is learned
-from ack timing (LinkMeter). So `auto` sends raw bytes where the link
-outruns the codecs (loopback, fast LANs), compresses where it does not, and
-changes its mind when the link does. Before anything is measured it assumes
-100 Mbit/s: the first window of shards is encoded on that guess.
+The settings: none, lz4 and zstd at levels ZSTD_LEVELS, each with and
+without byte-shuffle. Their speeds and ratios are measured on a 1 MiB
+sample of the column itself (again every PROBE_EVERY shards, as data
+drifts), climbing each codec's levels only while the last one measured
+could run CLIMB_HEADROOM times slower and still outrun the link: a slow
+link gets zstd's slow, tight levels, a fast one never pays to measure
+them. The link rate is learned from ack timing (LinkMeter); a link slower
+than the levels were climbed for (the best setting is the top one measured
+and a slower one could keep up) makes the next shard measure again. So
+`auto` sends raw bytes where the link outruns the codecs (loopback, fast
+LANs), compresses harder the slower the link, and changes its mind when the
+link does. Before anything is measured it assumes 100 Mbit/s: the first
+window of shards is encoded on that guess.
 """
 
 from __future__ import annotations
@@ -34,16 +45,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from tether.wire import tensors
-from tether.wire.codecs import NAMES, check_requested
+from tether.wire.codecs import NAMES, Compression, requested_setting
+from tether.wire.codecs.narrowing import narrowest
 from tether.wire.errors import RequestError
 
 log = logging.getLogger(__name__)
 
 SAMPLE_BYTES = 1 << 20
+# A codec's next level is measured only if the CPU could spend this many times
+# the last one's time per byte and still outrun the link: each level on the
+# ladder is 2 to 20 times slower than the one before it.
+CLIMB_HEADROOM = 3.0
 CLEAR_WIN = 0.85
 # CPU both ends spend per byte besides the codec (read, checksum, gRPC, copy),
 # measured on loopback with codec none: about 2 s per GB.
 PIPELINE_CPU_S_PER_BYTE = 2e-9
+CPU_SHARE = 0.8
+# Settings within this share of the fastest count as equal: the cheaper in CPU wins.
+TIE = 0.02
 PROBE_EVERY = 32
 LOADER_THREADS = 2  # decode threads a loader runs by default
 # Before anything is measured every link is assumed to be 100 Mbit/s, even to a
@@ -51,6 +70,10 @@ LOADER_THREADS = 2  # decode threads a loader runs by default
 # On a fast link the first frames then cost some compression CPU, and the
 # meter switches to raw bytes within a window.
 INITIAL_GUESS_BPS = 100e6 / 8
+# Measured (bench/compression.py): 5..13 are never tighter than 3 and 17 on the
+# bench's data, 19 is zstd's tightest before its memory-hungry ultra levels.
+ZSTD_LEVELS = (1, 3, 9, 17, 19)
+NONE = Compression("none")
 
 
 class LinkMeter:
@@ -96,37 +119,78 @@ class CodecCost:
     decode_s_per_byte: float
     ratio: float
 
-    def seconds_per_byte(self, link_bytes_per_s: float, workers: int,
-                         shared_cores: int | None) -> float:
-        wire = 1.0 / (self.ratio * link_bytes_per_s)
+    def cpu_seconds_per_byte(self, workers: int, shared_cores: int | None) -> float:
         if shared_cores:
             cpu = self.encode_s_per_byte + self.decode_s_per_byte + PIPELINE_CPU_S_PER_BYTE
-            return max(cpu / shared_cores, wire)
-        return max(self.encode_s_per_byte / workers, self.decode_s_per_byte / LOADER_THREADS, wire)
+            return cpu / shared_cores / CPU_SHARE
+        return max(self.encode_s_per_byte / workers,
+                   self.decode_s_per_byte / LOADER_THREADS) / CPU_SHARE
+
+    def wire_seconds_per_byte(self, link_bytes_per_s: float) -> float:
+        return 1.0 / (self.ratio * link_bytes_per_s)
+
+    def seconds_per_byte(self, link_bytes_per_s: float, workers: int,
+                         shared_cores: int | None) -> float:
+        return max(self.cpu_seconds_per_byte(workers, shared_cores),
+                   self.wire_seconds_per_byte(link_bytes_per_s))
 
 
-def measure(name: str, sample: np.ndarray, codec: str, narrow: bool,
+def measure(name: str, sample: np.ndarray, setting: Compression | str, narrow: bool,
             rounds: int = 2) -> CodecCost:
-    """Encode and decode `sample` with `codec`, timed: the best of `rounds`, since
-    the first pays for fresh allocations (and the first codec measured for all)."""
+    """Encode and decode `sample` with `setting`, timed: the best of `rounds`, since
+    the first pays for fresh allocations (and the first codec measured for all);
+    one round where it takes long enough for a context switch not to matter."""
     encode_s = decode_s = float("inf")
     for _ in range(rounds):
         start = time.perf_counter()
-        encoded = tensors.encode(name, sample, codec, byte_shuffle=True, narrow=narrow)
+        encoded = tensors.encode(name, sample, setting, byte_shuffle=True, narrow=narrow)
         encoded_at = time.perf_counter()
         tensors.decode(encoded.header, encoded.data)
         decoded_at = time.perf_counter()
         encode_s = min(encode_s, encoded_at - start)
         decode_s = min(decode_s, decoded_at - encoded_at)
+        if encode_s > 0.02:
+            break
     return CodecCost(encode_s_per_byte=encode_s / sample.nbytes,
                      decode_s_per_byte=decode_s / sample.nbytes,
                      ratio=sample.nbytes / max(encoded.data.nbytes, 1))
 
 
+def ladders(codecs: Sequence[str], shuffles: Sequence[bool] = (True, False)
+            ) -> list[list[Compression]]:
+    """The settings of `codecs`, in ladders of one codec and shuffle, cheapest level first."""
+    out = [[NONE]] if "none" in codecs else []
+    for shuffle in shuffles:
+        if "lz4" in codecs:
+            out.append([Compression("lz4", None, shuffle)])
+        if "zstd" in codecs:
+            out.append([Compression("zstd", level, shuffle) for level in ZSTD_LEVELS])
+    return out
+
+
+def best_setting(costs: dict[Compression, CodecCost], link_bytes_per_s: float, workers: int,
+                 shared_cores: int | None) -> Compression:
+    """The measured setting that delivers raw bytes fastest; raw bytes unless
+    compression wins clearly (the model counts codec CPU as if it ran beside the
+    network work, which it does not quite)."""
+    seconds = {s: c.seconds_per_byte(link_bytes_per_s, workers, shared_cores)
+               for s, c in costs.items()}
+    fastest = min(seconds.values())
+    near = [s for s in seconds if seconds[s] <= fastest * (1 + TIE)]
+    best = min(near, key=lambda s: (costs[s].cpu_seconds_per_byte(workers, shared_cores), s))
+    if NONE in seconds and best != NONE and not seconds[best] < CLEAR_WIN * seconds[NONE]:
+        return NONE
+    return best
+
+
 class FixedCodec:
-    def __init__(self, codec: str) -> None:
-        self.codec = codec
+    def __init__(self, setting: Compression | str) -> None:
+        self.fixed = setting if isinstance(setting, Compression) else Compression.parse(setting)
+        self.codec = self.fixed.codec
         self.link = LinkMeter(float("inf"))
+
+    def setting(self, column: str, array: np.ndarray) -> Compression:
+        return self.fixed
 
     def choose(self, column: str, array: np.ndarray) -> str:
         return self.codec
@@ -140,35 +204,81 @@ class AutoCodec:
         self.shared_cores = (os.cpu_count() or 1) if local_peer else None
         self.narrow = narrow
         self.link = LinkMeter(INITIAL_GUESS_BPS)
-        self._costs: dict[str, dict[str, CodecCost]] = {}
+        self._costs: dict[str, dict[Compression, CodecCost]] = {}
         self._uses: dict[str, int] = {}
+        self._probing: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def _costs_for(self, column: str, array: np.ndarray) -> dict[str, CodecCost]:
+    def _worth_climbing(self, cost: CodecCost, rate: float) -> bool:
+        """Whether a slower level than `cost`'s could still keep up with the link."""
+        return cost.cpu_seconds_per_byte(self.workers, self.shared_cores) * CLIMB_HEADROOM \
+            < cost.wire_seconds_per_byte(rate)
+
+    def _probe(self, column: str, array: np.ndarray, rate: float) -> dict[Compression, CodecCost]:
+        rows = max(1, SAMPLE_BYTES // max(array[:1].nbytes, 1))
+        sample = np.ascontiguousarray(array[:rows])
+        wide = (narrowest(sample) if self.narrow else sample.dtype).itemsize > 1
+        costs: dict[Compression, CodecCost] = {}
+        for ladder in ladders(self.candidates, (True, False) if wide else (True,)):
+            for setting in ladder:
+                costs[setting] = cost = measure(column, sample, setting, self.narrow)
+                if not self._worth_climbing(cost, rate):
+                    break  # the next levels are slower still
+        return costs
+
+    def _costs_for(self, column: str, array: np.ndarray,
+                   rate: float) -> dict[Compression, CodecCost]:
         with self._lock:
             uses = self._uses.get(column, 0)
             self._uses[column] = uses + 1
             known = self._costs.get(column)
+            probing = self._probing.setdefault(column, threading.Lock())
         if known is not None and uses % PROBE_EVERY:
             return known
-        rows = max(1, SAMPLE_BYTES // max(array[:1].nbytes, 1))
-        sample = np.ascontiguousarray(array[:rows])
-        costs = {codec: measure(column, sample, codec, self.narrow) for codec in self.candidates}
+        # One worker measures a column at a time (on two cores a second would only
+        # slow the first); the others wait for the first measurement, or go on with
+        # the last one.
+        if not probing.acquire(blocking=known is None):
+            return known
+        try:
+            with self._lock:
+                measured = self._costs.get(column)
+            if known is None and measured is not None:
+                return measured  # measured while this worker waited
+            costs = self._probe(column, array, rate)
+            with self._lock:
+                self._costs[column] = costs
+            return costs
+        finally:
+            probing.release()
+
+    def _climb_later(self, column: str, best: Compression, cost: CodecCost,
+                     rate: float) -> None:
+        """Measure again at the next shard when the link has slowed past what the
+        levels were climbed for: the best is its ladder's top measured level and
+        a slower level could keep up with the link."""
+        if best.level is None or best.level == ZSTD_LEVELS[-1] \
+                or not self._worth_climbing(cost, rate):
+            return
+        higher = Compression(best.codec, ZSTD_LEVELS[ZSTD_LEVELS.index(best.level) + 1],
+                             best.byte_shuffle)
         with self._lock:
-            self._costs[column] = costs
-        return costs
+            if higher not in self._costs.get(column, {}):
+                self._uses[column] = 0
+
+    def setting(self, column: str, array: np.ndarray) -> Compression:
+        rate = self.link.bytes_per_second
+        costs = self._costs_for(column, array, rate)
+        best = best_setting(costs, rate, self.workers, self.shared_cores)
+        self._climb_later(column, best, costs[best], rate)
+        log.debug("column %s: link %.1f MB/s, %s; ns/byte %s", column, rate / 1e6, best,
+                  {str(s): round(c.seconds_per_byte(rate, self.workers, self.shared_cores)
+                                 * 1e9, 2) for s, c in costs.items()})
+        return best
 
     def choose(self, column: str, array: np.ndarray) -> str:
-        rate = self.link.bytes_per_second
-        costs = self._costs_for(column, array)
-        seconds = {c: costs[c].seconds_per_byte(rate, self.workers, self.shared_cores)
-                   for c in self.candidates}
-        best = min(seconds, key=seconds.__getitem__)
-        log.debug("column %s: link %.1f MB/s, ns/byte %s", column, rate / 1e6,
-                  {c: round(s * 1e9, 2) for c, s in seconds.items()})
-        # The model counts codec CPU as if it ran beside the network work; it
-        # does not, so compression must win clearly to be worth it.
-        return best if seconds[best] < CLEAR_WIN * seconds["none"] else "none"
+        """The codec's name alone (setting() says the level and shuffle too)."""
+        return self.setting(column, array).codec
 
 
 def peer_is_local(peer: str) -> bool:
@@ -186,13 +296,14 @@ def peer_is_local(peer: str) -> bool:
 def codec_policy(requested: str, accepted: Sequence[str], workers: int, narrow: bool,
                  local_peer: bool) -> FixedCodec | AutoCodec:
     """The policy for a stream; refuses a codec the client cannot decode."""
-    if requested in ("", "auto"):
+    setting = requested_setting(requested)
+    if setting is None:
         usable = [c for c in NAMES if c in accepted or c == "none"]
         return AutoCodec(usable, workers, narrow, local_peer)
-    check_requested(requested)
-    if requested not in accepted and requested != "none":
+    if setting.codec not in accepted and setting.codec != "none":
         raise RequestError(
-            f"the client cannot decode {requested!r} (it accepts {', '.join(accepted) or 'none'}); "
-            "install pyarrow on the client or choose codec='none'"
+            f"the client cannot decode {setting.codec!r} (it accepts "
+            f"{', '.join(accepted) or 'none'}); install pyarrow on the client or choose "
+            "codec='none'"
         )
-    return FixedCodec(requested)
+    return FixedCodec(setting)

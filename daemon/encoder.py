@@ -167,7 +167,7 @@ class ShardEncoder:
             array = data[column.name]
             values = array.values if isinstance(array, Ragged) else array
             encoded = tensors.encode_column(column.name, array,
-                                            self.codec.choose(column.name, values),
+                                            self.codec.setting(column.name, values),
                                             byte_shuffle=True, narrow=self.narrow,
                                             checksum=self.checksum)
             parts.extend(encoded.place(offset))

@@ -62,23 +62,28 @@ def little_endian(array: np.ndarray) -> np.ndarray:
 
 
 def encode(
-    name: str, array: np.ndarray, codec: str, byte_shuffle: bool, narrow: bool,
-    checksum: str = "crc32",
+    name: str, array: np.ndarray, codec: str | codecs.Compression, byte_shuffle: bool,
+    narrow: bool, checksum: str = "crc32",
 ) -> EncodedTensor:
-    """Wire form of one tensor. `array` must be little-endian and C-contiguous."""
+    """Wire form of one tensor. `array` must be little-endian and C-contiguous.
+
+    `codec` is a wire codec's name, or a Compression (codec, level, shuffle);
+    `byte_shuffle` allows the shuffle, which a Compression may decline."""
+    setting = codec if isinstance(codec, codecs.Compression) else codecs.Compression(codec)
     wire_dtype = narrowing.narrowest(array) if narrow else array.dtype
     wire = array if wire_dtype == array.dtype else array.astype(wire_dtype)
     raw = memoryview(wire.reshape(-1).view(np.uint8))  # (a cast fails on a 0 in the shape)
-    shuffled = byte_shuffle and codec != "none" and wire_dtype.itemsize > 1
+    shuffled = (byte_shuffle and setting.byte_shuffle and setting.codec != "none"
+                and wire_dtype.itemsize > 1)
     if shuffled:
         raw = memoryview(byteshuffle.shuffle(raw, wire_dtype.itemsize))
-    data = memoryview(codecs.get_codec(codec).compress(raw)).cast("B")
+    data = memoryview(codecs.compressor(setting.codec, setting.level).compress(raw)).cast("B")
     header = pb.TensorHeader(
         name=name,
         dtype=array.dtype.str,
         shape=array.shape,
         wire_dtype="" if wire_dtype == array.dtype else wire_dtype.str,
-        codec=codec,
+        codec=setting.codec,
         byte_shuffle=shuffled,
         wire_size=data.nbytes,
         raw_size=raw.nbytes,
@@ -89,8 +94,8 @@ def encode(
 
 
 def encode_column(
-    name: str, column: np.ndarray | Ragged, codec: str, byte_shuffle: bool, narrow: bool,
-    checksum: str = "crc32",
+    name: str, column: np.ndarray | Ragged, codec: str | codecs.Compression,
+    byte_shuffle: bool, narrow: bool, checksum: str = "crc32",
 ) -> EncodedTensor:
     """Wire form of one column: a tensor, or a ragged column's values and lengths."""
     if not isinstance(column, Ragged):

@@ -2,14 +2,19 @@
 
 A codec turns bytes into fewer bytes on the daemon and back on the loader.
 `none` needs nothing; `lz4` and `zstd` use pyarrow's codecs, so a loader
-without pyarrow says so in its request and is sent `none` only.
+without pyarrow says so in its request and is sent `none` only. The daemon
+may compress at another level than the registered one (`compressor`); the
+level is not on the wire, decompression needs none.
 """
 
 from __future__ import annotations
 
+import functools
+
 from .arrow import ArrowCodec
 from .base import Codec
 from .none import NoneCodec
+from .setting import Compression
 
 _REGISTRY: dict[str, Codec] = {
     "none": NoneCodec(),
@@ -29,12 +34,32 @@ def get_codec(name: str) -> Codec:
         raise RequestError(f"unknown codec {name!r}; known: {', '.join(NAMES)}") from None
 
 
-def check_requested(name: str) -> None:
-    """Refuse a codec a stream request may not ask for (`auto` or a known one)."""
-    if name != "auto" and name not in NAMES:
-        from ..errors import RequestError
+@functools.lru_cache(maxsize=64)
+def compressor(name: str, level: int | None) -> Codec:
+    """The codec `name` compressing at `level` (None: its registered level)."""
+    codec = get_codec(name)
+    return codec if level is None else ArrowCodec(name, level=level)
 
-        raise RequestError(f"unknown codec {name!r}; choose auto or one of {', '.join(NAMES)}")
+
+def requested_setting(name: str) -> Compression | None:
+    """The fixed setting a stream request names (None for `auto`), or RequestError."""
+    from ..errors import RequestError
+
+    if name in ("", "auto"):
+        return None
+    codec = name.split(":")[0]
+    if codec not in NAMES:
+        raise RequestError(f"unknown codec {codec!r}; choose auto or one of "
+                           f"{', '.join(NAMES)} (zstd with a level: zstd:1 .. zstd:22)")
+    try:
+        return Compression.parse(name)
+    except ValueError as exc:
+        raise RequestError(f"codec {exc}; e.g. zstd, zstd:9 or zstd:9:noshuffle") from None
+
+
+def check_requested(name: str) -> None:
+    """Refuse a codec a stream request may not ask for (`auto` or a known setting)."""
+    requested_setting(name)
 
 
 def available_codecs() -> list[str]:
@@ -42,4 +67,5 @@ def available_codecs() -> list[str]:
     return [name for name, codec in _REGISTRY.items() if codec.available()]
 
 
-__all__ = ["Codec", "NAMES", "available_codecs", "check_requested", "get_codec"]
+__all__ = ["NAMES", "Codec", "Compression", "available_codecs", "check_requested", "compressor",
+           "get_codec", "requested_setting"]
