@@ -206,7 +206,8 @@ class Servicer:
                 raise RequestError("a dataset split over several daemons cannot be cached by "
                                    "the loader (cache=...); serve it from one daemon")
             orders = functools.lru_cache(maxsize=2)(plan.order)  # shards cross into the next
-            wanted = WantedShards(tasks, lambda cursor: plan.shard(cursor, orders(cursor.epoch)))
+            wanted = WantedShards(plan, plan.normalize(resume) if resume else plan.first(),
+                                  lambda cursor: plan.shard(cursor, orders(cursor.epoch)))
         return ShardStream(tasks, request.initial_credits, encoder, plan_message,
                            self.pool, self.stats, entry, max_window, codec.link, self.budget,
                            plan.shard_rows * row_bytes, self.stall_seconds, wanted)

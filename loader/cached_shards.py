@@ -83,15 +83,18 @@ class CachedShards:
         the new rows are kept. Runs in the decode threads."""
         cursor = Cursor(shard.epoch, shard.sequence)
         with self._lock:
-            planned = self._planned.pop(cursor, None)
+            planned = self._planned.get(cursor)
         if planned is None:
             raise ProtocolError(f"the daemon sent shard {cursor.sequence} of epoch "
-                                f"{cursor.epoch}, which was not asked for")
+                                f"{cursor.epoch}, which was not asked for (a daemon older "
+                                "than this loader ignores cache=: update it, or drop cache=)")
         missing = ~planned.have
         if shard.num_rows != int(missing.sum()):
             raise ProtocolError(f"shard {cursor.sequence} of epoch {cursor.epoch} has "
                                 f"{shard.num_rows} rows; {int(missing.sum())} were asked for")
         self.cache.store(planned.rows[missing], shard.columns)
+        with self._lock:  # stored: the next epoch may look its rows up
+            del self._planned[cursor]
         if not planned.have.any():  # all of it came: nothing to merge
             self.cache.unpin(planned.slots)
             return shard

@@ -14,6 +14,7 @@ import pytest
 
 import tether
 from tether.bench.link import Link, ShapedProxy
+from tether.cache_directory import OVERHEAD_BYTES
 from tether.wire.errors import DatasetError, RequestError
 from tether.wire.v1 import tether_pb2 as pb
 
@@ -23,6 +24,7 @@ from .test_security import _raw_stream
 OPTIONS = {"dataset": "train", "batch_size": 100, "shuffle": True, "seed": 5,
            "num_epochs": 3, "shard_bytes": 16 << 10}
 ROWS = 3000
+ROW_BYTES = 8 + 8 * 4 + 4 * 4 * 3 + 4  # conftest.make_features: id, x, image, label
 
 
 @pytest.fixture
@@ -78,8 +80,7 @@ def test_later_epochs_need_no_daemon(npy_dataset, tmp_path: Path) -> None:
 
 def test_a_cache_smaller_than_the_data_still_delivers_exactly(daemon, baseline,
                                                               tmp_path: Path) -> None:
-    row_bytes = 8 + 8 * 4 + 4 * 4 * 3 + 4
-    limit = ROWS // 3 * row_bytes + ROWS * 4
+    limit = ROWS // 3 * (ROW_BYTES + 8) + ROWS * 4 + OVERHEAD_BYTES  # + use stamps, index
     with tether.Loader(daemon.url, cache=tmp_path / "cache", cache_limit=limit,
                        **OPTIONS) as loader:
         batches, _ = collect(loader)
@@ -128,7 +129,7 @@ def test_cut_connections_with_the_cache_change_nothing(daemon, baseline, tmp_pat
                         cut_range=(30_000, 120_000), seed=3)
     try:
         through = tether.parse_url(daemon.url).with_address("127.0.0.1", proxy.port)
-        limit = ROWS // 2 * (8 + 32 + 48 + 4) + ROWS * 4  # half: shards stream partly
+        limit = ROWS // 2 * (ROW_BYTES + 8) + ROWS * 4 + OVERHEAD_BYTES  # shards stream partly
         with tether.Loader(through, cache=tmp_path / "cache", cache_limit=limit,
                            **OPTIONS) as loader:
             batches, _ = collect(loader)

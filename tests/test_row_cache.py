@@ -9,10 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tether.cache_directory import OVERHEAD_BYTES
 from tether.row_cache import CacheError, ColumnSpec, RowCache
 
 COLUMNS = [ColumnSpec("x", "<f4", (4,)), ColumnSpec("id", "<i8", ())]
-ROW_BYTES = 4 * 4 + 8
+ROW_BYTES = 4 * 4 + 8 + 8  # the columns, and a use stamp
+
+
+def limit_for(rows: int, num_rows: int = 1000) -> int:
+    """The cache_limit that holds `rows` rows of a dataset of `num_rows`."""
+    return rows * ROW_BYTES + num_rows * 4 + OVERHEAD_BYTES
 
 
 def rows_of(ids) -> dict[str, np.ndarray]:
@@ -22,7 +28,7 @@ def rows_of(ids) -> dict[str, np.ndarray]:
 
 def open_cache(root: Path, limit_rows: int = 1000, version: str = "v1",
                num_rows: int = 1000) -> RowCache:
-    return RowCache(root, limit_rows * ROW_BYTES + num_rows * 4, "train",
+    return RowCache(root, limit_for(limit_rows, num_rows), "train",
                     {"dataset": "train", "fingerprint": version}, COLUMNS, num_rows)
 
 
@@ -98,7 +104,7 @@ def test_the_limit_holds_across_datasets_and_old_versions_are_deleted(tmp_path: 
     first = open_cache(tmp_path, limit_rows=600, version="v1")
     first.store(np.arange(600), rows_of(range(600)))
     first.close()
-    second = RowCache(tmp_path, 600 * ROW_BYTES + 4000, "other",
+    second = RowCache(tmp_path, limit_for(600), "other",
                       {"dataset": "other"}, COLUMNS, 1000)
     second.store(np.arange(500), rows_of(range(500)))
     second.close()
@@ -107,7 +113,7 @@ def test_the_limit_holds_across_datasets_and_old_versions_are_deleted(tmp_path: 
     newer.close()
     assert newer.directory != first.directory
     total = sum(f.stat().st_blocks * 512 for f in tmp_path.rglob("*") if f.is_file())
-    assert total <= 600 * ROW_BYTES + 4000 + 64 << 10  # + metadata and page rounding
+    assert total <= limit_for(600)
 
 
 def test_a_new_version_replaces_the_old_one(tmp_path: Path) -> None:
