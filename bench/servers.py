@@ -1,6 +1,6 @@
 """Baseline servers, each run as its own process by the bench.
 
-    python -m tether.bench.servers flight DATASET_DIR none|lz4|zstd
+    python -m tether.bench.servers flight DATASET_DIR none|lz4|zstd [TLS_DIR]
     python -m tether.bench.servers raw-grpc DATASET_DIR
     python -m tether.bench.servers raw-tcp DATASET_DIR
     python -m tether.bench.servers tar IMAGE_FOLDER
@@ -23,7 +23,8 @@ def main(argv: list[str]) -> None:
         from . import data
         from .systems.flight import FlightServer, to_table
 
-        server = FlightServer(to_table(data.load(dataset)), argv[2])
+        tls_dir = Path(argv[3]) if len(argv) > 3 else None  # flight-tls
+        server = FlightServer(to_table(data.load(dataset)), argv[2], tls_dir)
         print(server.port, flush=True)
         server.serve()
     elif kind == "raw-grpc":
