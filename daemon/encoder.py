@@ -169,7 +169,7 @@ class ShardEncoder:
             encoded = tensors.encode_column(column.name, array,
                                             self.codec.setting(column.name, values),
                                             byte_shuffle=True, narrow=self.narrow,
-                                            checksum=self.checksum)
+                                            checksum="")  # summed in the frame
             parts.extend(encoded.place(offset))
             offset += encoded.nbytes
             headers.append(encoded.header)

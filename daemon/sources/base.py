@@ -57,12 +57,17 @@ def numpy_column(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> Column:
     return Column(name, dtype.newbyteorder("<") if dtype.itemsize > 1 else dtype, shape)
 
 
-def fingerprint(paths: Sequence[Path]) -> str:
-    """Changes when any file's size or modification time changes."""
+def fingerprint(paths: Sequence[Path], resolved: Sequence[str] | None = None) -> str:
+    """Changes when any file's size or modification time changes.
+
+    `resolved`: the paths already resolved (a stream checks its files before
+    every shard, and resolving walks each path's folders).
+    """
     digest = hashlib.sha256()
-    for path in paths:
+    names = resolved if resolved is not None else [str(Path(p).resolve()) for p in paths]
+    for path, name in zip(paths, names, strict=True):
         stat = os.stat(path)
-        digest.update(f"{Path(path).resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:24]
 
 
@@ -84,6 +89,7 @@ class Source(ABC):
     snapshot_time: float = 0.0
     # The column of text that names each row's file (images), if any.
     row_name_column: str = ""
+    _resolved: list[str] | None = None  # `paths` resolved, for `fingerprint`
 
     def __init__(self, name: str, paths: list[Path], num_rows: int,
                  columns: dict[str, Column]) -> None:
@@ -94,7 +100,9 @@ class Source(ABC):
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.paths)
+        if self._resolved is None:  # once: the names stay, only sizes and times change
+            self._resolved = [str(Path(p).resolve()) for p in self.paths]
+        return fingerprint(self.paths, self._resolved)
 
     def unchanged(self, rows: np.ndarray, version: str) -> bool:
         """Whether the files these rows are read from are still at `version`

@@ -87,7 +87,8 @@ def encode(
         byte_shuffle=shuffled,
         wire_size=data.nbytes,
         raw_size=raw.nbytes,
-        checksum=get_checksum(checksum)(data),
+        # "": the caller sums the bytes where it copies them (framing.encode_shard)
+        checksum=get_checksum(checksum)(data) if checksum else 0,
         checksum_algorithm=checksum,
     )
     return EncodedTensor(header, data)
