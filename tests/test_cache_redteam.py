@@ -445,10 +445,6 @@ def test_resume_mid_epoch_onto_a_partial_cache_is_exact(npy_dataset, serve, tmp_
     assert_same(head + tail, baseline)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the cache trusts the daemon's fingerprint "
-                   "(size + mtime_ns) alone: a file rewritten with the same size and mtime "
-                   "(cp -p, rsync -t, tar x) is streamed fresh without the cache but served "
-                   "stale from it, for ever. st_ctime_ns/st_ino in the fingerprint would catch it")
 def test_a_rewrite_keeping_size_and_mtime_never_serves_stale_rows(npy_dataset, serve,
                                                                  tmp_path) -> None:
     folder = npy_dataset(300)

@@ -58,7 +58,9 @@ def numpy_column(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> Column:
 
 
 def fingerprint(paths: Sequence[Path], resolved: Sequence[str] | None = None) -> str:
-    """Changes when any file's size or modification time changes.
+    """Changes when any file's size, modification time, change time or inode
+    changes: a rewrite that keeps the size and the modification time
+    (`cp -p`, `rsync -t`, `tar x`) still changes the change time.
 
     `resolved`: the paths already resolved (a stream checks its files before
     every shard, and resolving walks each path's folders).
@@ -67,7 +69,8 @@ def fingerprint(paths: Sequence[Path], resolved: Sequence[str] | None = None) ->
     names = resolved if resolved is not None else [str(Path(p).resolve()) for p in paths]
     for path, name in zip(paths, names, strict=True):
         stat = os.stat(path)
-        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\0"
+                      f"{stat.st_ino}\n".encode())
     return digest.hexdigest()[:24]
 
 
