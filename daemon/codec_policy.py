@@ -18,8 +18,8 @@ loader need the rest.
 
 The settings: none, lz4 and zstd at levels ZSTD_LEVELS, each with and
 without byte-shuffle. Their speeds and ratios are measured on a 1 MiB
-sample of the column itself (again every PROBE_EVERY shards, as data
-drifts), climbing each codec's levels only while the last one measured
+sample of the column itself (the settings near the best again every
+PROBE_EVERY shards, as data drifts), climbing each codec's levels only while the last one measured
 could run CLIMB_HEADROOM times slower and still outrun the link: a slow
 link gets zstd's slow, tight levels, a fast one never pays to measure
 them. The link rate is learned from ack timing (LinkMeter); a link slower
@@ -64,6 +64,9 @@ CPU_SHARE = 0.8
 # Settings within this share of the fastest count as equal: the cheaper in CPU wins.
 TIE = 0.02
 PROBE_EVERY = 32
+# Measuring again (every PROBE_EVERY shards) times only the settings within this
+# share of the best: the others lost by more than data drift moves them.
+REFRESH_NEAR = 0.1
 LOADER_THREADS = 2  # decode threads a loader runs by default
 # Before anything is measured every link is assumed to be 100 Mbit/s, even to a
 # peer on this machine: that peer may be a tunnel (ngrok) or a shaping proxy.
@@ -207,6 +210,7 @@ class AutoCodec:
         self._costs: dict[str, dict[Compression, CodecCost]] = {}
         self._uses: dict[str, int] = {}
         self._probing: dict[str, threading.Lock] = {}
+        self._climb: set[str] = set()  # columns to measure from scratch at their next shard
         self._lock = threading.Lock()
 
     def _worth_climbing(self, cost: CodecCost, rate: float) -> bool:
@@ -214,9 +218,13 @@ class AutoCodec:
         return cost.cpu_seconds_per_byte(self.workers, self.shared_cores) * CLIMB_HEADROOM \
             < cost.wire_seconds_per_byte(rate)
 
-    def _probe(self, column: str, array: np.ndarray, rate: float) -> dict[Compression, CodecCost]:
+    def _sample(self, array: np.ndarray) -> np.ndarray:
         rows = max(1, SAMPLE_BYTES // max(array[:1].nbytes, 1))
-        sample = np.ascontiguousarray(array[:rows])
+        return np.ascontiguousarray(array[:rows])
+
+    def _probe(self, column: str, array: np.ndarray, rate: float) -> dict[Compression, CodecCost]:
+        """Every setting's cost, climbing each codec's levels as far as they may pay."""
+        sample = self._sample(array)
         wide = (narrowest(sample) if self.narrow else sample.dtype).itemsize > 1
         costs: dict[Compression, CodecCost] = {}
         for ladder in ladders(self.candidates, (True, False) if wide else (True,)):
@@ -225,6 +233,16 @@ class AutoCodec:
                 if not self._worth_climbing(cost, rate):
                     break  # the next levels are slower still
         return costs
+
+    def _refresh(self, column: str, array: np.ndarray, rate: float,
+                 known: dict[Compression, CodecCost]) -> dict[Compression, CodecCost]:
+        """`known` with the settings near the best (and raw bytes) measured again."""
+        seconds = {s: c.seconds_per_byte(rate, self.workers, self.shared_cores)
+                   for s, c in known.items()}
+        fastest = min(seconds.values())
+        sample = self._sample(array)
+        return {**known, **{s: measure(column, sample, s, self.narrow) for s in known
+                            if s == NONE or seconds[s] <= fastest * (1 + REFRESH_NEAR)}}
 
     def _costs_for(self, column: str, array: np.ndarray,
                    rate: float) -> dict[Compression, CodecCost]:
@@ -245,7 +263,11 @@ class AutoCodec:
                 measured = self._costs.get(column)
             if known is None and measured is not None:
                 return measured  # measured while this worker waited
-            costs = self._probe(column, array, rate)
+            with self._lock:
+                climb = column in self._climb
+                self._climb.discard(column)
+            costs = self._refresh(column, array, rate, known) if known and not climb \
+                else self._probe(column, array, rate)
             with self._lock:
                 self._costs[column] = costs
             return costs
@@ -265,6 +287,7 @@ class AutoCodec:
         with self._lock:
             if higher not in self._costs.get(column, {}):
                 self._uses[column] = 0
+                self._climb.add(column)
 
     def setting(self, column: str, array: np.ndarray) -> Compression:
         rate = self.link.bytes_per_second
