@@ -25,11 +25,13 @@ class Client:
     """
 
     def __init__(self, url: str | Endpoint | None = None, timeout: float = 30.0,
-                 proxy: str | None = None) -> None:
+                 proxy: str | None = None, channel: grpc.Channel | None = None) -> None:
         url = resolve_url(url)  # None: $TETHER_URL, or Colab's secret TETHER_URL
         self.endpoint = url if isinstance(url, Endpoint) else parse_url(url)
         self.timeout = timeout
-        self.channel = rpc.open_channel(self.endpoint, proxy)
+        # A loader lends its own channel (already connected): close() leaves it open.
+        self._owns_channel = channel is None
+        self.channel = rpc.open_channel(self.endpoint, proxy) if channel is None else channel
         self._metadata = rpc.call_metadata(self.endpoint)
         self._calls = {
             name: self.channel.unary_unary(
@@ -86,7 +88,8 @@ class Client:
             source[0].close()  # when the call failed before reading it all
 
     def close(self) -> None:
-        self.channel.close()
+        if self._owns_channel:
+            self.channel.close()
 
     def __enter__(self) -> Client:
         return self

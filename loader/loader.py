@@ -30,6 +30,7 @@ from .image_columns import decode_shard_images
 from .merger import Merger, PartQueue
 from .ordering import PlanOrder
 from .progress import Progress, require_tqdm, total_waits
+from .receiver import connect_now
 from .retry import RetryPolicy
 from .state import LoaderState
 from .stream import ResumableStream
@@ -42,6 +43,7 @@ from .wire.errors import DatasetError, ProtocolError, RequestError, TetherError
 from .wire.plan import HostPlan, Position, combine
 from .wire.ragged import IMAGE, UTF8, Ragged
 from .wire.spec import StreamSpec, layout_from_proto
+from .wire.tls import forget as forget_certificate
 from .wire.url import Endpoint, parse_url
 from .wire.v1 import tether_pb2 as pb
 
@@ -166,6 +168,8 @@ class Loader:
         self._progress: Progress | None = None
         tune_allocator()
         self._channels = [rpc.open_channel(endpoint, proxy) for endpoint in self.endpoints]
+        for channel in self._channels:  # handshakes now, overlapping the caller's set-up
+            connect_now(channel)
         self._closers: list[Any] = []
         _LIVE.add(self)
 
@@ -232,7 +236,8 @@ class Loader:
         """Open one daemon's stream, with its window and a release that acks it."""
         endpoint = self.endpoints[index]
 
-        def reopen() -> Any:
+        def reopen() -> Any:  # after a failure: whoever answers now shows its certificate
+            forget_certificate(endpoint)
             self._channels[index] = rpc.open_channel(endpoint, self.proxy)
             return self._channels[index]
 
@@ -325,7 +330,7 @@ class Loader:
         return Merger(self.host_plan, parts, [layout.num_rows for layout in layouts], columns)
 
     def _describe(self, index: int, spec: StreamSpec) -> pb.DatasetInfo:
-        with Client(self.endpoints[index], proxy=self.proxy) as client:
+        with Client(self.endpoints[index], channel=self._channels[index]) as client:
             try:
                 return client.describe(spec.dataset, spec.shuffle_window_bytes, spec.filter)
             except TetherError as exc:

@@ -10,6 +10,15 @@ so a different one offered to gRPC itself fails its handshake too.
 Through an HTTP proxy the certificate is fetched through the same CONNECT
 tunnel gRPC uses (proxy.py): the proxy sees only TLS, and one that answers
 with a certificate of its own fails the comparison like any man in the middle.
+
+A certificate that matched is kept for the rest of the process, keyed by the
+address, the proxy and the fingerprint (`_PINNED`): later loaders and clients
+of that daemon skip the extra connection (a round trip or two before the
+first batch). The cache cannot bypass the pin: a URL with another
+fingerprint misses it and fetches, an entry is hashed again when used, and
+gRPC itself still trusts only that certificate, so a daemon presenting
+another fails the handshake; after such a failure the loader forgets the
+entry (`forget`) and its reconnect fetches and compares anew.
 """
 
 from __future__ import annotations
@@ -26,6 +35,9 @@ from .proxy import Proxy, connect_through
 from .url import Endpoint
 
 CERT_NAME = "tether-daemon"  # the name the daemon's certificate is issued to
+
+_Key = tuple[str, int, str, str]  # host, port, proxy ("" for none), fingerprint
+_PINNED: dict[_Key, bytes] = {}  # DER certificates that matched their URL's fingerprint
 
 
 def fetch_certificate(host: str, port: int, timeout: float = 10.0,
@@ -46,15 +58,37 @@ def fetch_certificate(host: str, port: int, timeout: float = 10.0,
                                "(is `tether serve` running and the URL right?)") from None
 
 
+def _key(endpoint: Endpoint, proxy: Proxy | None) -> _Key:
+    return (endpoint.host, endpoint.port, proxy.url if proxy is not None else "",
+            endpoint.fingerprint or "")
+
+
+def _matches(der: bytes, endpoint: Endpoint) -> bool:
+    return hmac.compare_digest(hashlib.sha256(der).hexdigest(), endpoint.fingerprint or "")
+
+
+def forget(endpoint: Endpoint) -> None:
+    """Drop the certificates kept for `endpoint` (through any proxy): its next
+    channel fetches and compares anew."""
+    for key in [k for k in list(_PINNED) if k[:2] == (endpoint.host, endpoint.port)]:
+        _PINNED.pop(key, None)
+
+
 def pinned_credentials(endpoint: Endpoint,
                        proxy: Proxy | None = None) -> grpc.ChannelCredentials:
-    der = fetch_certificate(endpoint.host, endpoint.port, proxy=proxy)
-    seen = hashlib.sha256(der).hexdigest()
-    if not hmac.compare_digest(seen, endpoint.fingerprint or ""):
-        raise SecurityError(
-            f"the daemon at {endpoint.target} presents certificate {seen[:16]}..., not the "
-            f"{(endpoint.fingerprint or '')[:16]}... in the URL: refusing to connect. Use the "
-            "URL `tether serve` printed; if it did print this one, someone is in between"
-            + (f" ({proxy} may be reading the traffic)." if proxy is not None else ".")
-        )
+    """Credentials trusting only the certificate whose SHA-256 is the URL's `fp=`:
+    the one this process already checked, else the one the daemon presents now."""
+    key = _key(endpoint, proxy)
+    der = _PINNED.get(key)
+    if der is None or not _matches(der, endpoint):
+        der = fetch_certificate(endpoint.host, endpoint.port, proxy=proxy)
+        if not _matches(der, endpoint):
+            seen = hashlib.sha256(der).hexdigest()
+            raise SecurityError(
+                f"the daemon at {endpoint.target} presents certificate {seen[:16]}..., not "
+                f"the {(endpoint.fingerprint or '')[:16]}... in the URL: refusing to connect. "
+                "Use the URL `tether serve` printed; if it did print this one, someone is in "
+                "between" + (f" ({proxy} may be reading the traffic)." if proxy is not None
+                             else "."))
+        _PINNED[key] = der
     return grpc.ssl_channel_credentials(root_certificates=ssl.DER_cert_to_PEM_cert(der).encode())
