@@ -144,11 +144,6 @@ def test_another_daemon_at_a_kept_address_is_refused(serve, npy_dataset,
         assert client.status().streams_total == 0  # it served nothing
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rpc.CHANNEL_OPTIONS sets grpc.min_reconnect_backoff_ms=100, which gRPC also takes as "
-    "the minimum connect timeout: TLS and HTTP/2 SETTINGS take two round trips, so over "
-    "a round trip above about 50 ms every attempt times out, and each retry's fresh "
-    "channel starts at 100 ms again. Raising it (e.g. to HANDSHAKE_TIMEOUT_MS) fixes it."))
 def test_a_loader_connects_over_a_100_ms_round_trip(serve, npy_dataset) -> None:
     from tether.bench.link import Link, ShapedProxy
 

@@ -36,6 +36,10 @@ _MESSAGE_LIMITS: list[tuple[str, Any]] = [
 # Keepalive pings keep NAT and tunnel idle timeouts (often 60 s or more) from
 # killing a quiet stream, and find a dead peer in about 30 s when no RST
 # arrives. Reconnection backoff is short: the loader does its own, bounded.
+# gRPC core also takes min_reconnect_backoff as the least time it gives one
+# connection attempt: it must cover TCP, TLS and HTTP/2 over a slow link (at
+# 100 ms, every attempt over a 60 ms round trip timed out).
+HANDSHAKE_TIMEOUT_MS = 10_000
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     *_MESSAGE_LIMITS,
     ("grpc.keepalive_time_ms", 20_000),
@@ -43,11 +47,9 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 2_000),
+    ("grpc.min_reconnect_backoff_ms", HANDSHAKE_TIMEOUT_MS),
+    ("grpc.max_reconnect_backoff_ms", HANDSHAKE_TIMEOUT_MS),
 ]
-
-HANDSHAKE_TIMEOUT_MS = 10_000
 
 # The daemon pings too, so a client that vanished without a RST frees its
 # stream within about 15 s; and it accepts the clients' pings.
