@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .batcher import Batch, Batcher
+from .cached_shards import CachedShards, cached_columns, then
 from .client import Client
 from .colab import resolve_url
 from .decoder import Decoder, Shard
@@ -32,6 +33,7 @@ from .ordering import PlanOrder
 from .progress import Progress, require_tqdm, total_waits
 from .receiver import connect_now
 from .retry import RetryPolicy
+from .row_cache import DEFAULT_CACHE_LIMIT, RowCache, cache_key
 from .state import LoaderState
 from .stream import ResumableStream
 from .wire import rpc
@@ -42,6 +44,7 @@ from .wire.codecs import available_codecs
 from .wire.errors import DatasetError, ProtocolError, RequestError, TetherError
 from .wire.plan import HostPlan, Position, combine
 from .wire.ragged import IMAGE, UTF8, Ragged
+from .wire.sizes import parse_size
 from .wire.spec import StreamSpec, layout_from_proto
 from .wire.tls import forget as forget_certificate
 from .wire.url import Endpoint, parse_url
@@ -78,6 +81,13 @@ class Loader:
     `state_dict()` / `load_state_dict()` do the same across processes, and
     across a change of process count or batch size.
 
+    `cache="/content/tether-cache"` keeps the rows that arrive on this
+    machine's disk (at most `cache_limit`, least recently used first out), and
+    asks the daemon only for rows not there: once the dataset fits, later
+    epochs read the disk, even with the daemon unreachable. The order, exactly
+    once and `state_dict` are the same as without it. It puts the data on
+    this machine's disk: opt in only where that is allowed (docs/loader.md).
+
     `proxy="http://HOST:PORT"` tunnels the connections through an HTTP CONNECT
     proxy (Tailscale's userspace networking on Colab: docs/colab.md); TLS stays
     pinned end to end. Without it, `grpc_proxy`/`https_proxy`/`http_proxy` apply.
@@ -111,6 +121,8 @@ class Loader:
         pad_value: int = 0,
         filter: str | None = None,
         sql: str | None = None,
+        cache: str | os.PathLike | None = None,
+        cache_limit: int | str = DEFAULT_CACHE_LIMIT,
         progress: bool = False,
     ) -> None:
         url = resolve_url(url)  # None: $TETHER_URL, or Colab's secret TETHER_URL
@@ -148,6 +160,14 @@ class Loader:
         _check(bool(urls), "pass the URL `tether serve` printed, or a list of them")
         self.endpoints = [u if isinstance(u, Endpoint) else parse_url(u) for u in urls]
         self.endpoint = self.endpoints[0]
+        _check(cache is None or len(self.endpoints) == 1,
+               "cache= keeps the rows of a dataset served by one daemon; a dataset split over "
+               "several daemons cannot be cached (yet)")
+        _check(cache is None or on_bad_image == "error",
+               "cache= needs every row delivered: on_bad_image='skip' leaves rows out")
+        self.cache = cache  # a directory on this machine's disk for rows (row_cache.py)
+        self.cache_limit = parse_size(cache_limit) if isinstance(cache_limit, str) \
+            else int(cache_limit)
         self.prefetch = prefetch
         self.decode_threads = decode_threads or min(4, os.cpu_count() or 1)
         self.retry = retry or RetryPolicy()
@@ -165,6 +185,7 @@ class Loader:
             require_tqdm()
         self._show_progress = progress
         self._decoders: list[Decoder] = []
+        self._cached: CachedShards | None = None  # this iteration's disk cache (cache=)
         self._progress: Progress | None = None
         tune_allocator()
         self._channels = [rpc.open_channel(endpoint, proxy) for endpoint in self.endpoints]
@@ -190,7 +211,7 @@ class Loader:
                f"this state is of a dataset on {len(fingerprints)} daemons, not "
                f"{len(self.endpoints)}")
         if len(self.endpoints) == 1:
-            shards, release = self._open_one(spec, fingerprints[0])
+            shards, release = self._open_one(spec, fingerprints[0], self.cache is not None)
         else:  # the merger releases each part's shards as it copies them
             shards, release = self._open_parts(spec, fingerprints), lambda shard: None
         self._fingerprint = ",".join(s.plan.fingerprint for s in self._streams)
@@ -231,9 +252,11 @@ class Loader:
                 return
             yield before, batcher.epoch, batch
 
-    def _stream(self, index: int, spec: StreamSpec, fingerprint: str,
-                **connection) -> tuple[ResumableStream, Decoder, Callable[[Shard], None]]:
-        """Open one daemon's stream, with its window and a release that acks it."""
+    def _stream(self, index: int, spec: StreamSpec, fingerprint: str, wants: bool = False,
+                **connection) -> tuple[ResumableStream, Iterable[Shard],
+                                       Callable[[Shard], None]]:
+        """Open one daemon's stream, with its window and a release that acks it;
+        with `wants`, behind the disk cache (its shards then come from there)."""
         endpoint = self.endpoints[index]
 
         def reopen() -> Any:  # after a failure: whoever answers now shows its certificate
@@ -245,27 +268,48 @@ class Loader:
             self._channels[index], spec, self.prefetch, self.retry,
             rpc.call_metadata(endpoint), reopen=reopen, name=endpoint.target,
             accept_codecs=available_codecs(), accept_checksums=available_checksums(),
-            fingerprint=fingerprint, decode_threads=self.decode_threads, **connection)
+            fingerprint=fingerprint, decode_threads=self.decode_threads, wants=wants,
+            **connection)
         self._closers.append(stream)
         self._streams.append(stream)
         plan = stream.open()
         window = max(self.prefetch, math.ceil(spec.batch_size / max(plan.shard_rows, 1)) + 1)
         stream.grant(window - self.prefetch)
         images = self._image_step(plan)
-        decoder = Decoder(stream.frames(), self.decode_threads, images)
+        cached = self._disk_cache(stream, spec, window) if wants else None
+        decoder = Decoder(stream.frames(), self.decode_threads,
+                          then(images, cached.merge) if cached else images)
         self._decoders.append(decoder)
         self._closers.append(decoder)
+        if cached is not None:
+            self._cached = cached
+            cached.attach(decoder)
+            self._closers.append(cached)  # after the decoder: its threads write to it
         reported = [0.0]  # decoder wait already reported to the daemon
 
         def release(shard: Shard) -> None:
             if shard.skipped:  # corrupt images left out, by the daemon or the decoder
                 self._counts["images_skipped"] = \
                     self._counts.get("images_skipped", 0) + len(shard.skipped)
+            if not shard.streamed:  # read from the disk cache: nothing to acknowledge
+                return
             waited, reported[0] = decoder.waited_seconds - reported[0], decoder.waited_seconds
             stream.release(shard.epoch, shard.sequence, waited, shard.decode_seconds,
                            shard.images_decoded)
 
-        return stream, decoder, release
+        return stream, cached or decoder, release
+
+    def _disk_cache(self, stream: ResumableStream, spec: StreamSpec,
+                    window: int) -> CachedShards:
+        """The disk cache of this stream's rows, keyed by everything that makes them."""
+        plan = stream.plan
+        what = {"dataset": spec.dataset, "filter": spec.filter, "sql": spec.sql,
+                "image_size": spec.image_size, "num_rows": plan.num_rows,
+                "process": spec.process_index}
+        cache = RowCache(self.cache, self.cache_limit, cache_key(what),
+                         {**what, "fingerprint": plan.fingerprint},
+                         cached_columns(plan, spec.image_size), plan.num_rows)
+        return CachedShards(cache, stream, stream.host_plan, window)
 
     def _image_step(self, plan: pb.StreamPlan) -> Callable[[Shard], Shard] | None:
         """Decoding of the images the daemon sent as files, in the decode threads."""
@@ -296,11 +340,11 @@ class Loader:
 
         return decode
 
-    def _open_one(self, spec: StreamSpec,
-                  fingerprint: str) -> tuple[Iterable[Shard], Callable[[Shard], None]]:
-        stream, decoder, release = self._stream(0, spec, fingerprint)
+    def _open_one(self, spec: StreamSpec, fingerprint: str,
+                  cached: bool) -> tuple[Iterable[Shard], Callable[[Shard], None]]:
+        stream, shards, release = self._stream(0, spec, fingerprint, wants=cached)
         self.plan, self.host_plan = stream.plan, stream.host_plan
-        return PlanOrder(decoder, stream.host_plan), release
+        return PlanOrder(shards, stream.host_plan), release
 
     def _open_parts(self, spec: StreamSpec, fingerprints: list[str]) -> Iterable[Shard]:
         """One dataset served in parts by several daemons, merged into one order."""
@@ -441,6 +485,8 @@ class Loader:
             figures.update(self._progress.figures())
         if self._packer is not None:
             figures.update(self._packer.stats.as_dict())
+        if self._cached is not None:
+            figures.update(self._cached.cache.figures())
         return figures
 
     def _stop(self) -> None:
