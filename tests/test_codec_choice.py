@@ -10,6 +10,7 @@ import pytest
 import tether
 from tether.bench import data
 from tether.bench.link import Link, ShapedProxy
+from tether.daemon import codec_policy as codec_policy_module
 from tether.daemon.codec_policy import (
     NONE,
     ZSTD_LEVELS,
@@ -104,6 +105,27 @@ def test_a_slower_link_makes_auto_measure_again() -> None:
     policy.setting("tokens", TOKENS)  # sees the top measured level is link-bound
     policy.setting("tokens", TOKENS)  # and climbs
     assert Compression("zstd", ZSTD_LEVELS[-1]) in policy._costs["tokens"]
+
+
+def test_measuring_again_times_only_the_settings_near_the_best(monkeypatch) -> None:
+    timed: list[Compression] = []
+    real = codec_policy_module.measure
+
+    def counting(name, sample, setting, narrow):
+        timed.append(setting)
+        return real(name, sample, setting, narrow)
+
+    monkeypatch.setattr(codec_policy_module, "measure", counting)
+    policy = AutoCodec(["none", "lz4", "zstd"], workers=2, narrow=True, local_peer=False)
+    _feed(policy, 12.5 * MB)
+    for _ in range(codec_policy_module.PROBE_EVERY):
+        policy.setting("tokens", TOKENS)
+    first = len(timed)
+    assert Compression("lz4") in timed
+    policy.setting("tokens", TOKENS)  # the PROBE_EVERY-th shard: measured again
+    again = timed[first:]
+    # lz4's ratio is 30% below zstd's: it is not timed again; raw bytes always are.
+    assert NONE in again and Compression("lz4") not in again and len(again) < first
 
 
 def test_settings_by_name() -> None:
