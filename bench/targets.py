@@ -92,6 +92,8 @@ def compression_targets(repeat: int) -> list[Target]:
     for key, r in results.items():
         targets.append(Target("compression", f"{key}: default over link x best ratio",
                               r["auto_vs_link_best_ratio"], 0.95, True, command=command))
+        targets.append(Target("compression", f"{key}: default over the best setting the "
+                              "cores can run", r["auto_vs_fixed"], 0.95, True, command=command))
         targets.append(Target("compression", f"{key}: default over Flight with zstd",
                               r["auto_vs_flight_zstd"], 1.1, True, command=command))
     return targets

@@ -159,7 +159,18 @@ def _serve_logged(args: argparse.Namespace) -> int:
         pass
     log.info("stopping")
     daemon.stop()
-    return 0
+    _exit_now(0)
+    return 0  # not reached
+
+
+def _exit_now(code: int) -> None:
+    """End the stopped daemon's process here, skipping the interpreter's teardown:
+    native threads of pyarrow and gRPC still winding down there have aborted it
+    after a clean stop ("terminate called without an active exception", -6)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _results(args: argparse.Namespace) -> int:
