@@ -25,12 +25,13 @@ import tether
 from tether.cache_directory import OVERHEAD_BYTES
 from tether.daemon.wanted import WantedShards
 from tether.row_cache import CacheError, ColumnSpec, RowCache, cache_key
-from tether.wire import rpc
 from tether.wire.errors import RequestError
 from tether.wire.plan import HostPlan, Layout
 from tether.wire.v1 import tether_pb2 as pb
 
 from .conftest import DaemonProcess, collect
+from .test_e2e_cache import assert_same
+from .test_security import _raw_stream
 
 COLUMNS = [ColumnSpec("x", "<f4", (4,)), ColumnSpec("id", "<i8", ())]
 ROW_BYTES = 4 * 4 + 8
@@ -54,14 +55,6 @@ def open_cache(root: Path, limit_rows: int = 1000, num_rows: int = 1000) -> RowC
 
 def disk_bytes(root: Path) -> int:
     return sum(f.stat().st_blocks * 512 for f in root.rglob("*") if f.is_file())
-
-
-def assert_same(batches, expected) -> None:
-    assert len(batches) == len(expected)
-    for got, want in zip(batches, expected, strict=True):
-        assert got.keys() == want.keys()
-        for name in want:
-            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
 # -- RowCache: the limit, the directory, the root ---------------------------
@@ -122,8 +115,8 @@ def test_a_cache_path_that_is_a_file_is_refused_with_a_cache_error(tmp_path: Pat
         open_cache(path)
 
 
-def test_two_stores_of_one_row_at_once_keep_one_slot(tmp_path: Path) -> None:
-    cache = open_cache(tmp_path, limit_rows=10)
+def _held_rows():
+    """(gate, entered, Slow): Slow(rows) holds a store that reads it until gate is set."""
     gate, entered = threading.Event(), threading.Event()
 
     class Slow(dict):
@@ -131,6 +124,13 @@ def test_two_stores_of_one_row_at_once_keep_one_slot(tmp_path: Path) -> None:
             entered.set()
             gate.wait(5)
             return super().__getitem__(name)
+
+    return gate, entered, Slow
+
+
+def test_two_stores_of_one_row_at_once_keep_one_slot(tmp_path: Path) -> None:
+    cache = open_cache(tmp_path, limit_rows=10)
+    gate, entered, Slow = _held_rows()
 
     first = threading.Thread(target=cache.store, args=(np.array([5]), Slow(rows_of([5]))))
     first.start()
@@ -146,22 +146,17 @@ def test_two_stores_of_one_row_at_once_keep_one_slot(tmp_path: Path) -> None:
 
 def test_a_store_in_flight_at_close_never_corrupts_the_next_opener(tmp_path: Path) -> None:
     old = open_cache(tmp_path, limit_rows=10)
-    gate, entered = threading.Event(), threading.Event()
-
-    class Slow(dict):
-        def __getitem__(self, name):
-            entered.set()
-            gate.wait(5)
-            return super().__getitem__(name)
+    gate, entered, Slow = _held_rows()
 
     late = threading.Thread(target=old.store, args=(np.array([5]), Slow(rows_of([5]))))
     late.start()
     assert entered.wait(5)  # a decode thread's merge, its slot taken
-    old.close()  # loader._stop(): the decoder did not wait for it
-    new = open_cache(tmp_path, limit_rows=10)  # the next iteration
-    new.store(np.array([7]), rows_of([7]))
-    gate.set()
+    threading.Timer(0.3, gate.set).start()
+    old.close()  # loader._stop(), the decoder not waiting: close waits for the store
     late.join()
+    new = open_cache(tmp_path, limit_rows=10)  # the next iteration
+    assert new.rows_held == 1  # the late store finished, and counts
+    new.store(np.array([7]), rows_of([7]))
     slots = new.pin(np.array([7]))
     try:
         np.testing.assert_array_equal(new.read(slots)["id"], [7])
@@ -263,26 +258,6 @@ def test_an_oversized_want_mask_is_refused_when_queued() -> None:
         wanted.add(pb.Want(epoch=0, sequence=0, have=b"\0" * (1 << 20)))
 
 
-def _raw_stream_code(url: str, messages: list[bytes], timeout: float) -> grpc.StatusCode:
-    endpoint = tether.parse_url(url)
-    channel = rpc.open_channel(endpoint)
-    call = channel.stream_stream(rpc.method_path(rpc.STREAM), request_serializer=None,
-                                 response_deserializer=None)
-
-    def requests():
-        yield from messages
-        time.sleep(timeout + 1)  # keep the stream open: the daemon must answer on its own
-
-    try:
-        for _ in call(requests(), metadata=rpc.call_metadata(endpoint), timeout=timeout):
-            pass
-        return grpc.StatusCode.OK
-    except grpc.RpcError as exc:
-        return exc.code()
-    finally:
-        channel.close()
-
-
 def _cpu_seconds(pid: int, over: float) -> float:
     def now() -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -300,7 +275,7 @@ def test_a_want_far_past_the_plan_is_refused_promptly(npy_dataset, tmp_path: Pat
             dataset="train", batch_size=10, initial_credits=4, wants=True,
             shard_bytes=4 << 10)).SerializeToString()  # num_epochs=0: forever
         far = pb.StreamRequest(want=pb.Want(epoch=10**9, sequence=0, have=b"\0" * 8))
-        code = _raw_stream_code(daemon.url, [opened, far.SerializeToString()], timeout=8)
+        code = _raw_stream(daemon.url, [opened, far.SerializeToString()], timeout=8, hold=True)
         busy = _cpu_seconds(daemon.proc.pid, over=3.0)  # the client gave up 1 s ago
         assert code == grpc.StatusCode.INVALID_ARGUMENT
         assert busy < 1.0, f"the daemon still burns {busy:.1f} CPU s in 3 s"
@@ -329,7 +304,7 @@ def test_wants_on_a_plain_stream_and_junk_wants_leave_the_daemon_serving(npy_dat
         [pb.StreamRequest(want=pb.Want()).SerializeToString()] * 5000,  # a flood
     ]
     for case in cases:
-        code = _raw_stream_code(daemon.url, [wanting, *case], timeout=15)
+        code = _raw_stream(daemon.url, [wanting, *case], timeout=15, hold=True)
         assert code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED,
                         grpc.StatusCode.OUT_OF_RANGE), case[:1]
     with tether.Loader(daemon.url, dataset="train", batch_size=10) as loader:

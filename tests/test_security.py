@@ -192,13 +192,22 @@ def test_garbage_and_http1_on_the_socket_leave_the_daemon_serving(secured) -> No
     assert tether.connect(secured.url).datasets()[0].name == "train"
 
 
-def _raw_stream(url: str, messages: list[bytes]) -> grpc.StatusCode:
+def _raw_stream(url: str, messages: list[bytes], timeout: float = 10,
+                hold: bool = False) -> grpc.StatusCode:
+    """How the daemon ends a Stream of these raw messages. With `hold`, the
+    client's side stays open after them: the daemon must answer on its own."""
     endpoint = tether.parse_url(url)
     channel = rpc.open_channel(endpoint)
     call = channel.stream_stream(rpc.method_path(rpc.STREAM), request_serializer=None,
                                  response_deserializer=None)
+
+    def requests():
+        yield from messages
+        if hold:
+            time.sleep(timeout + 1)
+
     try:
-        for _ in call(iter(messages), metadata=rpc.call_metadata(endpoint), timeout=10):
+        for _ in call(requests(), metadata=rpc.call_metadata(endpoint), timeout=timeout):
             pass
         return grpc.StatusCode.OK
     except grpc.RpcError as exc:
