@@ -19,6 +19,8 @@ from pathlib import Path
 
 from .link import PRESETS
 
+SCORE_CAP = 2.0  # a figure far past its target (0% of steps waiting) is drawn here
+
 
 @dataclass
 class Target:
@@ -142,15 +144,19 @@ def plot(targets: list[Target], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scores = [t.figure / t.bound if t.higher_is_better else t.bound / max(t.figure, 1e-9)
-              for t in targets]
-    fig, ax = plt.subplots(figsize=(9, 0.35 * len(targets) + 1.2))
+    scores = [min(SCORE_CAP, t.figure / t.bound if t.higher_is_better
+                  else t.bound / max(t.figure, 1e-9)) for t in targets]
+    fig, ax = plt.subplots(figsize=(10, 0.3 * len(targets) + 1.2))
     ax.barh(range(len(targets)), scores, color=["tab:green" if t.met else "tab:red"
                                                 for t in targets])
     ax.axvline(1.0, color="black", linewidth=1)
     ax.set_yticks(range(len(targets)), [f"{t.part}: {t.what}" for t in targets], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("figure reached / target (right of the line: met)")
+    for row, (score, t) in enumerate(zip(scores, targets, strict=True)):
+        ax.text(score + 0.02, row, t.cell(t.figure), va="center", fontsize=7)
+    ax.set_xlim(0, SCORE_CAP + 0.3)
+    ax.set_xlabel(f"how far past the target (1 = at it, right of the line: met; capped at "
+                  f"{SCORE_CAP:g})")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -170,3 +176,15 @@ def run(parts: list[str], size: int, repeat: int, json_path: str | None,
         plot(targets, Path(plot_path))
         print(f"plot written to {plot_path}", file=sys.stderr)
     return 0
+
+
+def replot(json_path: Path, plot_path: Path) -> None:
+    """The table and plot of a run's --json, again (python -m tether.bench.targets A.json B.png)."""
+    targets = [Target(**{k: v for k, v in row.items() if k != "met"})
+               for row in json.loads(json_path.read_text())]
+    print(table(targets))
+    plot(targets, plot_path)
+
+
+if __name__ == "__main__":
+    replot(Path(sys.argv[1]), Path(sys.argv[2]))
