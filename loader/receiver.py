@@ -52,7 +52,9 @@ def warm_imports() -> None:
     """Import, on a thread of its own, what decoding the first frame needs (once a process)."""
     if not _warmed.is_set():
         _warmed.set()
-        threading.Thread(target=_warm_imports, name="tether-warm-imports", daemon=True).start()
+        # Not a daemon thread: one still importing at exit holds the import lock
+        # while Python 3.13 parks it for good, and the exit that needs an import hangs.
+        threading.Thread(target=_warm_imports, name="tether-warm-imports").start()
 
 
 class Receiver:
