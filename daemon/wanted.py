@@ -76,10 +76,6 @@ class WantedShards:
         self._last = cursor
         self._wants.append(want)
 
-    @property
-    def pending(self) -> bool:
-        return bool(self._wants)
-
     def next_task(self) -> ShardTask | None:
         """The next wanted shard, its rows cut to those the loader lacks;
         None when the loader has named none yet."""

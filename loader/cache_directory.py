@@ -97,18 +97,19 @@ class CacheDirectory:
         other versions of `name` always, then the least recently used. Returns the
         bytes this directory may take, also bounded by the disk's free space."""
         root = self.path.parent
-        others = [path for path in root.iterdir()
-                  if path != self.path and _ours(path) and (path / _META).exists()]
-        order = sorted(others, key=lambda path: (_record(path).get("name") != name,
-                                                 (path / _META).stat().st_mtime))
+        records = {path: _record(path) for path in root.iterdir()
+                   if path != self.path and _ours(path) and (path / _META).exists()}
+        order = sorted(records, key=lambda path: (records[path].get("name") != name,
+                                                  (path / _META).stat().st_mtime))
 
         def taken() -> int:
-            return sum(int(_record(path).get("bytes", 0)) for path in others if path.exists())
+            return sum(int(record.get("bytes", 0)) for record in records.values())
 
         for path in order:
-            if _record(path).get("name") != name and taken() + wanted <= limit:
+            if records[path].get("name") != name and taken() + wanted <= limit:
                 break
-            _delete_unless_locked(path)
+            if _delete_unless_locked(path):
+                del records[path]
         free = shutil.disk_usage(root).free - DISK_MARGIN_BYTES
         return max(0, min(limit - taken(), free))
 

@@ -11,13 +11,13 @@ The shards come out exactly as without the cache.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from threading import Lock
-from typing import NamedTuple
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from .decoder import Decoder, Shard
 from .row_cache import ColumnSpec, RowCache
 from .stream import ResumableStream
 from .wire.errors import DatasetError, ProtocolError
-from .wire.plan import Cursor, EpochOrder, HostPlan
+from .wire.plan import Cursor, HostPlan
 from .wire.ragged import IMAGE
 from .wire.v1 import tether_pb2 as pb
 
@@ -41,11 +41,6 @@ class _Planned:
     @property
     def whole(self) -> bool:
         return bool(self.have.all())
-
-
-class _EpochOrder(NamedTuple):
-    epoch: int
-    order: EpochOrder
 
 
 def cached_columns(plan: pb.StreamPlan, image_size: tuple[int, int] | None) -> list[ColumnSpec]:
@@ -69,7 +64,7 @@ class CachedShards:
         self._planned: dict[Cursor, _Planned] = {}  # wanted, not yet merged
         self._lock = Lock()
         self._decoder: Decoder | None = None
-        self._order: _EpochOrder | None = None  # of the epoch being planned
+        self._orders = functools.lru_cache(maxsize=1)(plan.order)  # the epoch being planned
         # Whole shards are read from disk ahead, as the stream's are decoded ahead:
         # a step never waits on a read the window could have done before it.
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="tether-cache-read")
@@ -116,9 +111,7 @@ class CachedShards:
             return all(wanted.epoch >= cursor.epoch for wanted in self._planned)
 
     def _plan_next(self, cursor: Cursor) -> _Planned:
-        if self._order is None or self._order.epoch != cursor.epoch:
-            self._order = _EpochOrder(cursor.epoch, self._plan.order(cursor.epoch))
-        rows = self._plan.shard(cursor, self._order.order)
+        rows = self._plan.shard(cursor, self._orders(cursor.epoch))
         slots = self.cache.pin(rows)
         planned = _Planned(cursor, rows, slots, slots >= 0)
         if planned.whole:
