@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tether.daemon.codec_policy import CPU_SHARE, ZSTD_LEVELS, CodecCost, ladders, measure
+from tether.daemon.stream.codec_policy import CPU_SHARE, ZSTD_LEVELS, CodecCost, ladders, measure
 
 from . import data
 from .link import PRESETS, Link, ShapedProxy

@@ -148,7 +148,7 @@ def write(kind: str, folder: Path, nbytes: int, seed: int = 0) -> Path:
 def copy_user_dataset(path: Path, name: str, folder: Path, nbytes: int) -> Path:
     """Copy up to `nbytes` of a user's dataset (any format Tether serves) to .npy columns;
     an image folder's files (up to `nbytes` of them) to an image folder."""
-    from tether.daemon.catalog import Catalog
+    from tether.daemon.prepare.catalog import Catalog
 
     if image_data.is_image_folder(path):
         return image_data.copy_image_folder(path, folder / name, nbytes)

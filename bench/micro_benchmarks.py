@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tether.batcher import Batcher
-from tether.decoder import Shard
+from tether.pipeline.batcher import Batcher
+from tether.pipeline.decoder import Shard
 from tether.wire import framing, tensors
 from tether.wire.codecs import byteshuffle
 from tether.wire.v1 import tether_pb2 as pb

@@ -2,7 +2,7 @@
 
     python -m tether.bench.packing_fill
 
-prints the table in tether.sequences' docstring: best-fit against first-fit
+prints the table in tether.sequences.packing' docstring: best-fit against first-fit
 decreasing, rounds of 256 and 1024 sequences, L of 512 and 2048.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tether.sequences import METHODS, pack, pack_round
+from tether.sequences.packing import METHODS, pack, pack_round
 from tether.wire.ragged import Ragged
 
 

@@ -1,5 +1,5 @@
 """Tether's local side: serves datasets from this machine (`tether serve`)."""
 
-from .server import Daemon, DaemonConfig
+from .serve.server import Daemon, DaemonConfig
 
 __all__ = ["Daemon", "DaemonConfig"]

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from tether.wire.sizes import size_argument
 
-from .preparation import Preparation, is_database_url
-from .results import DEFAULT_MAX_BYTES, ResultsSink, safe_display
-from .server import Daemon, DaemonConfig, default_state_dir
-from .tunnel import DEFAULT_CAP as DEFAULT_TUNNEL_CAP
-from .tunnel import KINDS as TUNNELS
+from .prepare.preparation import Preparation, is_database_url
+from .serve.results import DEFAULT_MAX_BYTES, ResultsSink, safe_display
+from .serve.server import Daemon, DaemonConfig, default_state_dir
+from .serve.tunnel import DEFAULT_CAP as DEFAULT_TUNNEL_CAP
+from .serve.tunnel import KINDS as TUNNELS
 
 log = logging.getLogger(__name__)
 

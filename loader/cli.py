@@ -20,7 +20,7 @@ from .wire.errors import TetherError
 _COMMANDS = {
     "serve": ("tether.daemon.cli", "daemon"),
     "results": ("tether.daemon.cli", "daemon"),
-    "demo": ("tether.daemon.demo", "daemon"),
+    "demo": ("tether.bench.demo", "daemon"),
     "ls": ("tether.inspect", None),
     "status": ("tether.inspect", None),
     "bench": ("tether.bench.cli", "daemon"),

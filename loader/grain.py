@@ -20,7 +20,7 @@ try:
 except ImportError as exc:  # the loader's own stack has no Grain
     raise ImportError("loader.to_grain() needs Grain: pip install grain") from exc
 
-from .batcher import Batch
+from .pipeline.batcher import Batch
 from .wire.errors import RequestError
 
 if TYPE_CHECKING:

@@ -21,27 +21,27 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .batcher import Batch, Batcher
-from .cached_shards import CachedShards, cached_columns, then
+from .cache.cached_shards import CachedShards, cached_columns, then
+from .cache.row_cache import DEFAULT_CACHE_LIMIT, RowCache, cache_key
 from .client import Client
 from .colab import resolve_url
-from .decoder import Decoder, Shard
-from .delivery import SequenceOptions, check_for_jax, finish_batch
-from .image_columns import decode_shard_images
-from .merger import Merger, PartQueue
-from .ordering import PlanOrder
+from .pipeline.batcher import Batch, Batcher
+from .pipeline.decoder import Decoder, Shard
+from .pipeline.merger import Merger, PartQueue
+from .pipeline.ordering import PlanOrder
+from .pipeline.receiver import connect_now
+from .pipeline.resumable import ResumableStream
 from .progress import Progress, require_tqdm, total_waits
-from .receiver import connect_now
 from .retry import RetryPolicy
-from .row_cache import DEFAULT_CACHE_LIMIT, RowCache, cache_key
+from .sequences.delivery import SequenceOptions, check_for_jax, finish_batch
 from .state import LoaderState
-from .stream import ResumableStream
 from .wire import rpc
 from .wire.allocator import tune_allocator
 from .wire.checksums import available_checksums
 from .wire.codecs import NAMES as CODEC_NAMES
 from .wire.codecs import available_codecs
 from .wire.errors import DatasetError, ProtocolError, RequestError, TetherError
+from .wire.images.columns import decode_shard_images
 from .wire.plan import HostPlan, Position, combine
 from .wire.ragged import IMAGE, UTF8, Ragged
 from .wire.sizes import parse_size
@@ -178,7 +178,7 @@ class Loader:
         self._restored: LoaderState | None = None  # where the next iteration starts
         self._streams: list[ResumableStream] = []
         self._batcher: Batcher | None = None
-        self._packer: Any = None  # tether.packer.Packer, with pack=
+        self._packer: Any = None  # tether.sequences.packer.Packer, with pack=
         self._started: LoaderState | None = None  # where this iteration began
         self._counts: dict[str, int] = {}  # images skipped, sequences truncated
         if progress:
@@ -221,7 +221,7 @@ class Loader:
                                 drop_short=spec.drop_last)
         batches: Iterable[Batch] = self._batcher
         if self.sequences.pack:
-            from .packer import Packer
+            from .sequences.packer import Packer
 
             column, length = self.sequences.pack
             self._packer = Packer(self._rounds(), column, length, self.batch_size,
@@ -549,7 +549,7 @@ def _process_layout(index: int | None, count: int | None) -> tuple[int, int]:
 
 def _decode_place(decode: str, image_size: tuple[int, int] | None) -> str:
     """Where images may be decoded: without Pillow here, only on the daemon."""
-    from .imaging import available
+    from .wire.images.decode import available
 
     if image_size is None or available():
         return decode

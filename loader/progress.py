@@ -3,7 +3,7 @@
 The training loop either runs a step or waits for the next batch. The time
 it waits, over the time since it asked for the first batch, is the share a
 faster loader would give back. The decoder splits that wait by what held the
-shard up (tether.decoder.Waits): the network, the daemon's reading and
+shard up (tether.pipeline.decoder.Waits): the network, the daemon's reading and
 encoding (each frame says how long it took), or decoding here.
 
 >>> loader = tether.Loader(url, dataset="train", batch_size=256, progress=True)  # doctest: +SKIP
@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .decoder import Waits
+from .pipeline.decoder import Waits
 from .wire.errors import RequestError
 
 

@@ -31,7 +31,7 @@ class LoaderState:
     spec: StreamSpec
     fingerprint: str
     # With pack=: how the rounds were packed, and the packed rows of the round
-    # at spec.start already handed out (tether.packer): {"column", "length",
+    # at spec.start already handed out (tether.sequences.packer): {"column", "length",
     # "round_rows", "rows"}. A resume must pack the same way to skip the same rows.
     packing: dict[str, Any] | None = None
 

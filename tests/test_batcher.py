@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tether.batcher import Batcher
-from tether.decoder import Shard
+from tether.pipeline.batcher import Batcher
+from tether.pipeline.decoder import Shard
 from tether.wire.aligned import is_aligned
 from tether.wire.plan import Position
 

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 import tether
-from tether.cache_directory import OVERHEAD_BYTES
-from tether.daemon.wanted import WantedShards
-from tether.row_cache import CacheError, ColumnSpec, RowCache, cache_key
+from tether.cache.directory import OVERHEAD_BYTES
+from tether.cache.row_cache import CacheError, ColumnSpec, RowCache, cache_key
+from tether.daemon.stream.wanted import WantedShards
 from tether.wire.errors import RequestError
 from tether.wire.plan import HostPlan, Layout
 from tether.wire.v1 import tether_pb2 as pb
@@ -210,7 +210,7 @@ def test_weird_column_names_stay_inside_the_cache_directory(tmp_path: Path) -> N
 
 _FILL_A_SMALL_DISK = """
 import sys, numpy as np
-from tether.row_cache import RowCache, ColumnSpec
+from tether.cache.row_cache import RowCache, ColumnSpec
 cache = RowCache(sys.argv[1], 10 << 20, "t", {"d": 1}, [ColumnSpec("x", "<f4", (256,))], 4000)
 for start in range(0, 4000, 100):
     cache.store(np.arange(start, start + 100), {"x": np.ones((100, 256), np.float32)})

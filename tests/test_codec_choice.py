@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import tether
+import tether.daemon.stream.codec_policy as codec_policy_module
 from tether.bench import data
 from tether.bench.link import Link, ShapedProxy
-from tether.daemon import codec_policy as codec_policy_module
-from tether.daemon.codec_policy import (
+from tether.daemon.stream.codec_policy import (
     NONE,
     ZSTD_LEVELS,
     AutoCodec,

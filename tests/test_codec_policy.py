@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tether.daemon.codec_policy import AutoCodec, LinkMeter, codec_policy, peer_is_local
+from tether.daemon.stream.codec_policy import AutoCodec, LinkMeter, codec_policy, peer_is_local
 from tether.wire.errors import RequestError
 
 TOKENS = np.minimum(np.random.default_rng(0).zipf(1.2, (2048, 512)) - 1, 49_999).astype(np.int64)

@@ -8,8 +8,8 @@ import io
 import numpy as np
 import pytest
 
-from tether.daemon.codec_policy import LinkMeter
-from tether.daemon.decode_policy import DAEMON, EXPLORE_EVERY, LOADER, DecodePlace
+from tether.daemon.stream.codec_policy import LinkMeter
+from tether.daemon.stream.decode_policy import DAEMON, EXPLORE_EVERY, LOADER, DecodePlace
 from tether.wire.ragged import Ragged
 
 PIL = pytest.importorskip("PIL.Image")

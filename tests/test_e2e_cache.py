@@ -14,7 +14,7 @@ import pytest
 
 import tether
 from tether.bench.link import Link, ShapedProxy
-from tether.cache_directory import OVERHEAD_BYTES
+from tether.cache.directory import OVERHEAD_BYTES
 from tether.wire.errors import DatasetError, RequestError
 from tether.wire.v1 import tether_pb2 as pb
 

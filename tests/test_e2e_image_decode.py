@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import tether
-from tether.imaging import decode_image
 from tether.wire.errors import DataCorrupted
+from tether.wire.images.decode import decode_image
 
 from .conftest import state_after
 

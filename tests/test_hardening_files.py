@@ -19,9 +19,9 @@ import pyarrow.csv as pacsv
 import pytest
 
 import tether
-from tether.daemon.catalog import Catalog
 from tether.daemon.logsafe import RateLimited, clip
-from tether.daemon.results import FREE_DISK_MARGIN, ResultsSink, UploadRefused, safe_display
+from tether.daemon.prepare.catalog import Catalog
+from tether.daemon.serve.results import FREE_DISK_MARGIN, ResultsSink, UploadRefused, safe_display
 from tether.daemon.sources import discover
 from tether.wire import rpc
 from tether.wire.errors import DatasetError

@@ -28,10 +28,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import tether
-from tether.daemon import remote_sql
-from tether.daemon.filtering import FilterIndex
-from tether.daemon.remote_sql import run_remote_query
+import tether.daemon.prepare.remote_sql as remote_sql
+from tether.daemon.prepare.remote_sql import run_remote_query
 from tether.daemon.sources import discover
+from tether.daemon.stream.filtering import FilterIndex
 from tether.wire import filters
 from tether.wire.errors import TetherError
 
@@ -212,7 +212,7 @@ def test_a_remote_querys_memory_limit_bounds_the_daemon(tmp_path: Path) -> None:
         import resource, sys
         from pathlib import Path
         import numpy as np, pyarrow as pa, pyarrow.parquet as pq
-        from tether.daemon.remote_sql import run_remote_query
+        from tether.daemon.prepare.remote_sql import run_remote_query
         from tether.daemon.sources import discover
         data = Path({str(tmp_path)!r}) / "data"
         data.mkdir()
@@ -383,7 +383,7 @@ def test_filter_edge_cases_through_the_daemon(tmp_path: Path, serve) -> None:
 # --- SQLite files in the served folder ----------------------------------------
 
 def test_a_hostile_sqlite_file_gives_clear_errors_and_nothing_else(tmp_path: Path) -> None:
-    from tether.daemon.catalog import Catalog
+    from tether.daemon.prepare.catalog import Catalog
 
     folder = tmp_path / "data"
     folder.mkdir()

@@ -26,10 +26,10 @@ import tether
 from tether.daemon.sources import discover
 from tether.daemon.sources.arrow_columns import describe, to_numpy
 from tether.daemon.sources.images import ImageFiles
-from tether.decoder import check_shard, decode_shard
-from tether.imaging import BadImage, decode_image
+from tether.pipeline.decoder import check_shard, decode_shard
 from tether.wire import framing, tensors
 from tether.wire.errors import ColumnError, DataCorrupted, ProtocolError, TetherError
+from tether.wire.images.decode import BadImage, decode_image
 from tether.wire.ragged import Ragged
 from tether.wire.v1 import tether_pb2 as pb
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from tether.daemon.catalog import Catalog
+from tether.daemon.prepare.catalog import Catalog
 from tether.daemon.sources import discover
 from tether.daemon.sources.images import ImageFolderSource
 from tether.inspect import format_classes, format_dataset

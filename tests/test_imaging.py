@@ -1,4 +1,4 @@
-"""tether.imaging: real image files written by Pillow, decoded and checked pixel by pixel."""
+"""tether.wire.images.decode: real image files written by Pillow, decoded and checked per pixel."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from tether.wire.ragged import Ragged
 Image = pytest.importorskip("PIL.Image")
 features = pytest.importorskip("PIL.features")
 
-from tether import imaging  # noqa: E402
-from tether.imaging import BadImage, decode_image, decode_images  # noqa: E402
+import tether.wire.images.decode as imaging  # noqa: E402
+from tether.wire.images.decode import BadImage, decode_image, decode_images  # noqa: E402
 
 SIZE = (24, 32)  # (H, W): not square on purpose
 BILINEAR = Image.Resampling.BILINEAR

@@ -40,7 +40,7 @@ class ConnectProxy:
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         if mode == "mitm":
-            from tether.daemon.identity import _self_signed
+            from tether.daemon.serve.identity import _self_signed
 
             key, cert = _self_signed()
             assert cert_dir is not None

@@ -13,7 +13,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from tether.daemon.remote_sql import run_remote_query
+from tether.daemon.prepare.remote_sql import run_remote_query
 from tether.daemon.sources import discover
 from tether.wire.errors import RequestError
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tether.cache_directory import OVERHEAD_BYTES
-from tether.row_cache import CacheError, ColumnSpec, RowCache
+from tether.cache.directory import OVERHEAD_BYTES
+from tether.cache.row_cache import CacheError, ColumnSpec, RowCache
 
 COLUMNS = [ColumnSpec("x", "<f4", (4,)), ColumnSpec("id", "<i8", ())]
 ROW_BYTES = 4 * 4 + 8 + 8  # the columns, and a use stamp

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import tether
-from tether.daemon.results import ResultsSink, UploadRefused, safe_relative
+from tether.daemon.serve.results import ResultsSink, UploadRefused, safe_relative
 from tether.wire import rpc
 from tether.wire.v1 import tether_pb2 as pb
 

@@ -1,4 +1,4 @@
-"""Padding and packing of variable-length token sequences (tether.sequences):
+"""Padding and packing of variable-length token sequences (tether.sequences.packing):
 exact values, every token once and in order, deterministic placement, fill,
 and a Packer that resumes exactly from its state."""
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tether.bench.packing_fill import typical_lengths
-from tether.packer import Packer
-from tether.sequences import METHODS, pack, pack_round, pad, pad_batch
+from tether.sequences.packer import Packer
+from tether.sequences.packing import METHODS, pack, pack_round, pad, pad_batch
 from tether.wire.aligned import is_aligned
 from tether.wire.ragged import Ragged
 

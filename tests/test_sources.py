@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tether.daemon.catalog import Catalog
+from tether.daemon.prepare.catalog import Catalog
 from tether.daemon.sources import discover
 from tether.wire.errors import ColumnError, DatasetError, DatasetNotFound
 

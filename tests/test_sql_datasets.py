@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import tether
-from tether.daemon.catalog import Catalog
-from tether.daemon.preparation import Preparation
+from tether.daemon.prepare.catalog import Catalog
+from tether.daemon.prepare.preparation import Preparation
 from tether.daemon.sources import discover
 from tether.daemon.sources.sqlite import SqliteTableSource
 

@@ -20,7 +20,7 @@ import pytest
 import tether
 from tether.bench.link import Link, ShapedProxy
 from tether.daemon import Daemon, DaemonConfig
-from tether.daemon.tunnel import CAP_MARKS, DEFAULT_CAP, POLL_SECONDS, human_bytes
+from tether.daemon.serve.tunnel import CAP_MARKS, DEFAULT_CAP, POLL_SECONDS, human_bytes
 
 from .conftest import collect
 
@@ -112,7 +112,7 @@ def test_the_tunnel_cap_warns_once_at_half_and_once_at_90_percent(
     cap = 1_000_000  # --tunnel-cap 1MB; an epoch of 3000 rows is about a quarter of it
     daemon = Daemon(DaemonConfig([npy_dataset(3000)], state_dir=tmp_path / "state",
                                  tunnel="ngrok", tunnel_cap=cap))
-    caplog.set_level(logging.WARNING, logger="tether.daemon.tunnel")
+    caplog.set_level(logging.WARNING, logger="tether.daemon.serve.tunnel")
     url = daemon.start()
     meter = daemon.tunnel.meter
 
@@ -144,7 +144,7 @@ def test_no_cap_warning_below_half_even_when_the_tunnel_closes(tmp_path: Path, n
                                                               fake_ngrok, caplog) -> None:
     daemon = Daemon(DaemonConfig([npy_dataset(300)], state_dir=tmp_path / "state",
                                  tunnel="ngrok", tunnel_cap=DEFAULT_CAP))
-    caplog.set_level(logging.WARNING, logger="tether.daemon.tunnel")
+    caplog.set_level(logging.WARNING, logger="tether.daemon.serve.tunnel")
     url = daemon.start()
     try:
         collect(tether.Loader(url, dataset="train", batch_size=100))

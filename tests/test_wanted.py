@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tether.daemon.wanted import WantedShards
+from tether.daemon.stream.wanted import WantedShards
 from tether.wire.errors import RequestError
 from tether.wire.plan import Cursor, HostPlan, Layout
 from tether.wire.v1 import tether_pb2 as pb

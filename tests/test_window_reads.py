@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tether.daemon.codec_policy import FixedCodec
-from tether.daemon.encoder import ShardEncoder, cache_bytes
 from tether.daemon.sources.parquet import ParquetSource
 from tether.daemon.sources.row_blocks import BlockCache
-from tether.daemon.stats import Stats
+from tether.daemon.stream.codec_policy import FixedCodec
+from tether.daemon.stream.encoder import ShardEncoder, cache_bytes
+from tether.daemon.stream.stats import Stats
 from tether.wire import framing, tensors
 from tether.wire.plan import EpochOrder, HostPlan, Layout, shard_tasks
 

@@ -79,8 +79,8 @@ class System(ABC):
 
 def rebatch(columns: Iterator[Batch], batch_size: int) -> Iterator[Batch]:
     """Cut a stream of column chunks into batches, with Tether's own batcher."""
-    from tether.batcher import Batcher
-    from tether.decoder import Shard
+    from tether.pipeline.batcher import Batcher
+    from tether.pipeline.decoder import Shard
     from tether.wire.plan import Position
 
     def shards() -> Iterator[Shard]:

@@ -42,7 +42,7 @@ def _chunk_rows(table: pa.Table) -> int:
 
 def _tls_files(folder: Path) -> tuple[Path, Path]:
     """(key, certificate) PEM files in `folder`, made like the daemon's on first use."""
-    from tether.daemon.identity import Identity
+    from tether.daemon.serve.identity import Identity
 
     Identity(folder=folder).tls()
     return folder / "key.pem", folder / "cert.pem"

@@ -2,7 +2,7 @@
 
 `decode` is the loader's: "loader" sends the files and decodes them in the
 loader's decode threads, "daemon" decodes on the daemon and sends pixels,
-"auto" picks per shard (tether.daemon.decode_policy). The `path` column is
+"auto" picks per shard (tether.daemon.stream.decode_policy). The `path` column is
 left out: a training step wants pixels and labels, and strings cannot
 become a jax.Array.
 """

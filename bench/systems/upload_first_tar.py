@@ -3,7 +3,7 @@
 What people do today with an image folder: the server side streams a tar of
 the folder (created as it is sent, so its cost is in the time), the client
 saves the whole file, unpacks it, and only then decodes the images with the
-same tether.imaging.decode_image the loader uses, in as many threads as the
+same tether.wire.images.decode.decode_image the loader uses, in as many threads as the
 loader's decode threads, a batch at a time. The time to the first batch
 includes the whole transfer and the unpacking.
 """
@@ -83,7 +83,7 @@ class UploadFirstTar(System):
 
     def batches(self, dataset: Path, address: Address | None,
                 batch_size: int) -> Iterator[Batch]:
-        from tether.imaging import decode_images
+        from tether.wire.images.decode import decode_images
 
         with tempfile.TemporaryDirectory(prefix="upload-first-") as tmp:
             archive = Path(tmp) / "data.tar"

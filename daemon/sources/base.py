@@ -88,7 +88,7 @@ class Source(ABC):
     class_counts: Sequence[int] = ()
     skipped: str = ""
     # A snapshot's time (seconds since the epoch): a query's, a database table's,
-    # a transform's (tether.daemon.snapshots); 0 for files served as they are.
+    # a transform's (tether.daemon.sources.snapshots); 0 for files served as they are.
     snapshot_time: float = 0.0
     # The column of text that names each row's file (images), if any.
     row_name_column: str = ""
@@ -150,7 +150,7 @@ class Source(ABC):
 
     def filter_types(self) -> dict[str, Any]:
         """Arrow types of columns a filter can read but a tensor cannot hold
-        (nullable ones); tether.daemon.filtering types the rest."""
+        (nullable ones); tether.daemon.stream.filtering types the rest."""
         return {}
 
     def row_name(self, row: int) -> str:

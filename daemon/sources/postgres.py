@@ -34,8 +34,8 @@ from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 
-from ..snapshots import SnapshotSource, snapshot, snapshot_key
 from . import Found
+from .snapshots import SnapshotSource, snapshot, snapshot_key
 
 log = logging.getLogger(__name__)
 

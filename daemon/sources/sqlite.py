@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..snapshots import SnapshotSource, snapshot, snapshot_key
 from .base import fingerprint
+from .snapshots import SnapshotSource, snapshot, snapshot_key
 
 SUFFIXES = (".sqlite", ".sqlite3", ".db")
 FETCH_ROWS = 65536

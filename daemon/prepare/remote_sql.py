@@ -1,0 +1,222 @@
+"""A loader's own query over the served datasets (`Loader(sql=...)`, allowed
+by `tether serve --allow-sql`): read-only, the served datasets and nothing
+else, with a time and a memory limit.
+
+The query comes from the network, so it runs in a DuckDB that cannot reach
+anything but the tables handed to it:
+
+- one statement, and a SELECT (`WITH ... SELECT`, `FROM t`, `VALUES` are
+  SELECTs too), as DuckDB's own parser classifies it: no COPY, ATTACH,
+  INSTALL/LOAD, SET, PRAGMA, CREATE, ...;
+- an in-memory DuckDB with `enable_external_access=false` (no file or
+  network access: read_csv('/etc/passwd'), read_parquet, glob, COPY TO,
+  ATTACH all fail), no extension installed or loaded, no Python variables
+  visible as tables, no spilling to disk, and its configuration locked
+  before the query is parsed, so the query cannot undo any of it;
+- the served datasets reach it as pyarrow datasets registered by the
+  daemon (pyarrow opens the files, DuckDB never does): Parquet, CSV, Arrow
+  and Feather files, and the snapshots of database tables and queries,
+  each a table named by its dataset (quoted: `SELECT * FROM "shop.items"`);
+- a time limit (the query is interrupted) and DuckDB's memory limit.
+
+The result is a snapshot (snapshots.py) keyed by the query and the
+fingerprints of the files it reads, so the same query over the same data
+is the same rows in the same order: a resumed stream finds them again.
+
+>>> source = run_remote_query('SELECT id, x FROM train WHERE label = 3', found, cache_dir)
+>>> source.num_rows
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from tether.wire.errors import Busy, RequestError
+
+from ..private import keep_newest
+from ..sources import Found
+from ..sources.base import fingerprint
+from ..sources.snapshots import SnapshotSource, snapshot, snapshot_key
+from .sql_datasets import FILE_FORMATS, THREADS, arrow_dataset, one_line, reader
+
+TIME_LIMIT_S = 60.0
+MEMORY_LIMIT = "1GB"
+# What one loader's query may take of the daemon beside DuckDB's memory limit:
+# its result on disk, one batch of it in memory (rows come a few thousand at
+# a time, so wide rows stay small), and a place among the queries running.
+MAX_RESULT_BYTES = 4 << 30
+MAX_BATCH_BYTES = 256 << 20
+BATCH_ROWS = 4096
+MAX_RUNNING = 2
+KEPT_RESULTS = 8  # the newest results kept on disk, for resumes; older ones go
+_running = threading.BoundedSemaphore(MAX_RUNNING)
+
+# Set when the connection is made, then locked: a query cannot change them.
+_SANDBOX = {
+    "enable_external_access": False,  # no files, no network: only the registered tables
+    "python_enable_replacements": False,  # no daemon variable visible as a table
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_unsigned_extensions": False,
+    "allow_community_extensions": False,
+    "temp_directory": "",  # no spilling: the memory limit is the limit
+    "secret_directory": "",  # nor the daemon's home folder in duckdb_settings()
+    "extension_directory": "",
+    "lock_configuration": True,
+}
+
+_locks: dict[str, threading.Lock] = {}  # one snapshot of a query at a time
+_locks_lock = threading.Lock()
+
+
+def run_remote_query(sql: str, found: Sequence[Found], cache_dir: Path,
+                     time_limit_s: float = TIME_LIMIT_S,
+                     memory_limit: str = MEMORY_LIMIT) -> SnapshotSource:
+    """The rows of a remote `sql` over the served datasets `found`, as a
+    snapshot source; a RequestError (with DuckDB's message) when the query
+    is refused, fails, or runs past `time_limit_s` seconds."""
+    import duckdb
+
+    if not _running.acquire(timeout=time_limit_s):
+        raise Busy(f"{MAX_RUNNING} queries from loaders are running already; try again "
+                   "when one has finished")
+    try:
+        return _query(duckdb, sql, found, cache_dir, time_limit_s, memory_limit)
+    finally:
+        _running.release()
+
+
+def _query(duckdb, sql: str, found: Sequence[Found], cache_dir: Path, time_limit_s: float,
+           memory_limit: str) -> SnapshotSource:
+    con = duckdb.connect(":memory:", config={**_SANDBOX, "memory_limit": memory_limit,
+                                             "threads": THREADS})
+    try:
+        _check(con, sql)
+        tables = _visible(con, sql, found, cache_dir)
+        paths = [p for _, _, files in tables for p in files]
+        digest = snapshot_key("remote sql", sql)
+        key = snapshot_key(digest, repr([n for n, _, _ in tables]), fingerprint(paths))
+        with _lock(key):
+            path = _run(con, sql, cache_dir, f"sql.{digest}", key, time_limit_s)
+        _forget_old_results(path)
+    finally:
+        con.close()
+    return SnapshotSource(f"sql.{digest}", path, paths, "sql")
+
+
+def _forget_old_results(newest: Path) -> None:
+    """Keep the KEPT_RESULTS newest query results: each distinct query makes
+    one, and a loader could send many. (A stream still reading a removed file
+    keeps it open; a resume after it went runs the query again, and is
+    refused if its rows changed, like any changed dataset.)"""
+    keep_newest(newest, "sql.*.arrow", KEPT_RESULTS)
+    with _locks_lock:
+        for key in [k for k, lock in _locks.items() if not lock.locked()]:
+            del _locks[key]
+
+
+def _check(con, sql: str) -> None:
+    """Refused unless one SELECT, by DuckDB's own parser (of this connection:
+    parsing alone opens nothing, and the connection is sandboxed anyway)."""
+    import duckdb
+
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise RequestError(f"the query does not parse: {one_line(exc)}") from None
+    if len(statements) != 1:
+        raise RequestError(f"send one SELECT statement; the query holds {len(statements)}")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise RequestError(f"only a SELECT (or WITH ... SELECT) may run here, read-only; "
+                           f"this is a {kind.name} statement")
+
+
+def _visible(con, sql: str, found: Sequence[Found], cache_dir: Path
+             ) -> list[tuple[str, object, list[Path]]]:
+    """(name, pyarrow data, files it depends on) of each served dataset whose
+    name is in the query's text, registered in `con`: only those are opened,
+    not all that are served. (DuckDB cannot list the tables a query reads
+    before they exist, so the text decides: a name that is only in a string
+    or a longer name costs a needless open, and a needless new snapshot when
+    its files change, never a wrong row.)"""
+    text = sql.lower()  # DuckDB's names are case-insensitive
+    tables = []
+    for f in found:
+        named = f.name.lower()
+        if named not in text and named.replace('"', '""') not in text:
+            continue
+        try:
+            if f.reader is None and f.paths and f.kind.format in FILE_FORMATS:
+                tables.append((f.name, arrow_dataset(f.kind.format, f.paths), list(f.paths)))
+            elif issubclass(f.kind, SnapshotSource):
+                tables.append(_snapshot_table(f, cache_dir))
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise RequestError(f"dataset {f.name!r} cannot be read for the query: "
+                               f"{one_line(exc)}") from None
+    for name, data, _ in tables:
+        con.register(name, data)
+    return tables
+
+
+def _snapshot_table(found: Found, cache_dir: Path) -> tuple[str, object, list[Path]]:
+    """A database table's or a query's snapshot, as the catalog has it. Opened
+    here without `refresh`: a remote query must not retake the owner's snapshots."""
+    options = {**found.options, **({"refresh": False} if "refresh" in found.options else {})}
+    source = found.kind(found.name, found.paths, cache_dir, **options)
+    try:
+        return found.name, arrow_dataset("arrow", source.paths), list(source.paths)
+    finally:
+        source.close()
+
+
+def _lock(key: str) -> threading.Lock:
+    with _locks_lock:
+        return _locks.setdefault(key, threading.Lock())
+
+
+def _run(con, sql: str, cache_dir: Path, name: str, key: str, time_limit_s: float) -> Path:
+    import duckdb
+
+    late = threading.Event()
+
+    def interrupt() -> None:
+        late.set()
+        con.interrupt()
+
+    timer = threading.Timer(time_limit_s, interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        return snapshot(cache_dir, name, key, lambda: _rows(con, sql))
+    except (duckdb.Error, pa.ArrowException, ValueError, OSError) as exc:
+        # (pyarrow's reader raises an interrupted or failed stream as OSError)
+        if late.is_set():
+            raise RequestError(f"query ran past its {time_limit_s:g} s time limit "
+                               "(ask for fewer rows, or filter before joining)") from None
+        raise RequestError(f"the query failed: {one_line(exc)}") from None
+    finally:
+        timer.cancel()
+
+
+def _rows(con, sql: str):
+    rows = reader(con, sql, BATCH_ROWS)
+    return rows.schema, _bounded(rows)
+
+
+def _bounded(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The result's batches, refused past MAX_RESULT_BYTES in all or
+    MAX_BATCH_BYTES in one (the partial snapshot is then removed)."""
+    total = 0
+    for batch in batches:
+        total += batch.nbytes
+        if batch.nbytes > MAX_BATCH_BYTES or total > MAX_RESULT_BYTES:
+            raise RequestError(
+                f"the query's result is too large: over {MAX_RESULT_BYTES >> 20} MiB in all, "
+                f"or rows over {MAX_BATCH_BYTES >> 20} MiB per {BATCH_ROWS} (ask for fewer "
+                "rows or narrower columns)")
+        yield batch

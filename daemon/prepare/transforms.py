@@ -1,0 +1,425 @@
+"""`tether serve --transform NAME=MODULE:FUNCTION`: a dataset passed through
+the owner's function, on the daemon, a chunk of rows at a time.
+
+    # prep.py, in the folder tether serve runs in (or on PYTHONPATH)
+    def clean(chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        keep = chunk["label"] >= 0
+        return {"x": chunk["x"][keep] / 255, "label": chunk["label"][keep]}
+
+The function is the owner's code, imported at start (a missing module or
+function stops `tether serve` with an error saying where it looked); the
+remote side only names datasets and can never send code. A function may
+drop rows, so its output is written once into a snapshot
+(tether.daemon.sources.snapshots), keyed by the base dataset's fingerprint, the
+target and the module file's bytes (editing prep.py makes a new one), and
+served from it: shuffle, exactly-once and resume work unchanged.
+
+Making the snapshot can take long and burn CPU, so it runs in the background
+(the dataset is listed as preparing; `Catalog.get` waits a while for it) and
+the function runs in worker processes (spawned, not forked: the daemon has
+gRPC threads), a bounded number of chunks in flight, so the daemon's RPCs
+and other streams go on and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from tether.wire.ragged import Ragged
+
+from ..sources import Found, Source
+from ..sources.snapshots import SnapshotSource, snapshot, snapshot_key
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 65_536  # rows handed to the function at once, at most...
+CHUNK_BYTES = 64 << 20  # ...and about this many bytes of them (wide rows: fewer)
+# One core is left to the daemon itself; more than 4 rarely pays for the copies.
+WORKERS = max(1, min(4, (os.cpu_count() or 2) - 1))
+IN_FLIGHT_PER_WORKER = 2  # chunks sent ahead of the writer: bounds memory
+
+
+class TransformError(Exception):
+    """The owner's function failed, or returned something that is not a table."""
+
+
+class Preparing(Exception):  # noqa: N818 - a state, not a failure
+    """The dataset's snapshot is being made in the background; `done` is set
+    when it is made (or failed), and opening it again then gives the answer."""
+
+    def __init__(self, message: str, done: threading.Event) -> None:
+        super().__init__(message)
+        self.done = done
+
+
+# -- the owner's function ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Function:
+    target: str  # "module:function"
+    file: str  # where the module was found, for messages
+    digest: str  # of the module file's bytes: an edit makes a new snapshot
+
+
+_resolved: dict[str, Function] = {}
+
+
+def resolve(name: str, target: str) -> Function:
+    """Import `target` ("module:function") now, so that a typo stops the daemon
+    at start. Resolved once per daemon: an edit to the module takes effect
+    (and makes a new snapshot) at the next start."""
+    if target not in _resolved:
+        module_name, _, function_name = target.partition(":")
+        if not module_name or not function_name:
+            raise ValueError(f"--transform {name}={target}: give MODULE:FUNCTION, e.g. "
+                             f"--transform {name}=prep:clean for clean() in prep.py")
+        module = _import(name, target, module_name)
+        if not callable(getattr(module, function_name, None)):
+            defined = sorted(k for k, v in vars(module).items()
+                             if callable(v) and not k.startswith("_")
+                             and getattr(v, "__module__", None) == module.__name__)
+            raise ValueError(f"--transform {name}={target}: module {module_name!r} "
+                             f"({module.__file__}) has no function {function_name!r}; it "
+                             f"defines: {', '.join(defined) or 'none'}")
+        file = getattr(module, "__file__", None) or ""
+        digest = hashlib.sha256(Path(file).read_bytes()).hexdigest() if file else ""
+        _resolved[target] = Function(target, file, digest)
+    return _resolved[target]
+
+
+def _import(name: str, target: str, module_name: str):
+    # `tether serve` (a console script) does not put the current folder on the
+    # path as `python -m` does; the issue promises both. The spawned workers
+    # inherit this path.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name.split(".")[0] and exc.name != module_name:
+            raise ValueError(f"--transform {name}={target}: importing {module_name!r} "
+                             f"failed: {exc}") from None
+        path = os.environ.get("PYTHONPATH", "")
+        raise ValueError(f"--transform {name}={target}: no module {module_name!r} in the "
+                         f"current folder ({os.getcwd()}) or on PYTHONPATH ({path or 'unset'}); "
+                         f"put {module_name}.py there or set PYTHONPATH to its folder") from None
+    except Exception as exc:  # its own code failed on import
+        raise ValueError(f"--transform {name}={target}: importing {module_name!r} failed: "
+                         f"{_exception(exc)}") from None
+
+
+def _exception(exc: BaseException) -> str:
+    """'ValueError: bad value (prep.py, line 5, in clean)': the type, message and
+    the line of the owner's code that raised."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith("<frozen")]  # the import machinery's own
+    where = (f" ({Path(frames[-1].filename).name}, line {frames[-1].lineno}, "
+             f"in {frames[-1].name})" if frames else "")
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+# -- in a worker process ----------------------------------------------------
+
+def apply_chunk(target: str, chunk: dict[str, np.ndarray]) -> tuple[bool, bytes | str]:
+    """Run the function on a chunk: (True, Arrow IPC stream bytes) or (False,
+    what went wrong). Runs in a worker; errors travel as text, since an owner's
+    exception class may not survive pickling."""
+    module_name, _, function_name = target.partition(":")
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+        out = function(chunk)
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the owner's code
+        return False, _exception(exc)
+    try:
+        batch = to_record_batch(out)
+    except TransformError as exc:
+        return False, str(exc)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return True, sink.getvalue().to_pybytes()
+
+
+def to_record_batch(out: object) -> pa.RecordBatch:
+    """The function's output as a record batch, or a TransformError saying
+    what a chunk must look like."""
+    if not isinstance(out, dict):
+        raise TransformError(f"it returned a {type(out).__name__}, not a dict of numpy "
+                             "arrays (column name -> one value per row)")
+    if not out:
+        raise TransformError("it returned an empty dict: no columns")
+    for key, values in out.items():
+        if not isinstance(key, str):
+            raise TransformError(f"it returned a column named {key!r}; names are str")
+        if not isinstance(values, np.ndarray) or values.ndim == 0:
+            raise TransformError(f"its column {key!r} is a {type(values).__name__}, not a "
+                                 "numpy array of one value per row")
+    lengths = {key: len(values) for key, values in out.items()}
+    if len(set(lengths.values())) > 1:
+        raise TransformError("its columns have different lengths ("
+                             + ", ".join(f"{k}: {n}" for k, n in lengths.items())
+                             + "); every column needs one value per row")
+    return pa.RecordBatch.from_arrays([_to_arrow(k, v) for k, v in out.items()],
+                                      names=list(out))
+
+
+def _to_arrow(name: str, values: np.ndarray) -> pa.Array:
+    kind = values.dtype.kind
+    if kind in "biuf":  # N-D: nested fixed-size lists, as the Arrow sources read them
+        array = pa.array(np.ascontiguousarray(values).reshape(-1))
+        for size in reversed(values.shape[1:]):
+            array = pa.FixedSizeListArray.from_arrays(array, size)
+        return array
+    if values.ndim != 1:
+        raise TransformError(f"its column {name!r} is {values.ndim}-D of dtype "
+                             f"{values.dtype}; only numbers may have more than one dimension")
+    if kind == "U":
+        return pa.array(values.tolist(), pa.string())
+    if kind == "S":
+        return pa.array(values.tolist(), pa.binary())
+    if kind == "O":
+        return _objects_to_arrow(name, values)
+    raise TransformError(f"its column {name!r} has dtype {values.dtype}; return numbers, "
+                         "bools, str, bytes or 1-D numeric arrays per row")
+
+
+def _objects_to_arrow(name: str, values: np.ndarray) -> pa.Array:
+    items = values.tolist()
+    if all(isinstance(v, str) for v in items):
+        return pa.array(items, pa.string())
+    if all(isinstance(v, bytes) for v in items):
+        return pa.array(items, pa.binary())
+    if all(isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "biuf" for v in items):
+        offsets = np.zeros(len(items) + 1, dtype=np.int32)
+        np.cumsum([len(v) for v in items], out=offsets[1:])
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(items)))
+    kinds = sorted({type(v).__name__ for v in items})
+    raise TransformError(f"its column {name!r} is an object array of {', '.join(kinds)}; "
+                         "each value must be a str, or each bytes, or each a 1-D numeric "
+                         "array")
+
+
+# -- in the daemon: the snapshot, made in the background --------------------
+
+@dataclass(eq=False)
+class _Job:
+    """One snapshot being made. `settled`: it was found in the cache or its
+    making began; `done`: it is there, or `error` says why not."""
+
+    name: str
+    rows: int
+    settled: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    path: Path | None = None
+    error: Exception | None = None
+    started: float = field(default_factory=time.time)
+
+
+_jobs: dict[tuple[str, str, str], _Job] = {}  # (cache folder, dataset, key): one per daemon
+_jobs_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class TransformReader:
+    """`Found.reader` of a transformed dataset: opens its snapshot, starting it
+    in the background (and raising Preparing) when there is none yet."""
+
+    base: Found
+    function: Function
+    refresh: bool
+
+    @property
+    def format(self) -> str:
+        return f"{self.base.kind.format}+transform"
+
+    def __call__(self, name: str, paths: list[Path], cache_dir: Path) -> Source:
+        base = self.base.open(cache_dir)
+        try:
+            key = snapshot_key(base.fingerprint, self.function.target, self.function.digest)
+        except BaseException:
+            base.close()
+            raise
+        with _jobs_lock:
+            job = _jobs.get((str(cache_dir), name, key))
+            if job is None:
+                job = _jobs[(str(cache_dir), name, key)] = _Job(name, base.num_rows)
+                threading.Thread(target=self._make, args=(job, base, cache_dir, key),
+                                 name=f"tether-transform-{name}", daemon=True).start()
+                base = None  # the job closes it
+        if base is not None:
+            base.close()
+        job.settled.wait()  # a snapshot in the cache is served at once
+        if not job.done.is_set():
+            since = time.strftime("%H:%M:%S", time.localtime(job.started))
+            raise Preparing(f"preparing: transform {self.function.target} of {job.rows:,} rows, "
+                            f"started {since}", job.done)
+        if job.error is not None:
+            raise job.error
+        if job.path is None:
+            raise TransformError(f"transform {self.function.target} ended without output")
+        return SnapshotSource(name, job.path, list(self.base.paths), self.format)
+
+    def _make(self, job: _Job, base: Source, cache_dir: Path, key: str) -> None:
+        try:
+            job.path = snapshot(cache_dir, job.name, key, lambda: self._batches(job, base),
+                                self.refresh)
+        except BaseException as exc:  # (a worker's SystemExit must not leave no error)
+            job.error = exc if isinstance(exc, TransformError) else TransformError(
+                f"transform {self.function.target}: {_exception(exc)}")
+            log.warning("cannot serve %s: %s", job.name, job.error)
+        finally:
+            base.close()
+            job.settled.set()
+            job.done.set()
+
+    def _batches(self, job: _Job, base: Source) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        job.settled.set()  # not in the cache: made now, in the background
+        chunks = _run(base, self.function.target)
+        _, first = next(chunks)  # the schema is the first chunk's
+        return first.schema, _conform(first, chunks, self.function.target)
+
+
+def _conform(first: pa.RecordBatch, rest: Iterator[tuple[str, pa.RecordBatch]],
+             target: str) -> Iterator[pa.RecordBatch]:
+    yield first
+    for rows, batch in rest:
+        if batch.schema.equals(first.schema):
+            yield batch
+            continue
+        try:
+            yield batch.select(first.schema.names).cast(first.schema)
+        except (KeyError, ValueError, pa.ArrowException):
+            raise TransformError(
+                f"transform {target} returned other columns on rows {rows} than on the "
+                f"first chunk: {_columns(batch.schema)}, after {_columns(first.schema)}; "
+                "every chunk needs the same columns and types") from None
+
+
+def _columns(schema: pa.Schema) -> str:
+    return ", ".join(f"{f.name} ({f.type})" for f in schema)
+
+
+def _run(base: Source, target: str) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """The function's output over `base`, chunk by chunk, in order, with the
+    rows each came from; at most IN_FLIGHT_PER_WORKER chunks a worker are
+    read ahead of the writer."""
+    columns = [c for c in base.columns.values() if c.dtype is not None]
+    row_bytes = sum(c.row_bytes for c in columns) or 1
+    step = max(1, min(CHUNK_ROWS, CHUNK_BYTES // row_bytes))
+    ranges = [(start, min(start + step, base.num_rows))
+              for start in range(0, base.num_rows, step)] or [(0, 0)]  # empty: one for the schema
+    pool = _start_workers()
+    pending: deque[tuple[int, int, Future]] = deque()
+    try:
+        for start, stop in ranges:
+            read = base.read(start, stop, columns)
+            chunk = {c.name: _plain(read[c.name]) for c in columns}
+            try:
+                pending.append((start, stop, pool.submit(apply_chunk, target, chunk)))
+            except RuntimeError:  # the interpreter is exiting: no new work
+                raise TransformError(f"transform {target} stopped before rows {start}-"
+                                     f"{stop - 1}: the daemon is stopping") from None
+            del read, chunk  # the worker has its copy
+            if len(pending) >= WORKERS * IN_FLIGHT_PER_WORKER:
+                yield _result(*pending.popleft(), target)
+        while pending:
+            yield _result(*pending.popleft(), target)
+    finally:
+        with _pools_lock:
+            _pools.discard(pool)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_stderr_lock = threading.Lock()
+_pools: set[ProcessPoolExecutor] = set()  # running, so that stopping can end them
+_pools_lock = threading.Lock()
+
+
+def stop_workers() -> None:
+    """End every transform's worker processes now (the daemon is stopping): a
+    function that never returns must not keep `tether serve` from exiting."""
+    with _pools_lock:
+        pools = list(_pools)
+    for pool in pools:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()  # its jobs fail as "worker process died"
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _start_workers() -> ProcessPoolExecutor:
+    """Worker processes, started now, with the daemon's real stderr as theirs.
+
+    `tether serve` points fd 2 at a pipe read into logging (gRPC's native
+    lines) and, stopping, waits until every holder of that pipe closed it: a
+    worker, or multiprocessing's resource tracker (started with the first
+    pool, alive till the daemon exits), holding it would delay each stop by
+    that wait's 5 s. So fd 2 is the real stderr while they are started.
+    """
+    with _stderr_lock, _real_stderr():
+        pool = ProcessPoolExecutor(WORKERS, mp_context=get_context("spawn"))
+        pool.submit(int).result()  # spawns them all (a spawn pool starts its workers at once)
+    with _pools_lock:
+        _pools.add(pool)
+    return pool
+
+
+@contextmanager
+def _real_stderr() -> Iterator[None]:
+    try:
+        real = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by something without one
+        real = 2
+    if real == 2:
+        yield
+        return
+    routed = os.dup(2)
+    os.dup2(real, 2)
+    try:
+        yield
+    finally:
+        os.dup2(routed, 2)
+        os.close(routed)
+
+
+def _plain(values: np.ndarray | Ragged) -> np.ndarray:
+    """A column as the function sees it: text, bytes and lists as object arrays."""
+    return values.to_numpy() if isinstance(values, Ragged) else values
+
+
+def _result(start: int, stop: int, future: Future, target: str) -> tuple[str, pa.RecordBatch]:
+    rows = f"{start}-{stop - 1}" if stop > start else f"{start}-{start} (none)"
+    try:
+        ok, payload = future.result()
+    except BrokenProcessPool:
+        raise TransformError(f"transform {target}: its worker process died on rows {rows} "
+                             "(a crash, or killed for memory)") from None
+    if not ok:
+        raise TransformError(f"transform {target} failed on rows {rows}: {payload}")
+    return rows, pa.ipc.open_stream(payload).read_next_batch()
+
+
+def transformed(found: Found, target: str, refresh: bool = False) -> Found:
+    """`found` (a dataset named NAME) as --transform NAME=TARGET serves it: the
+    same files, read through the owner's function into a snapshot."""
+    function = resolve(found.name, target)
+    return Found(found.name, list(found.paths), found.root,
+                 TransformReader(found, function, refresh),
+                 origin=f"--transform {found.name}={target}")

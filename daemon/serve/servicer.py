@@ -1,0 +1,282 @@
+"""The gRPC servicer: translates calls into catalog lookups and shard streams.
+
+It holds no data logic. Every TetherError becomes a status code with the
+error's message; anything else is logged and answered INTERNAL. Either way
+only that one call fails: the daemon goes on serving.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import grpc
+
+from tether.wire import filters, rpc
+from tether.wire.allocator import trim_allocator
+from tether.wire.checksums import choose_checksum
+from tether.wire.errors import Busy, DatasetError, RequestError, TetherError, to_status
+from tether.wire.plan import Cursor, Layout, combine, part_tasks, shard_tasks
+from tether.wire.spec import StreamSpec, layout_from_proto, layout_to_proto
+from tether.wire.v1 import tether_pb2 as pb
+
+from ..logsafe import RateLimited, clip
+from ..prepare.catalog import Catalog
+from ..prepare.remote_sql import run_remote_query
+from ..sources import Source
+from ..stream.budget import MemoryBudget
+from ..stream.codec_policy import codec_policy, peer_is_local
+from ..stream.encoder import ShardEncoder
+from ..stream.filtering import FilteredSource, FilterIndex, column_types
+from ..stream.images import column_info, image_decoding, sized_for_pixels
+from ..stream.planner import plan_stream, source_layout
+from ..stream.shard_stream import DEFAULT_STALL_SECONDS, ShardStream
+from ..stream.stats import Stats
+from ..stream.wanted import WantedShards
+from .results import ResultsSink, overwrite_requested
+
+log = logging.getLogger(__name__)
+
+# A stream's window, whatever the client asks: bytes bound memory, the shard
+# count bounds the work queued for tiny shards (found by tests/test_fuzz.py).
+MAX_WINDOW_BYTES = 1 << 30
+MAX_WINDOW_SHARDS = 256
+
+
+# A refusal's message as the caller gets it: long enough for any real one.
+REPLY_CHARS = 2_000
+_refusals = RateLimited(log)
+
+# Streams one address may hold at once: half the daemon's, so one client
+# (or one stolen token) cannot take every RPC slot.
+MAX_STREAMS_PER_PEER = 32
+
+
+class Servicer:
+    def __init__(self, catalog: Catalog, pool: Executor, workers: int, stats: Stats,
+                 results: ResultsSink, budget: MemoryBudget | None = None,
+                 stall_seconds: float | None = None) -> None:
+        self.catalog = catalog
+        self.pool = pool
+        self.workers = workers
+        self.stats = stats
+        self.results = results
+        self.budget = budget or MemoryBudget()
+        self.stall_seconds = stall_seconds or float(
+            os.environ.get("TETHER_STALL_SECONDS") or DEFAULT_STALL_SECONDS)
+        self.filter_index = FilterIndex(catalog.cache_dir)
+
+    def _refuse(self, context: grpc.ServicerContext, error: Exception) -> None:
+        # Messages carry what the caller sent (a dataset name, a column): clipped
+        # in the log and in the reply, and repeated refusals logged a few a minute.
+        self.stats.error()
+        if isinstance(error, TetherError):
+            code, details = to_status(error)
+            _refusals.info("refused", "refused %s: %s", context.peer(), clip(error))
+            context.abort(code, clip(details, REPLY_CHARS))
+        log.exception("internal error serving %s", context.peer(), exc_info=error)
+        what = clip(f"{type(error).__name__}: {error}", REPLY_CHARS)
+        context.abort(grpc.StatusCode.INTERNAL, f"internal error in the daemon ({what}); see log")
+
+    def ListDatasets(self, request: pb.ListDatasetsRequest, context) -> pb.ListDatasetsResponse:
+        return pb.ListDatasetsResponse(datasets=self.catalog.infos())
+
+    def Describe(self, request: pb.DescribeRequest, context) -> pb.DatasetInfo:
+        source = self.catalog.get(request.dataset)  # a clear error for unknown or broken ones
+        info = self.catalog.info(request.dataset)
+        if request.filter:
+            source = self._filtered(source, request.filter)
+            info.matching_rows = source.num_rows
+        info.layout.CopyFrom(layout_to_proto(source_layout(source,
+                                                           request.shuffle_window_bytes)))
+        return info
+
+    def Status(self, request: pb.StatusRequest, context) -> pb.StatusResponse:
+        return self.stats.to_proto()
+
+    def Upload(self, chunks: Iterator[pb.UploadChunk], context) -> pb.UploadResult:
+        first = next(chunks, None)
+        if first is None:
+            raise RequestError("an upload must send at least one chunk naming the file")
+
+        def data() -> Iterator[bytes]:
+            yield first.data
+            for chunk in chunks:
+                yield chunk.data
+
+        stored = self.results.store(first.name, first.total_size, data(),
+                                    overwrite=overwrite_requested(context.invocation_metadata()))
+        return pb.UploadResult(name=stored.name, size=stored.size, sha256=stored.sha256)
+
+    def Stream(self, requests: Iterator[pb.StreamRequest], context) -> Iterator[bytes]:
+        first = next(requests, None)
+        if first is None or first.WhichOneof("kind") != "open":
+            raise RequestError("a stream must open with an OpenStream message")
+        request = first.open
+        host = context.peer().rsplit(":", 1)[0]
+        if self.stats.streams_from(host) >= MAX_STREAMS_PER_PEER:
+            raise Busy(f"{MAX_STREAMS_PER_PEER} streams from {host} are open already; close "
+                       "some loaders (or wait for them to end) and try again")
+        key, entry = self.stats.open_stream(context.peer(), clip(request.dataset))
+        try:
+            yield from self._open(request, context, entry).run(requests, context)
+        finally:
+            self.stats.close_stream(key)
+            trim_allocator()  # a closed stream's frames go back to the system
+
+    def _query(self, sql: str) -> Source:
+        """A loader's query (Loader(sql=...)): run read-only over the served
+        datasets into a snapshot, when the owner allowed it."""
+        if not self.catalog.preparation.allow_sql:
+            raise RequestError("this daemon takes no SQL from loaders; its owner can allow "
+                               "read-only queries with tether serve --allow-sql, or serve the "
+                               "query as a dataset with --sql NAME=QUERY")
+        return run_remote_query(sql, self.catalog.found(), self.catalog.cache_dir)
+
+    def _filtered(self, source: Source, text: str) -> FilteredSource:
+        expr = filters.parse(text)
+        filters.check_columns(expr, column_types(source))
+        return FilteredSource(source, expr, self.filter_index.rows(source, expr))
+
+    def _open(self, request: pb.OpenStream, context, entry) -> ShardStream:
+        spec = StreamSpec.from_proto(request)
+        source = self._query(spec.sql) if spec.sql else self.catalog.get(spec.dataset)
+        if spec.filter:
+            source = self._filtered(source, spec.filter)
+            if not source.num_rows:
+                raise RequestError(f"filter {spec.filter!r} selects no row of "
+                                   f"{spec.dataset!r} ({source.base.num_rows} rows)")
+        columns = source.select(list(spec.columns))
+        fingerprint = source.fingerprint  # a stat of every file: once per stream
+        if request.fingerprint and request.fingerprint != fingerprint:
+            raise DatasetError(f"dataset {source.name!r} changed since this stream was planned")
+        part = _part(request, spec, source) if request.parts else None
+        columns = sized_for_pixels(columns, spec.image_size)
+        plan = plan_stream(spec, source, columns, request.shard_rows,
+                           part.layout if part else None)
+        resume = Cursor(request.resume.epoch, request.resume.sequence) \
+            if request.HasField("resume") else None
+        try:
+            tasks = part_tasks(plan, part.rows, resume) if part else shard_tasks(plan, resume)
+            if resume is not None:
+                plan.normalize(resume)  # refuses a cursor before the start, here
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        narrow = not request.no_narrowing
+        codec = codec_policy(spec.codec, list(request.accept_codecs), self.workers, narrow,
+                             peer_is_local(context.peer()))
+        full_epoch = spec.start.epoch + 1
+        log.info("stream %s -> %s: process %d of %d, %d batches of %d and %d shards of %d rows "
+                 "per epoch, shuffle %s, codec %s, columns %s", source.name, context.peer(),
+                 spec.process_index, spec.process_count, plan.full_batches(full_epoch),
+                 spec.batch_size, plan.shards_in(full_epoch), plan.shard_rows,
+                 spec.shuffle, spec.codec, ", ".join(c.name for c in columns))
+        plan_message = pb.StreamPlan(
+            fingerprint=fingerprint, num_rows=source.num_rows, shard_rows=plan.shard_rows,
+            shards_per_epoch=plan.shards_in(full_epoch),
+            batches_per_epoch=-(-plan.local_rows(full_epoch) // spec.batch_size),
+            dropped_rows=plan.dropped_rows(full_epoch),
+            layout=layout_to_proto(plan.layout),
+            columns=[column_info(c, spec.image_size) for c in columns], seed=spec.seed,
+            row_name_column=source.row_name_column
+            if source.row_name_column in {c.name for c in columns} else "",
+        )
+        images = image_decoding(spec, columns, codec.link, self.workers,
+                                peer_is_local(context.peer()), request.decode_threads)
+        encoder = ShardEncoder(source, columns, plan, codec, narrow,
+                               choose_checksum(list(request.accept_checksums)), self.stats,
+                               self.pool, fingerprint, images)
+        row_bytes = sum(c.row_bytes for c in columns)
+        max_window = min(MAX_WINDOW_SHARDS,
+                         max(2, MAX_WINDOW_BYTES // max(plan.shard_rows * row_bytes, 1)))
+        needed = -(-spec.batch_size // plan.shard_rows) + 1  # what the loader holds for a batch
+        if needed > max_window:
+            raise RequestError(
+                f"a batch of {spec.batch_size} rows needs {needed} shards of {plan.shard_rows} "
+                f"rows in flight, more than a stream's window ({max_window} shards, at most "
+                f"{MAX_WINDOW_SHARDS} and {MAX_WINDOW_BYTES >> 20} MiB): raise shard_bytes or "
+                "lower batch_size")
+        wanted = None
+        if request.wants:
+            if part is not None:
+                raise RequestError("a dataset split over several daemons cannot be cached by "
+                                   "the loader (cache=...); serve it from one daemon")
+            orders = functools.lru_cache(maxsize=2)(plan.order)  # shards cross into the next
+            wanted = WantedShards(plan, plan.normalize(resume) if resume else plan.first(),
+                                  lambda cursor: plan.shard(cursor, orders(cursor.epoch)))
+        return ShardStream(tasks, request.initial_credits, encoder, plan_message,
+                           self.pool, self.stats, entry, max_window, codec.link, self.budget,
+                           plan.shard_rows * row_bytes, self.stall_seconds, wanted)
+
+
+@dataclass(frozen=True)
+class _Part:
+    layout: Layout  # of the whole dataset
+    rows: range  # this daemon's part of it
+
+
+def _part(request: pb.OpenStream, spec: StreamSpec, source: Source) -> _Part:
+    """Where this daemon's rows lie in a dataset served by several daemons,
+    after checking that its part is still what the loader described."""
+    if request.part_index >= len(request.parts):
+        raise RequestError(f"part_index {request.part_index} names none of the "
+                           f"{len(request.parts)} parts")
+    layouts = [layout_from_proto(p) for p in request.parts]
+    if layouts[request.part_index] != source_layout(source, spec.shuffle_window_bytes):
+        raise DatasetError(f"dataset {source.name!r} is not what the loader was told when it "
+                           "opened (its files changed?); open the loader again")
+    offset = sum(layout.num_rows for layout in layouts[:request.part_index])
+    try:
+        whole = combine(layouts)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    return _Part(whole, range(offset, offset + source.num_rows))
+
+
+def _guard_unary(servicer: Servicer, method: Callable) -> Callable:
+    @functools.wraps(method)
+    def call(request, context):
+        try:
+            return method(request, context)
+        except Exception as exc:
+            servicer._refuse(context, exc)
+
+    return call
+
+
+def _guard_stream(servicer: Servicer, method: Callable) -> Callable:
+    @functools.wraps(method)
+    def call(requests: Iterable, context) -> Iterator[bytes]:
+        try:
+            yield from method(requests, context)
+        except Exception as exc:
+            servicer._refuse(context, exc)
+
+    return call
+
+
+def handler(servicer: Servicer) -> grpc.GenericRpcHandler:
+    """The generic handler that serves `servicer` under tether.v1.Tether (the proto package)."""
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            _guard_unary(servicer, getattr(servicer, name)),
+            request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString,
+        )
+        for name, (request, response) in rpc.unary_methods().items()
+    }
+    handlers[rpc.UPLOAD] = grpc.stream_unary_rpc_method_handler(
+        _guard_unary(servicer, servicer.Upload),
+        request_deserializer=pb.UploadChunk.FromString,
+        response_serializer=pb.UploadResult.SerializeToString,
+    )
+    handlers[rpc.STREAM] = grpc.stream_stream_rpc_method_handler(
+        _guard_stream(servicer, servicer.Stream),
+        request_deserializer=pb.StreamRequest.FromString,
+        response_serializer=None,  # frames are already bytes; see tether.wire.framing
+    )
+    return grpc.method_handlers_generic_handler(rpc.SERVICE_NAME, handlers)

@@ -1,0 +1,172 @@
+"""Filter pushdown: a dataset seen through `Loader(filter="...")`.
+
+The rows a filter selects are found once per (dataset version, filter): the
+filter's columns only are read, a block at a time (a Parquet row group, an
+Arrow record batch, a slice of a memory-mapped array), evaluated with
+pyarrow.compute (tether.wire.filters), and the matching row numbers kept in
+the daemon's cache (`CACHE/filters/`, memory-mapped). A `FilteredSource` is
+then a dataset of just those rows: the plan, the global shuffle, the process
+partitions, exactly-once and resume run over it as over any dataset, and
+unmatched rows are never read for a shard nor sent.
+
+A filtered Parquet dataset keeps its row groups as chunks (those with no
+match dropped), and its shuffle window spans as many row groups as the whole
+dataset's would, so the stream's cache holds the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from tether.wire import filters
+from tether.wire.plan import Layout
+from tether.wire.ragged import TENSOR, UTF8, Ragged
+
+from ..private import keep_newest, make_private, private_dir
+from ..sources import Column, Source
+from ..sources.row_blocks import BlockCache
+
+log = logging.getLogger(__name__)
+
+BLOCK_ROWS = 1 << 20  # rows evaluated at a time where a source has no blocks of its own
+_KEPT = 8  # indexes kept open in memory (memory-mapped: pages, not copies)
+# Indexes kept on disk: each distinct filter a loader sends makes one (8 bytes a
+# matching row), so the oldest go; one asked for again is computed again.
+KEPT_ON_DISK = 32
+
+
+def column_types(source: Source) -> dict[str, str | None]:
+    """The type of each column a filter may read (None: not filterable)."""
+    types: dict[str, str | None] = {}
+    for column in source.columns.values():
+        if column.kind == UTF8:
+            types[column.name] = "string"
+        elif column.kind == TENSOR and column.dtype is not None and column.shape == ():
+            types[column.name] = "bool" if column.dtype.kind == "b" else column.dtype.name
+        else:
+            types[column.name] = "list"  # compared with nothing: check_columns says so
+    for name, arrow_type in source.filter_types().items():
+        types[name] = str(arrow_type)  # nullable columns, which only the Arrow view has
+    return types
+
+
+def _arrow(column: np.ndarray | Ragged) -> pa.Array:
+    if isinstance(column, Ragged):
+        compact = column.compact()
+        return pa.LargeStringArray.from_buffers(
+            len(compact), pa.py_buffer(compact.offsets), pa.py_buffer(compact.values))
+    return pa.array(column)
+
+
+def _blocks(source: Source, names: Sequence[str]) -> Iterator[pa.Table]:
+    """The filter's columns, a block at a time, as Arrow (nulls kept where it can)."""
+    blocks = source.filter_blocks(names)
+    if blocks is not None:
+        yield from blocks
+        return
+    columns = [source.columns[name] for name in names]
+    for start in range(0, source.num_rows, BLOCK_ROWS):
+        data = source.read(start, min(start + BLOCK_ROWS, source.num_rows), columns)
+        yield pa.table({name: _arrow(data[name]) for name in names})
+
+
+def matching_rows(source: Source, expr: filters.Expr) -> np.ndarray:
+    """Row numbers of `source` where `expr` is TRUE, in order (int64)."""
+    parts, start = [], 0
+    for table in _blocks(source, sorted(expr.columns)):
+        parts.append(np.flatnonzero(filters.evaluate(expr, table)) + start)
+        start += table.num_rows
+    if start != source.num_rows:
+        raise RuntimeError(f"filtering {source.name!r} read {start} of {source.num_rows} rows")
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+class FilterIndex:
+    """Matching rows per (dataset version, filter), computed once, kept on disk."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self._folder = cache_dir / "filters"
+        self._open: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def _forget_old(self, newest: Path) -> None:
+        keep_newest(newest, "*.npy", KEPT_ON_DISK)  # (an open memory map keeps its pages)
+        with self._lock:
+            for key in [k for k, lock in self._locks.items()
+                        if not lock.locked() and k not in self._open]:
+                del self._locks[key]
+
+    def rows(self, source: Source, expr: filters.Expr) -> np.ndarray:
+        key = hashlib.sha256(f"{source.fingerprint}\0{expr.text}".encode()).hexdigest()[:24]
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:  # two streams opening with one filter compute it once
+            with self._lock:
+                if key in self._open:
+                    self._open.move_to_end(key)
+                    return self._open[key]
+            path = self._folder / f"{key}.npy"
+            if not path.exists():
+                started = time.monotonic()
+                found = matching_rows(source, expr)
+                private_dir(self._folder)
+                partial = path.with_suffix(".partial.npy")
+                np.save(partial, found)
+                make_private(partial)
+                partial.replace(path)
+                self._forget_old(path)
+                log.info("filter %r on %s: %d of %d rows (%.1f s)", expr.text, source.name,
+                         len(found), source.num_rows, time.monotonic() - started)
+            rows = np.load(path, mmap_mode="r")
+            with self._lock:
+                self._open[key] = rows
+                while len(self._open) > _KEPT:
+                    self._open.popitem(last=False)
+            return rows
+
+
+class FilteredSource(Source):
+    """The rows of `base` that a filter selects, numbered 0..n-1 in storage order."""
+
+    def __init__(self, base: Source, expr: filters.Expr, rows: np.ndarray) -> None:
+        super().__init__(base.name, base.paths, len(rows), base.columns)
+        self.format = base.format
+        self.base = base
+        self.expr = expr
+        self._rows = rows
+        self.row_name_column = base.row_name_column
+
+    @property
+    def fingerprint(self) -> str:
+        return self.base.fingerprint  # the filter is in the request, checked by the loader
+
+    def unchanged(self, rows: np.ndarray, version: str) -> bool:
+        return self.base.unchanged(self._rows[rows], version)
+
+    def row_name(self, row: int) -> str:
+        return self.base.row_name(int(self._rows[row]))
+
+    def layout(self, window_bytes: int) -> Layout:
+        whole = self.base.layout(window_bytes)
+        if len(whole.chunk_rows) == 1 or not len(self._rows):
+            return Layout.random_access(max(len(self._rows), 1))
+        edges = np.concatenate([[0], np.cumsum(whole.chunk_rows)])
+        counts = np.diff(np.searchsorted(self._rows, edges))
+        chunks = tuple(int(c) for c in counts if c)  # row groups with no match drop out
+        share = len(self._rows) / max(whole.num_rows, 1)
+        window = max(1, round(whole.window_rows * share)) if whole.window_rows else 0
+        return Layout(chunks, window)
+
+    def take(self, rows: np.ndarray, columns: Sequence[Column],
+             cache: BlockCache | None = None) -> dict[str, np.ndarray | Ragged]:
+        return self.base.take(np.asarray(self._rows[rows]), columns, cache)
