@@ -110,7 +110,24 @@ def _bench(args: argparse.Namespace) -> int:
             raise SystemExit(f"unknown data {unknown}; choose from {', '.join(data.NAMES)} "
                              "or give a path")
         kinds = {kind: data.FAMILIES[kind] for kind in args.data.split(",")}
-    systems_of = _systems_by_kind(args, kinds)
+    results = _measure_all(args, links, _systems_by_kind(args, kinds), user_path)
+    print(report.table(results))
+    for summary in (report.shuffle_costs(results), report.filter_speedups(results)):
+        if summary:
+            print(summary)
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.to_json() for r in results], indent=2))
+    if args.plot:
+        report.plot(results, Path(args.plot))
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _measure_all(args: argparse.Namespace, links: list[Link],
+                 systems_of: dict[str, tuple],
+                 user_path: Path | None) -> list[measure.Measurement]:
+    """Every system on every link and data kind, `--repeat` times alternating
+    (so that drift hits every system alike); the median of each."""
     runs = len(links) * sum(map(len, systems_of.values())) * args.repeat
     results: list[measure.Measurement] = []
     done = 0
@@ -124,32 +141,22 @@ def _bench(args: argparse.Namespace) -> int:
                     written[kind, size] = (
                         data.copy_user_dataset(user_path, kind, folder, size) if user_path
                         else data.write(kind, folder, size))
-                dataset = written[kind, size]
                 repeats: dict[str, list[measure.Measurement]] = {s: [] for s in systems}
-                for _ in range(args.repeat):  # alternating, so drift hits every system alike
+                for _ in range(args.repeat):
                     for system_name in systems:
                         done += 1
                         print(f"[{done}/{runs}] {system_name}: {kind} ({size / 1e6:,.0f} MB) "
                               f"over {link.describe()}", file=sys.stderr, flush=True)
                         workdir = Path(tmp) / f"run{done}"
                         workdir.mkdir()
-                        result = measure.run(system_name, dataset, link, workdir,
+                        result = measure.run(system_name, written[kind, size], link, workdir,
                                              args.batch_size, args.step_ms / 1e3)
                         print(f"        {result.mb_per_s:,.1f} MB/s, {report.rate(result)}, "
                               f"first batch after {result.first_batch_s:.2f} s",
                               file=sys.stderr, flush=True)
                         repeats[system_name].append(result)
                 results.extend(measure.median(measured) for measured in repeats.values())
-    print(report.table(results))
-    for summary in (report.shuffle_costs(results), report.filter_speedups(results)):
-        if summary:
-            print(summary)
-    if args.json:
-        Path(args.json).write_text(json.dumps([r.to_json() for r in results], indent=2))
-    if args.plot:
-        report.plot(results, Path(args.plot))
-        print(f"plot written to {args.plot}", file=sys.stderr)
-    return 0
+    return results
 
 
 def _bench_epochs(args: argparse.Namespace, links: list[Link]) -> int:

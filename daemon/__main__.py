@@ -2,6 +2,6 @@
 
 import sys
 
-from tether.cli import main
+from .cli import serve_main
 
-sys.exit(main(["serve", *sys.argv[1:]]))
+sys.exit(serve_main(sys.argv[1:]))

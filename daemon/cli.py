@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from tether.wire.errors import TetherError
 from tether.wire.sizes import size_argument
 
 from .prepare.preparation import Preparation, is_database_url
@@ -199,84 +200,114 @@ def _named(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    serve = subparsers.add_parser(
-        "serve", help="serve datasets from this machine",
-        description="Serve the datasets under PATH... and print the connect URL on stdout. "
-                    "By default over TLS with a self-signed certificate pinned by the URL, "
-                    "and a token every call must carry; both are kept in the state folder.",
-    )
-    serve.add_argument("paths", nargs="+", type=_path_or_database, metavar="PATH",
-                       help="a data file (Parquet, Arrow/Feather, CSV, .npy, .npz, SQLite) or a "
-                            "folder (of those, or of images: one subfolder per class, or flat); "
-                            "or a database server, postgresql://USER@HOST:PORT/DB (the password "
-                            "from PGPASSWORD or ~/.pgpass)")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default: 127.0.0.1, this machine only; "
-                            "0.0.0.0 for every interface: the URL then names this machine's "
-                            "most reachable address, and the log lists the others)")
-    serve.add_argument("--port", type=int, default=0,
-                       help="port (default: 0, the port of the last run, else any free one)")
-    serve.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: see ps
-    serve.add_argument("--token-file", type=Path, default=None, metavar="FILE",
-                       help="read the token calls must carry from FILE (mode 600), for this "
-                            f"run only; or set {TOKEN_VARIABLE}. At least 128 bits. Default: a "
-                            "random one, kept in the state folder")
-    serve.add_argument("--new-token", action="store_true",
-                       help="replace the kept token with a fresh random one: old URLs stop "
-                            "working")
-    serve.add_argument("--insecure", action="store_true",
-                       help="plain gRPC without TLS, the URL saying tls=off: only on "
-                            "loopback or a trusted network; refused with --tunnel")
-    serve.add_argument("--tunnel", choices=TUNNELS, default=None,
-                       help="reach this daemon from anywhere through ngrok: 'ngrok' (TCP, TLS "
-                            "end to end; needs a verified ngrok account) or 'ngrok-https'. "
-                            "ngrok's free plan moves about 1 GB a month")
-    serve.add_argument("--tunnel-cap", type=size_argument, default=DEFAULT_TUNNEL_CAP,
+class _HelpFormatter(argparse.HelpFormatter):
+    """Room for the longest flag, so that each flag's help stays on its line."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=28)
+
+
+SERVE_DESCRIPTION = (
+    "Serve the datasets under PATH... and print the connect URL on stdout. By default over "
+    "TLS with a self-signed certificate pinned by the URL, and a token every call must carry; "
+    "both are kept in the state folder. docs/datasets.md lists the formats, docs/security.md "
+    "the defences.")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """`tether serve`'s arguments, in groups, each flag with one line and its default."""
+    parser.add_argument("paths", nargs="+", type=_path_or_database, metavar="PATH",
+                        help="a data file or folder (docs/datasets.md), or postgresql://USER@HOST/DB")
+    _reach_arguments(parser.add_argument_group("reach"))
+    _security_arguments(parser.add_argument_group("security"))
+    _data_arguments(parser.add_argument_group("data"))
+    _limit_arguments(parser.add_argument_group("limits"))
+    _preparation_arguments(parser.add_argument_group("preparation"))
+    _daemon_arguments(parser.add_argument_group("this daemon"))
+
+
+def _reach_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on; 0.0.0.0 for every interface (%(default)s)")
+    group.add_argument("--port", type=int, default=0,
+                       help="port; 0: the last run's, else any free one (%(default)s)")
+    group.add_argument("--tunnel", choices=TUNNELS, default=None, metavar="KIND",
+                       help=f"{' or '.join(TUNNELS)}: reach it from anywhere (off)")
+
+
+def _security_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: see ps
+    group.add_argument("--token-file", type=Path, default=None, metavar="FILE",
+                       help=f"this run's token from FILE (mode 600), or ${TOKEN_VARIABLE} (kept)")
+    group.add_argument("--new-token", action="store_true",
+                       help="replace the kept token: old URLs stop working (off)")
+    group.add_argument("--insecure", action="store_true",
+                       help="plain gRPC, no TLS: loopback or a trusted network only (off)")
+
+
+def _data_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--images", default=None, metavar="COLUMN",
+                       help="CSV/Parquet files are manifests: COLUMN holds image paths (off)")
+    group.add_argument("--sql", action="append", default=[], type=_named, metavar="NAME=QUERY",
+                       help="serve QUERY's result (DuckDB) as dataset NAME (repeatable)")
+    group.add_argument("--transform", action="append", default=[], type=_named,
+                       metavar="NAME=MOD:FN",
+                       help="serve dataset NAME through your function FN (repeatable)")
+    group.add_argument("--follow-symlinks", action="store_true",
+                       help="serve what links point at outside the folders (off: skipped)")
+
+
+def _limit_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--max-memory", type=size_argument, default=None, metavar="SIZE",
+                       help="all streams' windows together (¼ of RAM, at most 2GiB)")
+    group.add_argument("--stall-timeout", type=float, default=None, metavar="S",
+                       help="cancel a stream whose client reads nothing this long (120)")
+    group.add_argument("--max-upload", type=size_argument, default=DEFAULT_MAX_BYTES,
                        metavar="SIZE",
-                       help="warn when the tunnel has carried half, then 90%%, of this much, "
-                            "e.g. 500MB (default 1GB, ngrok's free plan a month)")
-    serve.add_argument("--results-dir", type=Path, default=None,
-                       help="where uploads land (default: STATE_DIR/results)")
-    serve.add_argument("--max-memory", type=size_argument, default=None,
-                       help="memory all streams' windows may hold together, e.g. 4GiB "
-                            "(default: TETHER_MAX_MEMORY, else a quarter of RAM, at most 2GiB)")
-    serve.add_argument("--stall-timeout", type=float, default=None, metavar="SECONDS",
-                       help="cancel a stream whose client has read nothing for this long "
-                            "(default: TETHER_STALL_SECONDS, else 120)")
-    serve.add_argument("--follow-symlinks", action="store_true",
-                       help="serve what links in the served folders point at, even outside "
-                            "them (default: links that lead out are skipped, with a warning)")
-    serve.add_argument("--images", default=None, metavar="COLUMN",
-                       help="the CSV and Parquet files named here are manifests: COLUMN holds "
-                            "image paths relative to the file's folder, served as column "
-                            "'image' beside the others (folders of images need no flag)")
-    serve.add_argument("--sql", action="append", default=[], type=_named, metavar="NAME=QUERY",
-                       help="serve QUERY's result as dataset NAME (repeatable): DuckDB over the "
-                            "served files, each a table named by its dataset; NAME db.x runs "
-                            "QUERY in the served database db (SQLite, PostgreSQL)")
-    serve.add_argument("--transform", action="append", default=[], type=_named,
-                       metavar="DATASET=MODULE:FUNCTION",
-                       help="serve DATASET through FUNCTION of your MODULE (imported from the "
-                            "current folder or PYTHONPATH): dict of numpy arrays in, dict out, "
-                            "a chunk of rows at a time (repeatable)")
-    serve.add_argument("--refresh", action="store_true",
-                       help="take new snapshots of queries and database tables (default: reuse "
-                            "the ones in the cache while their sources are unchanged)")
-    serve.add_argument("--allow-sql", action="store_true",
-                       help="let loaders send read-only SQL over the served datasets "
-                            "(Loader(sql=...)): no file, network or extension access, with a "
-                            "time and a memory limit")
-    serve.add_argument("--max-upload", type=size_argument, default=DEFAULT_MAX_BYTES,
-                       help="largest upload accepted, e.g. 500MB or 20GiB: K, M, G, T (or KB, "
-                            "MB, ...) are powers of 1000, KiB, MiB, GiB, TiB powers of 1024 "
-                            f"(default {DEFAULT_MAX_BYTES / 2**30:g}GiB)")
-    serve.add_argument("--state-dir", type=Path, default=None,
-                       help=f"identity, caches and results (default: {default_state_dir()})")
-    serve.add_argument("--workers", type=int, default=0,
-                       help="threads reading and encoding shards (default: one per core)")
-    serve.add_argument("--log-level", default="info",
-                       choices=["debug", "info", "warning", "error"])
+                       help=f"largest upload, e.g. 500MB or 20GiB "
+                            f"({DEFAULT_MAX_BYTES / 2**30:g}GiB)")
+    group.add_argument("--tunnel-cap", type=size_argument, default=DEFAULT_TUNNEL_CAP,
+                       metavar="SIZE", help="warn at half and 90%% of this much tunnelled (1GB)")
+
+
+def _preparation_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--refresh", action="store_true",
+                       help="take new snapshots of queries and databases (off: reuse)")
+    group.add_argument("--allow-sql", action="store_true",
+                       help="let loaders send read-only, limited SQL (off)")
+
+
+def _daemon_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                       help=f"identity, caches and results ({default_state_dir()})")
+    group.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
+                       help="where uploads land (STATE_DIR/results)")
+    group.add_argument("--workers", type=int, default=0, metavar="N",
+                       help="threads reading and encoding shards; 0: one a core (%(default)s)")
+    group.add_argument("--log-level", default="info", metavar="LEVEL",
+                       choices=["debug", "info", "warning", "error"],
+                       help="debug, info, warning or error (%(default)s)")
+
+
+def serve_main(argv: list[str]) -> int:
+    """`tether serve` alone, as `python -m tether.daemon` runs it (the spawned daemon)."""
+    parser = argparse.ArgumentParser(prog="tether serve", description=SERVE_DESCRIPTION,
+                                     formatter_class=_HelpFormatter)
+    add_serve_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return _serve(args)
+    except TetherError as exc:
+        print(f"tether serve: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser("serve", help="serve datasets from this machine",
+                                  description=SERVE_DESCRIPTION, formatter_class=_HelpFormatter)
+    add_serve_arguments(serve)
     serve.set_defaults(run=_serve)
 
     results = subparsers.add_parser("results", help="list the results uploaded to this machine")

@@ -22,10 +22,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import tether
+from typing import IO
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
@@ -130,12 +127,6 @@ class DaemonProcess:
         self.proc.stdout.close()
         if self._stderr is not None:
             self._stderr.close()
-
-    def client(self) -> tether.Client:
-        """A client of this daemon: `tether.connect(url)`."""
-        import tether  # the loader, imported only by those who connect
-
-        return tether.connect(self.url)
 
     def __enter__(self) -> DaemonProcess:
         return self

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .wire import VERSION as __version__  # noqa: F401 (tether.__version__)
 
 _EXPORTS = {
     "Client": "client", "connect": "client",

@@ -10,51 +10,29 @@ from __future__ import annotations
 
 import atexit
 import gc
-import math
 import os
-import secrets
 import sys
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from .cache.cached_shards import CachedShards, cached_columns, then
-from .cache.row_cache import DEFAULT_CACHE_LIMIT, RowCache, cache_key
-from .client import Client
-from .colab import resolve_url
+from .cache.row_cache import DEFAULT_CACHE_LIMIT
+from .options import CacheOptions, Reach, stream_spec
+from .pipeline.assembly import Assembly, Channels
 from .pipeline.batcher import Batch, Batcher
-from .pipeline.decoder import Decoder, Shard
-from .pipeline.merger import Merger, PartQueue
-from .pipeline.ordering import PlanOrder
-from .pipeline.receiver import connect_now
-from .pipeline.resumable import ResumableStream
-from .progress import Progress, require_tqdm, total_waits
+from .progress import Progress, require_tqdm
 from .retry import RetryPolicy
 from .sequences.delivery import SequenceOptions, check_for_jax, finish_batch
 from .state import LoaderState
-from .wire import rpc
 from .wire.allocator import tune_allocator
-from .wire.checksums import available_checksums
-from .wire.codecs import NAMES as CODEC_NAMES
-from .wire.codecs import available_codecs
-from .wire.errors import DatasetError, ProtocolError, RequestError, TetherError
-from .wire.images.columns import decode_shard_images
 from .wire.plan import HostPlan, Position, combine
-from .wire.ragged import IMAGE, UTF8, Ragged
-from .wire.sizes import parse_size
 from .wire.spec import StreamSpec, layout_from_proto
-from .wire.tls import forget as forget_certificate
-from .wire.url import Endpoint, parse_url
+from .wire.url import Endpoint
 from .wire.v1 import tether_pb2 as pb
 
 if TYPE_CHECKING:
     from .jax import DeviceIterator
-
-DEFAULT_SHARD_BYTES = rpc.DEFAULT_SHARD_BYTES
-
 
 class Loader:
     """Iterate batches of a dataset served by `tether serve`.
@@ -98,24 +76,24 @@ class Loader:
         url: str | Endpoint | Sequence[str | Endpoint] | None = None,
         dataset: str | None = None,
         batch_size: int | None = None,
-        *,
+        *,  # the defaults are the request's own (tether.wire.spec)
         columns: Sequence[str] | None = None,
-        shuffle: bool = False,
+        shuffle: bool = StreamSpec.shuffle,
         seed: int | None = None,
         shuffle_window: int | str | None = None,
-        num_epochs: int | None = 1,
+        num_epochs: int | None = StreamSpec.num_epochs,
         prefetch: int = 8,
         process_index: int | None = None,
         process_count: int | None = None,
-        drop_last: bool = False,
-        codec: str = "auto",
-        shard_bytes: int = DEFAULT_SHARD_BYTES,
+        drop_last: bool = StreamSpec.drop_last,
+        codec: str = StreamSpec.codec,
+        shard_bytes: int = StreamSpec.shard_bytes,
         decode_threads: int | None = None,
         retry: RetryPolicy | None = None,
         proxy: str | None = None,
         image_size: tuple[int, int] | None = None,
-        decode: str = "auto",
-        on_bad_image: str = "error",
+        decode: str = StreamSpec.decode,
+        on_bad_image: str = StreamSpec.on_bad_image,
         pad: dict[str, int] | None = None,
         pack: dict[str, int] | None = None,
         pad_value: int = 0,
@@ -125,73 +103,33 @@ class Loader:
         cache_limit: int | str = DEFAULT_CACHE_LIMIT,
         progress: bool = False,
     ) -> None:
-        url = resolve_url(url)  # None: $TETHER_URL, or Colab's secret TETHER_URL
-        _check(batch_size is not None, "pass batch_size=...")
-        _check(dataset is not None or sql is not None,
-               "name a dataset (tether ls lists them), or pass sql=...")
-        if dataset is None:  # the query's result, named in messages
-            dataset = "sql"
-        _check(prefetch >= 1, f"prefetch must be at least 1 shard, got {prefetch}")
-        _check(codec in ("auto", *available_codecs()) or codec not in CODEC_NAMES,
-               f"codec {codec!r} needs pyarrow on this machine: pip install pyarrow")
-        process_index, process_count = _process_layout(process_index, process_count)
-        _check(not (shuffle and process_count > 1 and seed is None),
-               "several processes must share one seed to split one shuffled order: pass seed=")
-        # A shuffled run always has a seed, chosen here if not given, so that
-        # it can be reproduced and resumed.
-        self._seed_given = seed is not None
-        if seed is None:
-            seed = secrets.randbits(63) if shuffle else 0
-        decode = _decode_place(decode, image_size)
-        self.spec = StreamSpec(
-            dataset=dataset, batch_size=batch_size, columns=tuple(columns or ()),
-            shuffle=shuffle, seed=seed, shuffle_window_bytes=_window_bytes(shuffle_window),
-            num_epochs=num_epochs, process_index=process_index, process_count=process_count,
-            drop_last=drop_last, shard_bytes=shard_bytes, codec=codec,
-            image_size=image_size, decode=decode, on_bad_image=on_bad_image,
-            filter=filter or "", sql=sql or "",
-        )
+        self.spec = stream_spec(
+            dataset, batch_size, columns=columns, shuffle=shuffle, seed=seed,
+            shuffle_window=shuffle_window, num_epochs=num_epochs, process_index=process_index,
+            process_count=process_count, drop_last=drop_last, codec=codec,
+            shard_bytes=shard_bytes, image_size=image_size, decode=decode,
+            on_bad_image=on_bad_image, filter=filter, sql=sql)
+        self._seed_given = seed is not None  # else a drawn one, which a restored state replaces
         self.batch_size = batch_size  # rows of a batch handed out (packed rows with pack=)
         self.sequences = SequenceOptions.of(pad, pack, pad_value, self.spec)
         if self.sequences.pack:  # the stream's batches are rounds of sequences to pack
             self.spec = replace(self.spec, batch_size=self.sequences.round_size(batch_size),
-                                drop_last=drop_last and process_count > 1)
-        urls = [url] if isinstance(url, str | Endpoint) else list(url)
-        _check(bool(urls), "pass the URL `tether serve` printed, or a list of them")
-        self.endpoints = [u if isinstance(u, Endpoint) else parse_url(u) for u in urls]
-        self.endpoint = self.endpoints[0]
-        _check(cache is None or len(self.endpoints) == 1,
-               "cache= keeps the rows of a dataset served by one daemon; a dataset split over "
-               "several daemons cannot be cached (yet)")
-        _check(cache is None or on_bad_image == "error",
-               "cache= needs every row delivered: on_bad_image='skip' leaves rows out")
-        self.cache = cache  # a directory on this machine's disk for rows (row_cache.py)
-        self.cache_limit = parse_size(cache_limit) if isinstance(cache_limit, str) \
-            else int(cache_limit)
-        self.prefetch = prefetch
-        self.decode_threads = decode_threads or min(4, os.cpu_count() or 1)
-        self.retry = retry or RetryPolicy()
-        self.proxy = proxy  # an HTTP CONNECT proxy, "http://HOST:PORT" (rpc.open_channel)
-        self.plan: pb.StreamPlan | None = None  # the (first) daemon's plan of this iteration
-        self.host_plan: HostPlan | None = None
-        self._fingerprint = ""  # the dataset version(s) this iteration streams
-        self._restored: LoaderState | None = None  # where the next iteration starts
-        self._streams: list[ResumableStream] = []
-        self._batcher: Batcher | None = None
-        self._packer: Any = None  # tether.sequences.packer.Packer, with pack=
-        self._started: LoaderState | None = None  # where this iteration began
-        self._counts: dict[str, int] = {}  # images skipped, sequences truncated
+                                drop_last=drop_last and self.spec.process_count > 1)
+        self.reach = Reach.of(url, proxy, retry, prefetch, decode_threads)
+        self.cache = CacheOptions.of(cache, cache_limit, self.reach, self.spec)
         if progress:
             require_tqdm()
         self._show_progress = progress
-        self._decoders: list[Decoder] = []
-        self._cached: CachedShards | None = None  # this iteration's disk cache (cache=)
+        self._restored: LoaderState | None = None  # where the next iteration starts
+        self._started: LoaderState | None = None  # where this iteration began
+        self._assembly: Assembly | None = None  # this iteration's streams, decoders, cache
+        self._batcher: Batcher | None = None
+        self._packer: Any = None  # tether.sequences.packer.Packer, with pack=
         self._progress: Progress | None = None
+        self._counts: dict[str, int] = {}  # images skipped, sequences truncated
+        self._fingerprint = ""  # the dataset version(s) this iteration streams
         tune_allocator()
-        self._channels = [rpc.open_channel(endpoint, proxy) for endpoint in self.endpoints]
-        for channel in self._channels:  # handshakes now, overlapping the caller's set-up
-            connect_now(channel)
-        self._closers: list[Any] = []
+        self._channels = Channels(self.reach)  # handshakes now, overlapping the caller's set-up
         _LIVE.add(self)
 
     @property
@@ -201,39 +139,41 @@ class Loader:
 
     def __iter__(self) -> Iterator[Batch]:
         self._stop()  # one stream at a time: a new iteration starts afresh
-        self._streams, self._decoders = [], []
         restored, self._restored = self._restored, None
         self._started, self._packer = restored, None
         spec = restored.spec if restored else self.spec
-        fingerprints = restored.fingerprint.split(",") if restored and restored.fingerprint \
-            else [""] * len(self.endpoints)
-        _check(len(fingerprints) == len(self.endpoints),
-               f"this state is of a dataset on {len(fingerprints)} daemons, not "
-               f"{len(self.endpoints)}")
-        if len(self.endpoints) == 1:
-            shards, release = self._open_one(spec, fingerprints[0], self.cache is not None)
-        else:  # the merger releases each part's shards as it copies them
-            shards, release = self._open_parts(spec, fingerprints), lambda shard: None
-        self._fingerprint = ",".join(s.plan.fingerprint for s in self._streams)
+        self._assembly = assembly = Assembly(self._channels, self.cache, self._counts)
+        shards, release = assembly.open(spec, _fingerprints(restored, self.reach))
+        self._fingerprint = assembly.fingerprint
         self.sequences.check_columns({c.name: c.kind for c in self.plan.columns},
                                      {c.name: c.dtype for c in self.plan.columns})
         self._batcher = Batcher(shards, spec.batch_size, spec.global_batch, spec.start, release,
                                 drop_short=spec.drop_last)
-        batches: Iterable[Batch] = self._batcher
-        if self.sequences.pack:
-            from .sequences.packer import Packer
-
-            column, length = self.sequences.pack
-            self._packer = Packer(self._rounds(), column, length, self.batch_size,
-                                  self.sequences.pad_value,
-                                  skip=restored.packed_rows if restored else 0)
-            batches = self._packer
-        decoders = list(self._decoders)
-        self._progress = Progress(lambda: total_waits(d.waits for d in decoders),
-                                  self._epoch_rows, self._show_progress)
+        batches: Iterable[Batch] = self._packed(restored) if self.sequences.pack \
+            else self._batcher
+        self._progress = Progress(assembly.waits, self._epoch_rows, self._show_progress)
         return self._guarded(self._progress.wrap(
             (finish_batch(batch, self.sequences, self._counts) for batch in batches),
             lambda: self.epoch))
+
+    @property
+    def plan(self) -> pb.StreamPlan | None:
+        """The (first) daemon's plan of the current iteration (None before one)."""
+        return self._assembly.plan if self._assembly else None
+
+    @property
+    def host_plan(self) -> HostPlan | None:
+        """This process's plan of the current iteration (None before one)."""
+        return self._assembly.host_plan if self._assembly else None
+
+    def _packed(self, restored: LoaderState | None) -> Iterable[Batch]:
+        from .sequences.packer import Packer
+
+        column, length = self.sequences.pack
+        self._packer = Packer(self._rounds(), column, length, self.batch_size,
+                              self.sequences.pad_value,
+                              skip=restored.packed_rows if restored else 0)
+        return self._packer
 
     def _epoch_rows(self, epoch: int) -> int | None:
         """Rows this process gets in `epoch` (None with pack=: packed rows vary)."""
@@ -252,133 +192,38 @@ class Loader:
                 return
             yield before, batcher.epoch, batch
 
-    def _stream(self, index: int, spec: StreamSpec, fingerprint: str, wants: bool = False,
-                **connection) -> tuple[ResumableStream, Iterable[Shard],
-                                       Callable[[Shard], None]]:
-        """Open one daemon's stream, with its window and a release that acks it;
-        with `wants`, behind the disk cache (its shards then come from there)."""
-        endpoint = self.endpoints[index]
+    # How long an epoch is.
 
-        def reopen() -> Any:  # after a failure: whoever answers now shows its certificate
-            forget_certificate(endpoint)
-            self._channels[index] = rpc.open_channel(endpoint, self.proxy)
-            return self._channels[index]
+    def _full_epoch_plan(self) -> HostPlan:
+        """The plan of this loader's request, from the open iteration or, before
+        one, from the daemons' descriptions (one small call each)."""
+        if self.host_plan is not None:
+            return self.host_plan
+        if self.spec.sql:
+            raise TypeError("len() of a Loader(sql=...) is known once its query ran: iterate "
+                            "first (the query's rows decide it)")
+        with Assembly(self._channels, None, {}) as assembly:
+            layouts = [layout_from_proto(info.layout)
+                       for info in assembly.describe_parts(self.spec)]
+        return self.spec.plan_on(combine(layouts), 1)  # (with a filter: of the rows it selects)
 
-        stream = ResumableStream(
-            self._channels[index], spec, self.prefetch, self.retry,
-            rpc.call_metadata(endpoint), reopen=reopen, name=endpoint.target,
-            accept_codecs=available_codecs(), accept_checksums=available_checksums(),
-            fingerprint=fingerprint, decode_threads=self.decode_threads, wants=wants,
-            **connection)
-        self._closers.append(stream)
-        self._streams.append(stream)
-        plan = stream.open()
-        window = max(self.prefetch, math.ceil(spec.batch_size / max(plan.shard_rows, 1)) + 1)
-        stream.grant(window - self.prefetch)
-        images = self._image_step(plan)
-        cached = self._disk_cache(stream, spec, window) if wants else None
-        decoder = Decoder(stream.frames(), self.decode_threads,
-                          then(images, cached.merge) if cached else images)
-        self._decoders.append(decoder)
-        self._closers.append(decoder)
-        if cached is not None:
-            self._cached = cached
-            cached.attach(decoder)
-            self._closers.append(cached)  # after the decoder: its threads write to it
-        reported = [0.0]  # decoder wait already reported to the daemon
+    @property
+    def batches_per_epoch(self) -> int:
+        """Batches this process gets in a full epoch (a short last one counted):
+        what `len(loader)` is. With pack=, unknown before packing: TypeError."""
+        if self.sequences.pack:
+            raise TypeError("len() of a Loader with pack= is unknown before packing: how many "
+                            "sequences fill a packed row depends on their lengths; count "
+                            "batches as they come, or use rows_per_epoch")
+        return self._full_epoch_plan().batches(self.spec.start.epoch + 1)
 
-        def release(shard: Shard) -> None:
-            if shard.skipped:  # corrupt images left out, by the daemon or the decoder
-                self._counts["images_skipped"] = \
-                    self._counts.get("images_skipped", 0) + len(shard.skipped)
-            if not shard.streamed:  # read from the disk cache: nothing to acknowledge
-                return
-            waited, reported[0] = decoder.waited_seconds - reported[0], decoder.waited_seconds
-            stream.release(shard.epoch, shard.sequence, waited, shard.decode_seconds,
-                           shard.images_decoded)
+    @property
+    def rows_per_epoch(self) -> int:
+        """Rows this process gets in a full epoch (sequences, with pack=)."""
+        return self._full_epoch_plan().local_rows(self.spec.start.epoch + 1)
 
-        return stream, cached or decoder, release
-
-    def _disk_cache(self, stream: ResumableStream, spec: StreamSpec,
-                    window: int) -> CachedShards:
-        """The disk cache of this stream's rows, keyed by everything that makes them."""
-        plan = stream.plan
-        what = {"dataset": spec.dataset, "filter": spec.filter, "sql": spec.sql,
-                "image_size": spec.image_size, "num_rows": plan.num_rows,
-                "process": spec.process_index}
-        cache = RowCache(self.cache, self.cache_limit, cache_key(what),
-                         {**what, "fingerprint": plan.fingerprint},
-                         cached_columns(plan, spec.image_size), plan.num_rows)
-        return CachedShards(cache, stream, stream.host_plan, window)
-
-    def _image_step(self, plan: pb.StreamPlan) -> Callable[[Shard], Shard] | None:
-        """Decoding of the images the daemon sent as files, in the decode threads."""
-        names = [c.name for c in plan.columns if c.kind == IMAGE]
-        size = self.spec.image_size
-        if not names or size is None:
-            return None
-        skip_bad = self.spec.on_bad_image == "skip"
-
-        row_names = plan.row_name_column  # the column naming the files, when carried
-
-        def decode(shard: Shard) -> Shard:
-            paths = shard.columns.get(row_names) if row_names else None
-
-            def name_of(row: int) -> str:
-                if isinstance(paths, Ragged) and paths.kind == UTF8:
-                    return paths[row]
-                return f"row {row} of shard {shard.sequence} of epoch {shard.epoch}"
-
-            if shard.skipped and any(isinstance(shard.columns[n], Ragged) for n in names):
-                raise ProtocolError(f"shard {shard.sequence} of epoch {shard.epoch} skips rows "
-                                    "yet leaves its images undecoded")
-            columns, dropped, seconds, images = decode_shard_images(
-                shard.columns, names, size, skip_bad, name_of)
-            return replace(shard, columns=columns, num_rows=shard.num_rows - len(dropped),
-                           skipped=tuple(dropped.tolist()) or shard.skipped,
-                           decode_seconds=seconds, images_decoded=images)
-
-        return decode
-
-    def _open_one(self, spec: StreamSpec, fingerprint: str,
-                  cached: bool) -> tuple[Iterable[Shard], Callable[[Shard], None]]:
-        stream, shards, release = self._stream(0, spec, fingerprint, wants=cached)
-        self.plan, self.host_plan = stream.plan, stream.host_plan
-        return PlanOrder(shards, stream.host_plan), release
-
-    def _open_parts(self, spec: StreamSpec, fingerprints: list[str]) -> Iterable[Shard]:
-        """One dataset served in parts by several daemons, merged into one order."""
-        infos = [self._describe(i, spec) for i in range(len(self.endpoints))]
-        variable = [c.name for c in infos[0].columns if c.kind and
-                    (not spec.columns or c.name in spec.columns)]
-        _check(not variable, f"columns {variable} vary in length or are images: a dataset "
-               "split over several daemons serves fixed-shape columns only (for now); "
-               "serve it from one daemon, or pass columns=[...] without them")
-        schemas = [_schema(info, spec.columns) for info in infos]
-        for endpoint, schema in zip(self.endpoints[1:], schemas[1:], strict=True):
-            if schema != schemas[0]:
-                raise DatasetError(
-                    f"{endpoint.target} serves {spec.dataset!r} with columns {schema}, "
-                    f"{self.endpoint.target} with {schemas[0]}: the parts of one dataset must "
-                    "have the same columns, dtypes and shapes")
-        layouts = [layout_from_proto(info.layout) for info in infos]
-        parts = []
-        for index, info in enumerate(infos):
-            stream, decoder, release = self._stream(
-                index, spec, fingerprints[index] or info.fingerprint, parts=layouts,
-                part_index=index)
-            parts.append(PartQueue(f"daemon {self.endpoints[index].target}", decoder, release))
-        self.plan = plan = self._streams[0].plan
-        self.host_plan = spec.plan_on(combine(layouts), plan.shard_rows)
-        columns = {c.name: (np.dtype(c.dtype), tuple(c.shape)) for c in plan.columns}
-        return Merger(self.host_plan, parts, [layout.num_rows for layout in layouts], columns)
-
-    def _describe(self, index: int, spec: StreamSpec) -> pb.DatasetInfo:
-        with Client(self.endpoints[index], channel=self._channels[index]) as client:
-            try:
-                return client.describe(spec.dataset, spec.shuffle_window_bytes, spec.filter)
-            except TetherError as exc:
-                raise type(exc)(f"{self.endpoints[index].target}: {exc}") from None
+    def __len__(self) -> int:
+        return self.batches_per_epoch
 
     def _guarded(self, batches: Batcher) -> Iterator[Batch]:
         try:
@@ -399,7 +244,7 @@ class Loader:
     @property
     def reconnects(self) -> int:
         """How many times the current iteration has reconnected (all daemons)."""
-        return sum(stream.reconnects for stream in self._streams)
+        return self._assembly.reconnects if self._assembly else 0
 
     def state_dict(self) -> dict[str, Any]:
         """Where this loader is, as a small JSON-serializable dict.
@@ -485,21 +330,18 @@ class Loader:
             figures.update(self._progress.figures())
         if self._packer is not None:
             figures.update(self._packer.stats.as_dict())
-        if self._cached is not None:
-            figures.update(self._cached.cache.figures())
+        if self._assembly is not None and self._assembly.cached is not None:
+            figures.update(self._assembly.cached.cache.figures())
         return figures
 
     def _stop(self) -> None:
-        # In order: cancel the stream first, so the decoder's thread can end.
-        closers, self._closers = self._closers, []
-        for closer in closers:
-            closer.close()
+        if self._assembly is not None:
+            self._assembly.close()
 
     def close(self) -> None:
         """Stop streaming and free the connection."""
         self._stop()
-        for channel in self._channels:
-            channel.close()
+        self._channels.close()
 
     def __enter__(self) -> Loader:
         return self
@@ -525,48 +367,8 @@ def _close_all_at_exit() -> None:
     gc.collect()
 
 
-def _schema(info: pb.DatasetInfo, columns: Sequence[str]) -> list[tuple[str, str, tuple]]:
-    """(name, dtype, shape) of the requested columns (all when none named)."""
-    return [(c.name, c.dtype, tuple(c.shape)) for c in info.columns
-            if not columns or c.name in columns]
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise RequestError(message)
-
-
-def _process_layout(index: int | None, count: int | None) -> tuple[int, int]:
-    """The given process index and count, else JAX's (when jax is imported), else 0 of 1."""
-    if index is None or count is None:
-        from .jax import process_layout
-
-        jax_index, jax_count = process_layout() or (0, 1)
-        index = jax_index if index is None else index
-        count = jax_count if count is None else count
-    return index, count
-
-
-def _decode_place(decode: str, image_size: tuple[int, int] | None) -> str:
-    """Where images may be decoded: without Pillow here, only on the daemon."""
-    from .wire.images.decode import available
-
-    if image_size is None or available():
-        return decode
-    _check(decode != "loader", "decode='loader' needs Pillow on this machine: pip install "
-           "'tether[images]', or decode='daemon'")
-    return "daemon"
-
-
-def _window_bytes(window: int | str | None) -> int:
-    """shuffle_window as bytes of rows: an int, or a size such as "256MB"."""
-    if window is None:
-        return 0
-    if isinstance(window, str):
-        from .wire.sizes import parse_size
-
-        try:
-            return parse_size(window)
-        except ValueError as exc:
-            raise RequestError(f"shuffle_window: {exc}") from None
-    return window
+def _fingerprints(restored: LoaderState | None, reach: Reach) -> list[str]:
+    """The dataset version each daemon must serve to resume `restored` ("" any)."""
+    if restored and restored.fingerprint:
+        return restored.fingerprint.split(",")
+    return [""] * len(reach.endpoints)

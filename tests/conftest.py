@@ -25,6 +25,10 @@ class DaemonProcess(spawn.DaemonProcess):
     def __init__(self, paths: list[Path], state_dir: Path, *args: str) -> None:
         super().__init__(paths, state_dir, *args, python=DAEMON_PYTHON)
 
+    def client(self) -> tether.Client:
+        """A client of this daemon: `tether.connect(url)`."""
+        return tether.connect(self.url)
+
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:

@@ -88,10 +88,11 @@ def fake_daemon():
 
 
 def plan_frame(rows: int, shard_rows: int, columns: dict[str, tuple[str, tuple[int, ...]]],
-               ) -> bytes:
+               batch_size: int = 1) -> bytes:
+    """A plan as an honest daemon announces it for the loader's `batch_size`."""
     plan = pb.StreamPlan(
         fingerprint="fake", num_rows=rows, shard_rows=shard_rows,
-        shards_per_epoch=-(-rows // shard_rows), batches_per_epoch=rows, seed=0,
+        shards_per_epoch=-(-rows // shard_rows), batches_per_epoch=-(-rows // batch_size), seed=0,
         columns=[pb.ColumnInfo(name=n, dtype=d, shape=s) for n, (d, s) in columns.items()],
         layout=pb.Layout(chunk_rows=[rows]))
     return framing.encode_plan(plan)
@@ -171,7 +172,7 @@ def zstd_bomb(claimed: int) -> Script:
     data = _zstd_of_zeros(claimed)
 
     def script(request, requests) -> Iterator[bytes]:
-        yield plan_frame(1000, 100, {"x": ("|u1", ())})
+        yield plan_frame(1000, 100, {"x": ("|u1", ())}, request.batch_size)
         header = pb.TensorHeader(
             name="x", dtype="|u1", shape=[claimed], codec="zstd", wire_size=len(data),
             raw_size=claimed, checksum=tensors.get_checksum("crc32")(data),
@@ -200,7 +201,7 @@ def credit_flood(frames: int, shard_rows: int = 1024, row_bytes: int = 4096) -> 
     block = np.zeros((shard_rows, row_bytes), dtype=np.uint8)
 
     def script(request, requests) -> Iterator[bytes]:
-        yield plan_frame(rows, shard_rows, {"x": ("|u1", (row_bytes,))})
+        yield plan_frame(rows, shard_rows, {"x": ("|u1", (row_bytes,))}, request.batch_size)
         for sequence in range(frames):
             yield shard_frame(0, sequence, {"x": block}, last=sequence == frames - 1)
 
@@ -219,7 +220,7 @@ def test_an_honest_fake_daemon_streams(fake_daemon) -> None:
     """The fake daemon's frames are right: credits respected, the loader reads all."""
 
     def script(request, requests) -> Iterator[bytes]:
-        yield plan_frame(300, 100, {"x": ("<f4", (2,))})
+        yield plan_frame(300, 100, {"x": ("<f4", (2,))}, request.batch_size)
         for sequence in range(3):
             values = np.full((100, 2), sequence, dtype=np.float32)
             yield shard_frame(0, sequence, {"x": values}, last=sequence == 2)
@@ -282,7 +283,7 @@ def test_a_shard_that_does_not_match_the_plan_is_refused(fake_daemon) -> None:
     }
     for what, arrays in cases.items():
         def script(request, requests, arrays=arrays) -> Iterator[bytes]:
-            yield plan_frame(10, 10, {"x": ("<f4", ())})
+            yield plan_frame(10, 10, {"x": ("<f4", ())}, request.batch_size)
             yield shard_frame(0, 0, arrays, last=True)
 
         daemon = fake_daemon(script)
@@ -298,7 +299,7 @@ def test_a_plan_without_columns_is_refused(fake_daemon) -> None:
     """Shards of no tensors could claim any number of rows: endless empty batches."""
 
     def script(request, requests) -> Iterator[bytes]:
-        yield plan_frame(2**40, 2**40, {})
+        yield plan_frame(2**40, 2**40, {}, request.batch_size)
         yield framing.encode_shard(shard_header(0, 0, [], 2**40, last=True), [])
 
     daemon = fake_daemon(script)
@@ -311,7 +312,7 @@ def test_a_plan_without_columns_is_refused(fake_daemon) -> None:
 @pytest.mark.parametrize("epoch", [2**63, 2**64 - 1])
 def test_a_shard_of_an_epoch_past_any_plan_is_refused(fake_daemon, epoch: int) -> None:
     def script(request, requests) -> Iterator[bytes]:
-        yield plan_frame(10, 10, {"x": ("<f4", ())})
+        yield plan_frame(10, 10, {"x": ("<f4", ())}, request.batch_size)
         yield shard_frame(epoch, 0, {"x": np.zeros(10, np.float32)}, last=True)
 
     daemon = fake_daemon(script)

@@ -190,7 +190,7 @@ class Catalog:
             name=name,
             format=source.format,
             num_rows=source.num_rows,
-            columns=[column_info(c) for c in source.columns.values()],
+            columns=[c.to_proto() for c in source.columns.values()],
             fingerprint=source.fingerprint,
             # An image folder's: its classes, images in each, files not served.
             classes=source.classes,
@@ -221,14 +221,3 @@ def _where(found: Found) -> str:
 def _home(found: Found) -> str:
     """Datasets of one name from one home are versions of each other, not a clash."""
     return found.origin or str(found.paths[0].parent)  # (a query's files may change)
-
-
-def column_info(column) -> pb.ColumnInfo:
-    return pb.ColumnInfo(
-        name=column.name,
-        dtype=column.dtype.str if column.dtype is not None else "",
-        shape=column.shape,
-        unsupported=column.unsupported,
-        kind=column.kind,
-        mean_row_bytes=column.mean_row_bytes,
-    )

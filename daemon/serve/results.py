@@ -27,7 +27,7 @@ import shutil
 import stat
 import threading
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,20 +163,7 @@ class ResultsSink:
         try:
             fds.append(os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
             incoming = os.open(_INCOMING, _DIR_FLAGS, dir_fd=fds[0])
-            for part in relative.parts[:-1]:
-                try:
-                    os.mkdir(part, DIR_MODE, dir_fd=fds[-1])
-                    made.append((fds[-1], part))
-                    self._add_entries(1)
-                except FileExistsError:
-                    pass
-                try:
-                    fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
-                except OSError as exc:
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                        raise _refuse_name(name, "needs a folder where a link or a file "
-                                                 "is") from None
-                    raise
+            self._descend(name, relative.parts[:-1], fds, made)
             leaf, folder = relative.parts[-1], fds[-1]
             existed = self._check_target(name, leaf, folder, overwrite)
             digest, written = hashlib.sha256(), 0
@@ -216,6 +203,24 @@ class ResultsSink:
                 os.close(fd)
         log.info("stored result %s (%d bytes)", clip(str(relative)), size)
         return Stored(str(relative), size, digest.hexdigest())
+
+    def _descend(self, name: str, folders: Sequence[str], fds: list[int],
+                 made: list[tuple[int, str]]) -> None:
+        """Open each of `folders` below fds[-1] in turn (making those missing,
+        never through a link), adding each one's fd to `fds` and each made one to `made`."""
+        for part in folders:
+            try:
+                os.mkdir(part, DIR_MODE, dir_fd=fds[-1])
+                made.append((fds[-1], part))
+                self._add_entries(1)
+            except FileExistsError:
+                pass
+            try:
+                fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _refuse_name(name, "needs a folder where a link or a file is") from None
+                raise
 
     @staticmethod
     def _check_target(name: str, leaf: str, folder: int, overwrite: bool) -> bool:

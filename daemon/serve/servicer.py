@@ -20,32 +20,26 @@ from tether.wire import filters, rpc
 from tether.wire.allocator import trim_allocator
 from tether.wire.checksums import choose_checksum
 from tether.wire.errors import Busy, DatasetError, RequestError, TetherError, to_status
-from tether.wire.plan import Cursor, Layout, combine, part_tasks, shard_tasks
-from tether.wire.spec import StreamSpec, layout_from_proto, layout_to_proto
+from tether.wire.plan import Cursor, HostPlan, Layout, ShardTask, combine, part_tasks, shard_tasks
+from tether.wire.spec import Connection, StreamSpec, layout_to_proto, parse_filter
 from tether.wire.v1 import tether_pb2 as pb
 
 from ..logsafe import RateLimited, clip
 from ..prepare.catalog import Catalog
 from ..prepare.remote_sql import run_remote_query
-from ..sources import Source
+from ..sources import Column, Source
 from ..stream.budget import MemoryBudget
 from ..stream.codec_policy import codec_policy, peer_is_local
 from ..stream.encoder import ShardEncoder
 from ..stream.filtering import FilteredSource, FilterIndex, column_types
 from ..stream.images import column_info, image_decoding, sized_for_pixels
-from ..stream.planner import plan_stream, source_layout
+from ..stream.planner import plan_stream, source_layout, stream_window
 from ..stream.shard_stream import DEFAULT_STALL_SECONDS, ShardStream
 from ..stream.stats import Stats
 from ..stream.wanted import WantedShards
 from .results import ResultsSink, overwrite_requested
 
 log = logging.getLogger(__name__)
-
-# A stream's window, whatever the client asks: bytes bound memory, the shard
-# count bounds the work queued for tiny shards (found by tests/test_fuzz.py).
-MAX_WINDOW_BYTES = 1 << 30
-MAX_WINDOW_SHARDS = 256
-
 
 # A refusal's message as the caller gets it: long enough for any real one.
 REPLY_CHARS = 2_000
@@ -89,7 +83,7 @@ class Servicer:
         source = self.catalog.get(request.dataset)  # a clear error for unknown or broken ones
         info = self.catalog.info(request.dataset)
         if request.filter:
-            source = self._filtered(source, request.filter)
+            source = self._filtered(source, parse_filter(request.filter))
             info.matching_rows = source.num_rows
         info.layout.CopyFrom(layout_to_proto(source_layout(source,
                                                            request.shuffle_window_bytes)))
@@ -137,80 +131,84 @@ class Servicer:
                                "query as a dataset with --sql NAME=QUERY")
         return run_remote_query(sql, self.catalog.found(), self.catalog.cache_dir)
 
-    def _filtered(self, source: Source, text: str) -> FilteredSource:
-        expr = filters.parse(text)
-        filters.check_columns(expr, column_types(source))
-        return FilteredSource(source, expr, self.filter_index.rows(source, expr))
+    def _filtered(self, source: Source, expression: filters.Expr) -> FilteredSource:
+        filters.check_columns(expression, column_types(source))
+        return FilteredSource(source, expression, self.filter_index.rows(source, expression))
+
+    def _source(self, spec: StreamSpec) -> Source:
+        """The rows a stream reads: the dataset, or the loader's query; filtered."""
+        source = self._query(spec.sql) if spec.sql else self.catalog.get(spec.dataset)
+        if spec.expression is None:
+            return source
+        source = self._filtered(source, spec.expression)
+        if not source.num_rows:
+            raise RequestError(f"filter {spec.filter!r} selects no row of {spec.dataset!r} "
+                               f"({source.base.num_rows} rows)")
+        return source
 
     def _open(self, request: pb.OpenStream, context, entry) -> ShardStream:
-        spec = StreamSpec.from_proto(request)
-        source = self._query(spec.sql) if spec.sql else self.catalog.get(spec.dataset)
-        if spec.filter:
-            source = self._filtered(source, spec.filter)
-            if not source.num_rows:
-                raise RequestError(f"filter {spec.filter!r} selects no row of "
-                                   f"{spec.dataset!r} ({source.base.num_rows} rows)")
-        columns = source.select(list(spec.columns))
+        spec, connection = StreamSpec.from_proto(request), Connection.from_proto(request)
+        source = self._source(spec)
         fingerprint = source.fingerprint  # a stat of every file: once per stream
-        if request.fingerprint and request.fingerprint != fingerprint:
+        if connection.fingerprint and connection.fingerprint != fingerprint:
             raise DatasetError(f"dataset {source.name!r} changed since this stream was planned")
-        part = _part(request, spec, source) if request.parts else None
-        columns = sized_for_pixels(columns, spec.image_size)
-        plan = plan_stream(spec, source, columns, request.shard_rows,
+        part = _part(connection, spec, source) if connection.parts else None
+        columns = sized_for_pixels(source.select(list(spec.columns)), spec.image_size)
+        plan = plan_stream(spec, source, columns, connection.shard_rows,
                            part.layout if part else None)
-        resume = Cursor(request.resume.epoch, request.resume.sequence) \
-            if request.HasField("resume") else None
-        try:
-            tasks = part_tasks(plan, part.rows, resume) if part else shard_tasks(plan, resume)
-            if resume is not None:
-                plan.normalize(resume)  # refuses a cursor before the start, here
-        except ValueError as exc:
-            raise RequestError(str(exc)) from None
-        narrow = not request.no_narrowing
-        codec = codec_policy(spec.codec, list(request.accept_codecs), self.workers, narrow,
-                             peer_is_local(context.peer()))
-        full_epoch = spec.start.epoch + 1
+        window = stream_window(plan, columns)
+        tasks = _tasks(plan, part, connection.resume)
+        local = peer_is_local(context.peer())
+        codec = codec_policy(spec.codec, list(connection.accept_codecs), self.workers,
+                             not connection.no_narrowing, local)
         log.info("stream %s -> %s: process %d of %d, %d batches of %d and %d shards of %d rows "
                  "per epoch, shuffle %s, codec %s, columns %s", source.name, context.peer(),
-                 spec.process_index, spec.process_count, plan.full_batches(full_epoch),
-                 spec.batch_size, plan.shards_in(full_epoch), plan.shard_rows,
+                 spec.process_index, spec.process_count, plan.batches(spec.start.epoch + 1),
+                 spec.batch_size, plan.shards_in(spec.start.epoch + 1), plan.shard_rows,
                  spec.shuffle, spec.codec, ", ".join(c.name for c in columns))
-        plan_message = pb.StreamPlan(
-            fingerprint=fingerprint, num_rows=source.num_rows, shard_rows=plan.shard_rows,
-            shards_per_epoch=plan.shards_in(full_epoch),
-            batches_per_epoch=-(-plan.local_rows(full_epoch) // spec.batch_size),
-            dropped_rows=plan.dropped_rows(full_epoch),
-            layout=layout_to_proto(plan.layout),
-            columns=[column_info(c, spec.image_size) for c in columns], seed=spec.seed,
-            row_name_column=source.row_name_column
-            if source.row_name_column in {c.name for c in columns} else "",
-        )
-        images = image_decoding(spec, columns, codec.link, self.workers,
-                                peer_is_local(context.peer()), request.decode_threads)
-        encoder = ShardEncoder(source, columns, plan, codec, narrow,
-                               choose_checksum(list(request.accept_checksums)), self.stats,
+        images = image_decoding(spec, columns, codec.link, self.workers, local,
+                                connection.decode_threads)
+        encoder = ShardEncoder(source, columns, plan, codec, not connection.no_narrowing,
+                               choose_checksum(list(connection.accept_checksums)), self.stats,
                                self.pool, fingerprint, images)
-        row_bytes = sum(c.row_bytes for c in columns)
-        max_window = min(MAX_WINDOW_SHARDS,
-                         max(2, MAX_WINDOW_BYTES // max(plan.shard_rows * row_bytes, 1)))
-        needed = -(-spec.batch_size // plan.shard_rows) + 1  # what the loader holds for a batch
-        if needed > max_window:
-            raise RequestError(
-                f"a batch of {spec.batch_size} rows needs {needed} shards of {plan.shard_rows} "
-                f"rows in flight, more than a stream's window ({max_window} shards, at most "
-                f"{MAX_WINDOW_SHARDS} and {MAX_WINDOW_BYTES >> 20} MiB): raise shard_bytes or "
-                "lower batch_size")
-        wanted = None
-        if request.wants:
-            if part is not None:
-                raise RequestError("a dataset split over several daemons cannot be cached by "
-                                   "the loader (cache=...); serve it from one daemon")
-            orders = functools.lru_cache(maxsize=2)(plan.order)  # shards cross into the next
-            wanted = WantedShards(plan, plan.normalize(resume) if resume else plan.first(),
-                                  lambda cursor: plan.shard(cursor, orders(cursor.epoch)))
-        return ShardStream(tasks, request.initial_credits, encoder, plan_message,
-                           self.pool, self.stats, entry, max_window, codec.link, self.budget,
-                           plan.shard_rows * row_bytes, self.stall_seconds, wanted)
+        wanted = _wanted(plan, connection.resume) if connection.wants else None
+        return ShardStream(tasks, connection.initial_credits, encoder,
+                           _plan_message(spec, plan, source, columns, fingerprint), self.pool,
+                           self.stats, entry, window, codec.link, self.budget,
+                           plan.shard_rows * sum(c.row_bytes for c in columns),
+                           self.stall_seconds, wanted)
+
+
+def _plan_message(spec: StreamSpec, plan: HostPlan, source: Source, columns: list[Column],
+                  fingerprint: str) -> pb.StreamPlan:
+    """What the stream's first frame announces: the plan the loader checks and follows."""
+    full_epoch = spec.start.epoch + 1  # the start epoch may begin mid-way
+    names = {c.name for c in columns}
+    return pb.StreamPlan(
+        fingerprint=fingerprint, num_rows=source.num_rows, shard_rows=plan.shard_rows,
+        shards_per_epoch=plan.shards_in(full_epoch), batches_per_epoch=plan.batches(full_epoch),
+        dropped_rows=plan.dropped_rows(full_epoch), layout=layout_to_proto(plan.layout),
+        columns=[column_info(c, spec.image_size) for c in columns], seed=spec.seed,
+        row_name_column=source.row_name_column if source.row_name_column in names else "",
+    )
+
+
+def _tasks(plan: HostPlan, part: _Part | None, resume: Cursor | None) -> Iterator[ShardTask]:
+    """The stream's shards from `resume` on (its part's rows only, for a part)."""
+    try:
+        tasks = part_tasks(plan, part.rows, resume) if part else shard_tasks(plan, resume)
+        if resume is not None:
+            plan.normalize(resume)  # refuses a cursor before the start, here
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    return tasks
+
+
+def _wanted(plan: HostPlan, resume: Cursor | None) -> WantedShards:
+    """The shards a caching loader names, from `resume` on."""
+    orders = functools.lru_cache(maxsize=2)(plan.order)  # shards cross into the next epoch
+    return WantedShards(plan, plan.normalize(resume) if resume else plan.first(),
+                        lambda cursor: plan.shard(cursor, orders(cursor.epoch)))
 
 
 @dataclass(frozen=True)
@@ -219,17 +217,14 @@ class _Part:
     rows: range  # this daemon's part of it
 
 
-def _part(request: pb.OpenStream, spec: StreamSpec, source: Source) -> _Part:
+def _part(connection: Connection, spec: StreamSpec, source: Source) -> _Part:
     """Where this daemon's rows lie in a dataset served by several daemons,
     after checking that its part is still what the loader described."""
-    if request.part_index >= len(request.parts):
-        raise RequestError(f"part_index {request.part_index} names none of the "
-                           f"{len(request.parts)} parts")
-    layouts = [layout_from_proto(p) for p in request.parts]
-    if layouts[request.part_index] != source_layout(source, spec.shuffle_window_bytes):
+    layouts = connection.parts
+    if layouts[connection.part_index] != source_layout(source, spec.shuffle_window_bytes):
         raise DatasetError(f"dataset {source.name!r} is not what the loader was told when it "
                            "opened (its files changed?); open the loader again")
-    offset = sum(layout.num_rows for layout in layouts[:request.part_index])
+    offset = sum(layout.num_rows for layout in layouts[:connection.part_index])
     try:
         whole = combine(layouts)
     except ValueError as exc:

@@ -17,6 +17,7 @@ from tether.wire.errors import ColumnError
 from tether.wire.plan import Layout
 from tether.wire.ragged import TENSOR, Ragged
 from tether.wire.tensors import WIRE_DTYPES
+from tether.wire.v1 import tether_pb2 as pb
 
 from .row_blocks import BlockCache
 
@@ -48,6 +49,12 @@ class Column:
         if self.variable:
             return max(1, self.mean_row_bytes)
         return math.prod(self.shape) * self.dtype.itemsize  # Python ints: no overflow
+
+    def to_proto(self) -> pb.ColumnInfo:
+        """The column as `tether ls` and a stream's plan describe it."""
+        return pb.ColumnInfo(name=self.name, dtype=self.dtype.str if self.dtype is not None else "",
+                             shape=self.shape, unsupported=self.unsupported, kind=self.kind,
+                             mean_row_bytes=self.mean_row_bytes)
 
 
 def numpy_column(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> Column:

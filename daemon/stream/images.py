@@ -16,7 +16,6 @@ from tether.wire.ragged import IMAGE
 from tether.wire.spec import StreamSpec
 from tether.wire.v1 import tether_pb2 as pb
 
-from ..prepare.catalog import column_info as describe_column
 from ..sources import Column
 from .codec_policy import LinkMeter
 from .decode_policy import DecodePlace
@@ -36,7 +35,7 @@ def sized_for_pixels(columns: Sequence[Column],
 def column_info(column: Column, image_size: tuple[int, int] | None) -> pb.ColumnInfo:
     """A column as a stream's plan announces it: an image one with the decoded
     shape when the loader asked for pixels."""
-    info = describe_column(column)
+    info = column.to_proto()
     if column.kind == IMAGE and image_size is not None:
         info.shape[:] = [*image_size, 3]
     return info

@@ -20,9 +20,12 @@ from ..sources import Column, Source
 # stream's cache holds the window's row groups (its columns only), so this
 # bounds the daemon's memory per stream besides the prefetch window.
 DEFAULT_SHUFFLE_WINDOW_BYTES = 512 << 20
-# The smallest shard a request may fix (StreamSpec's floor on shard_bytes):
-# tiny shards cost the daemon a frame, a task and a checksum each.
-MIN_SHARD_BYTES = 1 << 10
+
+
+# A stream's window, whatever the client asks: bytes bound memory, the shard
+# count bounds the work queued for tiny shards (found by tests/test_fuzz.py).
+MAX_WINDOW_BYTES = 1 << 30
+MAX_WINDOW_SHARDS = 256
 
 
 def shard_rows(row_bytes: int, shard_bytes: int, batch_size: int) -> int:
@@ -49,10 +52,10 @@ def plan_stream(spec: StreamSpec, source: Source, columns: Sequence[Column],
     if row_bytes > limit:
         raise RequestError(f"one row of {[c.name for c in columns]} is {row_bytes} bytes, "
                            f"over the {limit >> 20} MiB frame limit")
-    floor = shard_rows(row_bytes, MIN_SHARD_BYTES, 1)
+    floor = shard_rows(row_bytes, rpc.MIN_SHARD_BYTES, 1)
     if fixed_shard_rows and fixed_shard_rows < floor:
         raise RequestError(f"shard_rows {fixed_shard_rows} is below the floor of {floor} rows "
-                           f"(about {MIN_SHARD_BYTES} bytes a shard)")
+                           f"(about {rpc.MIN_SHARD_BYTES} bytes a shard)")
     rows = fixed_shard_rows or shard_rows(row_bytes, spec.shard_bytes, spec.batch_size)
     if rows * row_bytes > limit:
         raise RequestError(f"shard_rows {rows} makes shards over the {limit >> 20} MiB "
@@ -73,3 +76,18 @@ def plan_stream(spec: StreamSpec, source: Source, columns: Sequence[Column],
             + ("" if spec.process_count > 1 else ", or keep the short batch (drop_last=False)")
         )
     return plan
+
+
+def stream_window(plan: HostPlan, columns: Sequence[Column]) -> int:
+    """The most shards a stream may have in flight, or a RequestError when one
+    batch needs more than that."""
+    row_bytes = sum(c.row_bytes for c in columns)
+    window = min(MAX_WINDOW_SHARDS,
+                 max(2, MAX_WINDOW_BYTES // max(plan.shard_rows * row_bytes, 1)))
+    if plan.batch_window > window:
+        raise RequestError(
+            f"a batch of {plan.batch_size} rows needs {plan.batch_window} shards of "
+            f"{plan.shard_rows} rows in flight, more than a stream's window ({window} shards, "
+            f"at most {MAX_WINDOW_SHARDS} and {MAX_WINDOW_BYTES >> 20} MiB): raise shard_bytes "
+            "or lower batch_size")
+    return window

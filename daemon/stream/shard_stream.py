@@ -88,10 +88,21 @@ class ShardStream:
             self._reserved += 1
             return True
 
-    def _release(self, shards: int) -> None:
-        """Give `shards` reservations back to the budget (the caller holds _cond)."""
-        self._reserved -= shards
+    def _release(self, shards: int | None = None) -> None:
+        """Give `shards` reservations (None: all) back to the budget.
+
+        Never called holding _cond: the budget wakes every stream waiting for
+        room, each taking its own lock, so two streams releasing at once under
+        their own locks would each wait for the other's for ever."""
+        with self._cond:
+            shards = self._reserved if shards is None else shards
+            self._reserved -= shards
         self.budget.give(shards * self.shard_bytes)
+
+    def _wake(self) -> None:
+        """Look again for work: the budget has room, or the call ended."""
+        with self._cond:
+            self._cond.notify_all()
 
     def _next_task(self) -> ShardTask | object | None:
         if self.wanted is None:
@@ -115,6 +126,7 @@ class ShardStream:
         try:
             for message in requests:
                 kind = message.WhichOneof("kind")
+                acked = False
                 with self._cond:
                     if kind == "credit":
                         self._grant(message.credit.shards)
@@ -127,13 +139,15 @@ class ShardStream:
                             if self.encoder.images is not None and ack.images_decoded:
                                 self.encoder.images.place.observe_loader(
                                     ack.decode_seconds, ack.images_decoded)
-                            self._release(1)
+                            acked = True
                     elif kind == "want" and self.wanted is not None:
                         self.wanted.add(message.want)
                     else:
                         what = kind or "empty"
                         self._error = RequestError(f"unexpected {what} message mid-stream")
                     self._cond.notify_all()
+                if acked:
+                    self._release(1)
         except grpc.RpcError:
             pass  # the client went away; run() notices through the context
         except Exception as exc:  # a malformed message: refuse the stream, not the daemon
@@ -141,17 +155,34 @@ class ShardStream:
                 self._error = RequestError(f"bad stream message: {exc}")
                 self._cond.notify_all()
 
+    def _produce(self, pending: deque[tuple[Cursor, Future[bytes]]],
+                 context: grpc.ServicerContext) -> bool:
+        """Start reading and encoding shards while the credits and the budget
+        allow; whether the plan is exhausted. The next task is found outside
+        the lock: a part's stream may scan its order a while (reporting
+        SCANNING meanwhile), and the client's credits, acks and departure must
+        get through."""
+        while self._may_produce() and context.is_active():
+            task = self._next_task()
+            if task is _NOT_WANTED_YET or task is None or task is SCANNING:
+                self._release(1)  # the reservation made for it
+            if task is None:
+                return True
+            if task is _NOT_WANTED_YET or (task is SCANNING and pending):
+                return False  # send what is ready; scan on after
+            if task is not SCANNING:
+                pending.append((task.cursor, self.pool.submit(self.encoder.encode, task)))
+                with self._cond:
+                    self.stats.produced += 1
+                    self.stats.credits = self._granted - self.stats.produced
+        return False
+
     def run(self, requests: Iterable[pb.StreamRequest],
             context: grpc.ServicerContext) -> Iterator[bytes]:
         threading.Thread(target=self._read_requests, args=(requests,),
                          name="tether-credits", daemon=True).start()
-
-        def wake() -> None:
-            with self._cond:
-                self._cond.notify_all()
-
-        context.add_callback(wake)
-        self.budget.subscribe(wake)
+        context.add_callback(self._wake)
+        self.budget.subscribe(self._wake)
         done = threading.Event()
         threading.Thread(target=self._watch, args=(context, done), name="tether-stall",
                          daemon=True).start()
@@ -160,29 +191,7 @@ class ShardStream:
         exhausted = False
         try:
             while True:
-                # The next task is found outside the lock: a part's stream may
-                # scan its order a while (reporting SCANNING meanwhile), and the
-                # client's credits, acks and departure must get through.
-                while not exhausted and self._may_produce() and context.is_active():
-                    task = self._next_task()
-                    if task is _NOT_WANTED_YET:
-                        with self._cond:
-                            self._release(1)
-                        break
-                    if task is None or task is SCANNING:
-                        with self._cond:
-                            self._release(1)  # the reservation made for it
-                    if task is None:
-                        exhausted = True
-                    elif task is SCANNING:
-                        if pending:
-                            break  # send what is ready; scan on after
-                    else:
-                        future = self.pool.submit(self.encoder.encode, task)
-                        pending.append((task.cursor, future))
-                        with self._cond:
-                            self.stats.produced += 1
-                            self.stats.credits = self._granted - self.stats.produced
+                exhausted = exhausted or self._produce(pending, context)
                 with self._cond:
                     if self._error is not None:
                         raise self._error
@@ -206,9 +215,8 @@ class ShardStream:
                 self.totals.sent(self.stats, len(frame))
         finally:
             done.set()
-            self.budget.unsubscribe(wake)
+            self.budget.unsubscribe(self._wake)
             for _, future in pending:
                 future.cancel()
-            with self._cond:
-                self._release(self._reserved)
+            self._release()
 

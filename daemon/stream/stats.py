@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import tether
+from tether.wire import VERSION
 from tether.wire.v1 import tether_pb2 as pb
 
 
@@ -85,7 +85,7 @@ class Stats:
     def to_proto(self) -> pb.StatusResponse:
         with self._lock:
             return pb.StatusResponse(
-                version=tether.__version__,
+                version=VERSION,
                 uptime_seconds=time.monotonic() - self.started,
                 streams_total=self.streams_total, shards_sent=self.shards_sent,
                 bytes_sent=self.bytes_sent, rows_read=self.rows_read,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import grpc
 
@@ -19,7 +20,7 @@ from ..retry import RetryPolicy
 from ..wire.errors import ConnectionFailed, DatasetError, ProtocolError
 from ..wire.framing import Frame
 from ..wire.plan import Cursor, HostPlan
-from ..wire.spec import StreamSpec
+from ..wire.spec import Connection, StreamSpec
 from ..wire.v1 import tether_pb2 as pb
 from .decoder import check_plan, check_shard
 from .receiver import Receiver
@@ -34,6 +35,17 @@ def following(shard: pb.ShardHeader) -> Cursor:
         return Cursor(shard.epoch + 1, 0)
     return Cursor(shard.epoch, shard.sequence + 1)
 
+def check_counts(plan: pb.StreamPlan, host_plan: HostPlan, epoch: int) -> None:
+    """The daemon counts a full epoch's batches and dropped rows as the loader's
+    own copy of the plan does: both follow one plan, or neither is trusted."""
+    counted = (plan.batches_per_epoch, plan.dropped_rows)
+    expected = (host_plan.batches(epoch), host_plan.dropped_rows(epoch))
+    if counted != expected:
+        raise ProtocolError(f"the daemon's plan counts {counted[0]} batches and {counted[1]} "
+                            f"dropped rows an epoch, where its layout gives {expected[0]} and "
+                            f"{expected[1]}")
+
+
 class _Closed(Exception):
     """The stream was closed while it was reconnecting."""
 
@@ -43,19 +55,19 @@ _PLAN_FIELDS = ("fingerprint", "num_rows", "shard_rows", "shards_per_epoch", "se
 
 
 class ResumableStream:
-    """`connection` holds the OpenStream fields that are this client's own
-    (accepted codecs and checksums, fingerprint to insist on)."""
+    """`connection` holds what this client adds to every connection (accepted
+    codecs and checksums, the version to insist on, its part of a split dataset)."""
 
     def __init__(self, channel: grpc.Channel, spec: StreamSpec, window: int, retry: RetryPolicy,
                  metadata: tuple[tuple[str, str], ...] = (),
                  reopen: Callable[[], grpc.Channel] | None = None, name: str = "the daemon",
-                 **connection) -> None:
+                 connection: Connection | None = None) -> None:
         self.name = name  # the daemon, for messages
         self._channel: grpc.Channel | None = channel
         self._reopen = reopen  # a fresh channel after a failure (None: keep this one)
         self._metadata = metadata
         self._spec = spec
-        self._connection = connection
+        self._connection = connection or Connection()
         self._retry = retry
         self._window = window
         self._next: Cursor | None = None  # None: the plan's first shard
@@ -93,12 +105,12 @@ class ResumableStream:
     def _open_stream(self) -> Iterator[Frame]:
         with self._lock:
             held_when_asked = self._held
-        connection = dict(self._connection)
+        connection = replace(self._connection, resume=self._next,
+                             initial_credits=max(0, self._window - held_when_asked))
         if self.plan is not None:  # the same plan, whatever else changed
-            connection.update(shard_rows=self.plan.shard_rows, fingerprint=self.plan.fingerprint)
-        request = self._spec.to_proto(resume=self._next,
-                                      initial_credits=max(0, self._window - held_when_asked),
-                                      **connection)
+            connection = replace(connection, shard_rows=self.plan.shard_rows,
+                                 fingerprint=self.plan.fingerprint)
+        request = self._spec.to_proto(connection)
         receiver = Receiver(self._channel, request, self._metadata)
         frames = receiver.frames()
         try:
@@ -117,6 +129,11 @@ class ResumableStream:
                 raise ProtocolError(f"{self.name}: {exc}") from None
             self.plan = first.plan
             self.host_plan = self._spec.host_plan(first.plan)
+            try:
+                check_counts(first.plan, self.host_plan, self._spec.start.epoch + 1)
+            except ProtocolError as exc:
+                receiver.close()
+                raise ProtocolError(f"{self.name}: {exc}") from None
         elif any(getattr(first.plan, f) != getattr(self.plan, f) for f in _PLAN_FIELDS):
             receiver.close()
             raise DatasetError("the dataset changed while the loader was reconnecting")

@@ -96,6 +96,12 @@ _TRANSPORT_SIGNS = ("Stream removed", "RST_STREAM", "Socket closed", "Connection
 _TAGGED = {cls.__name__: cls for cls in (ColumnError,)}
 
 
+def require(ok: bool, message: str) -> None:
+    """A RequestError with `message` unless `ok`: the one way a request's rules are checked."""
+    if not ok:
+        raise RequestError(message)
+
+
 def to_status(error: TetherError) -> tuple[grpc.StatusCode, str]:
     """The (code, details) pair the daemon aborts an RPC with."""
     tag = type(error).__name__

@@ -178,6 +178,16 @@ class HostPlan:
             return self.num_rows - self._anchor(epoch)
         return self.full_batches(epoch) * self.batch_size
 
+    def batches(self, epoch: int) -> int:
+        """Batches this process gets in `epoch`, a short last one included."""
+        return -(-self.local_rows(epoch) // self.batch_size)
+
+    @property
+    def batch_window(self) -> int:
+        """Shards a loader must hold to make a batch: those one batch can
+        span, and one more to start the next (the least prefetch window)."""
+        return -(-self.batch_size // self.shard_rows) + 1
+
     def dropped_rows(self, epoch: int) -> int:
         """Rows of the epoch no process receives (fewer than one global batch)."""
         if self.keeps_short_batch:

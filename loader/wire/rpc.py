@@ -22,6 +22,9 @@ STREAM = "Stream"
 UPLOAD = "Upload"
 
 DEFAULT_SHARD_BYTES = 4 << 20  # grpcio's sweet spot measured on loopback
+# The smallest shard a request may ask for: tiny shards cost the daemon a
+# frame, a task and a checksum each.
+MIN_SHARD_BYTES = 1 << 10
 
 # Frames are about shard_bytes; this leaves room for the largest shard the
 # daemon will build (MAX_SHARD_BYTES) plus headers.
