@@ -51,7 +51,12 @@ def keep_newest(newest: Path, pattern: str, keep: int) -> None:
     """Remove all but the `keep` most recent files matching `pattern` beside
     `newest` (which always stays): caches a remote side can grow, one file per
     distinct request. A reader with a removed file open keeps reading it."""
-    others = sorted((p for p in newest.parent.glob(pattern) if p != newest),
-                    key=lambda p: p.stat().st_mtime, reverse=True)
+    dated = []
+    for path in newest.parent.glob(pattern):
+        try:  # another thread pruning the same folder may have removed it since
+            dated.append((path.stat().st_mtime, path))
+        except FileNotFoundError:
+            path.unlink(missing_ok=True)  # (a link to a removed file: listed, not stat-able)
+    others = [path for _, path in sorted(dated, reverse=True) if path != newest]
     for old in others[keep - 1:]:
         old.unlink(missing_ok=True)

@@ -1,9 +1,11 @@
 """`tether.Loader`: batches of numpy arrays streamed from a Tether daemon.
 
-The pipeline, one stage a module:
+The Loader is the face: it turns its keywords into small frozen values
+(tether.options), has tether.pipeline.assembly build one iteration's stages,
+and owns what spans them (the position, the state, the hand-offs):
 
     stream (credits, acks, reconnects) -> decoder (threads) -> ordering (exactly once)
-      -> batcher (exact batch_size) -> [jax.device_iterator (on device)]
+      -> batcher (exact batch_size) -> [packer] -> [jax.device_iterator (on device)]
 """
 
 from __future__ import annotations

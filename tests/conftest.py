@@ -1,17 +1,38 @@
-"""Shared fixtures: real datasets on disk and the real daemon in a subprocess."""
+"""Shared fixtures: real datasets on disk and the real daemon in a subprocess.
+
+The tests are grouped by kind, each folder a marker (`pytest -m unit`):
+
+    tests/unit/      no daemon, no server, no socket: the inner loop, in seconds
+    tests/e2e/       the real daemon in a subprocess and the real loader
+    tests/security/  attacks and faults, each test named by what it defends
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import tether
 from tether.daemon import spawn
+
+KINDS = ("unit", "e2e", "security")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its folder's kind."""
+    for item in items:
+        kind = Path(item.fspath).parent.name
+        if kind in KINDS:
+            item.add_marker(getattr(pytest.mark, kind))
+
 
 # The loader's tests can run against a daemon from another environment
 # (CI's oldest-versions run: old grpcio/protobuf in the loader, newest in
@@ -48,6 +69,19 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
             failures.append(f"daemon exited {code}: {daemon.stderr_text()[-2000:]}")
         daemon.close()
     assert not failures, "\n".join(failures)
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = 30.0,
+               every: float = 0.05) -> Any:
+    """Poll `condition` until it returns something true, and return that. Past
+    `timeout` seconds, fail saying that `what` did not happen: a test that
+    waits has a deadline and a message, never pytest-timeout's 300 s."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:g} s")
+        time.sleep(every)
+    return value
 
 
 def make_features(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -89,3 +123,51 @@ def state_after(url: str, batches: int, **options) -> dict:
         for _ in range(batches):
             next(it)
         return loader.state_dict()
+
+
+# Colab cannot run here: a fake `google.colab.userdata` on sys.path stands in for it.
+
+
+@pytest.fixture
+def no_env(monkeypatch):
+    monkeypatch.delenv("TETHER_URL", raising=False)
+    for name in ("google.colab", "google.colab.userdata"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+
+@pytest.fixture
+def fake_colab(no_env, monkeypatch, tmp_path):
+    """A `google.colab.userdata` whose get() answers from SECRETS, raising as Colab does.
+
+    `google` stays a namespace package (no __init__.py), so google.protobuf still imports.
+    """
+
+    def install(secrets: dict[str, str]) -> None:
+        package = tmp_path / "fake" / "google" / "colab"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "userdata.py").write_text(textwrap.dedent(f"""
+            class SecretNotFoundError(Exception):
+                pass
+
+            SECRETS = {secrets!r}
+
+            def get(key):
+                if key not in SECRETS:
+                    raise SecretNotFoundError(key)
+                return SECRETS[key]
+        """))
+        monkeypatch.syspath_prepend(str(tmp_path / "fake"))
+
+    return install
+
+
+@pytest.fixture
+def x64_off():
+    """JAX's default 32-bit mode for the test, whatever it was."""
+    import jax
+
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    yield
+    jax.config.update("jax_enable_x64", before)

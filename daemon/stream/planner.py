@@ -23,7 +23,7 @@ DEFAULT_SHUFFLE_WINDOW_BYTES = 512 << 20
 
 
 # A stream's window, whatever the client asks: bytes bound memory, the shard
-# count bounds the work queued for tiny shards (found by tests/test_fuzz.py).
+# count bounds the work queued for tiny shards (found by tests/security/test_fuzzed_requests.py).
 MAX_WINDOW_BYTES = 1 << 30
 MAX_WINDOW_SHARDS = 256
 
