@@ -57,13 +57,21 @@ def _write_folder(root: Path) -> int:
     return count
 
 
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """The folder and its image count, written once: both tests only read it."""
+    root = tmp_path_factory.mktemp("folder") / "photos"
+    count = _write_folder(root)
+    assert sum(f.stat().st_size for f in root.rglob("*.jpg")) >= FOLDER_BYTES
+    return root, count
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("decode", ["loader", "daemon"])
-def test_memory_stays_within_the_windows_on_a_2gb_image_folder(tmp_path: Path,
+def test_memory_stays_within_the_windows_on_a_2gb_image_folder(tmp_path: Path, photos,
                                                                 decode: str) -> None:
-    count = _write_folder(tmp_path / "photos")
-    assert sum(f.stat().st_size for f in (tmp_path / "photos").rglob("*.jpg")) >= FOLDER_BYTES
-    daemon = DaemonProcess([tmp_path / "photos"], tmp_path / "state")
+    folder, count = photos
+    daemon = DaemonProcess([folder], tmp_path / "state")
     try:
         samples, output = watch_memory(daemon, [_CONSUMER, daemon.url, decode], every=0.5)
         delivered = int(output)
