@@ -55,6 +55,10 @@ class LoaderIterDataset(grain.IterDataset):
     def __iter__(self) -> LoaderDatasetIterator:
         return LoaderDatasetIterator(self._loader, self._start)
 
+    def __len__(self) -> int:
+        """The loader's `len()`: batches this process gets per epoch."""
+        return len(self._loader)
+
     def __reduce__(self) -> Any:  # what mp_prefetch does first, in the parent process
         raise RequestError(MP_PREFETCH)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -60,7 +60,8 @@ class DeviceIterator(Iterator[Any]):
 
     def __init__(self, batches: Iterable[tuple[Any, Any]], sharding: Any = None,
                  buffer_size: int = 2, initial_state: Any = None,
-                 layout: tuple[int, int] | None = None) -> None:
+                 layout: tuple[int, int] | None = None,
+                 length: Callable[[], int] | None = None) -> None:
         import jax
 
         if buffer_size < 1:
@@ -73,6 +74,14 @@ class DeviceIterator(Iterator[Any]):
         self._buffer_size = buffer_size
         self._ahead: deque[tuple[Any, Any]] = deque()
         self._state = initial_state
+        self._length = length  # batches an epoch, asked when len() is
+
+    def __len__(self) -> int:
+        """The loader's `len()`: batches this process gets per epoch."""
+        if self._length is None:
+            raise TypeError("this DeviceIterator does not know how many batches come; "
+                            "len() works on loader.to_jax()")
+        return self._length()
 
     def _place(self, batch: Any) -> Any:
         """On device; a batch's text and bytes columns (numpy object arrays) stay

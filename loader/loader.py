@@ -306,7 +306,8 @@ class Loader:
         initial = self.state_dict()
         with_states = ((self._jax_ready(batch), self.state_dict()) for batch in self)
         return DeviceIterator(with_states, sharding, buffer_size, initial_state=initial,
-                              layout=(self.spec.process_index, self.spec.process_count))
+                              layout=(self.spec.process_index, self.spec.process_count),
+                              length=self.__len__)
 
     def to_grain(self) -> Any:
         """This loader as a `grain.IterDataset` of batches, from where it is now:

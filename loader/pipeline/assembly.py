@@ -48,11 +48,14 @@ class Channels:
 
     def __init__(self, reach: Reach) -> None:
         self.reach = reach
+        self.closed = False
         self._channels = [rpc.open_channel(e, reach.proxy) for e in reach.endpoints]
         for channel in self._channels:
             connect_now(channel)
 
     def __getitem__(self, index: int) -> grpc.Channel:
+        require(not self.closed, "this loader is closed: make a new one (state_dict() and "
+                "load_state_dict() carry its position over)")
         return self._channels[index]
 
     def reopen(self, index: int) -> grpc.Channel:
@@ -63,6 +66,7 @@ class Channels:
         return self._channels[index]
 
     def close(self) -> None:
+        self.closed = True
         for channel in self._channels:
             channel.close()
 
@@ -184,6 +188,8 @@ class Assembly:
     def describe_parts(self, spec: StreamSpec) -> list[pb.DatasetInfo]:
         """Each daemon's part of `spec`'s dataset, checked to be parts of one dataset."""
         infos = [self._describe(i, spec) for i in range(len(self.reach.endpoints))]
+        if len(infos) == 1:
+            return infos
         variable = [c.name for c in infos[0].columns if c.kind and
                     (not spec.columns or c.name in spec.columns)]
         require(not variable, f"columns {variable} vary in length or are images: a dataset "
