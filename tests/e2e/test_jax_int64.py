@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import tether
-import tether.jax
+
+jax = pytest.importorskip("jax")
+pytestmark = pytest.mark.jax
 
 
 def test_a_loader_with_large_row_ids_fails_loudly_on_to_jax(x64_off, serve, tmp_path):
