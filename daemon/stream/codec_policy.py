@@ -290,6 +290,8 @@ class AutoCodec:
                 self._climb.add(column)
 
     def setting(self, column: str, array: np.ndarray) -> Compression:
+        if not array.nbytes:  # nothing to compress (a text column of empty strings)
+            return NONE
         rate = self.link.bytes_per_second
         costs = self._costs_for(column, array, rate)
         best = best_setting(costs, rate, self.workers, self.shared_cores)
