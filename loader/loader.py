@@ -15,11 +15,12 @@ import gc
 import os
 import sys
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .cache.row_cache import DEFAULT_CACHE_LIMIT
+from .columns import Delivery
 from .options import CacheOptions, Reach, stream_spec
 from .pipeline.assembly import Assembly, Channels
 from .pipeline.batcher import Batch, Batcher
@@ -28,6 +29,7 @@ from .retry import RetryPolicy
 from .sequences.delivery import SequenceOptions, check_for_jax, finish_batch
 from .state import LoaderState
 from .wire.allocator import tune_allocator
+from .wire.errors import RequestError
 from .wire.plan import HostPlan, Position, combine
 from .wire.spec import StreamSpec, layout_from_proto
 from .wire.url import Endpoint
@@ -73,6 +75,16 @@ class Loader:
     pinned end to end. Without it, `grpc_proxy`/`https_proxy`/`http_proxy` apply.
     """
 
+    # Where the next iteration starts, where this one began, its stages, and the
+    # dataset version(s) it streams: set by __iter__ and load_state_dict.
+    _restored: LoaderState | None = None
+    _started: LoaderState | None = None
+    _assembly: Assembly | None = None
+    _batcher: Batcher | None = None
+    _packer: Any = None  # tether.sequences.packer.Packer, with pack=
+    _progress: Progress | None = None
+    _fingerprint = ""
+
     def __init__(
         self,
         url: str | Endpoint | Sequence[str | Endpoint] | None = None,
@@ -101,6 +113,10 @@ class Loader:
         pad_value: int = 0,
         filter: str | None = None,
         sql: str | None = None,
+        fill_null: Mapping[str, bool | int | float | str] | None = None,
+        null_masks: Sequence[str] | bool = (),
+        categories: Sequence[str] = (),
+        images: Sequence[str] = (),
         cache: str | os.PathLike | None = None,
         cache_limit: int | str = DEFAULT_CACHE_LIMIT,
         progress: bool = False,
@@ -110,7 +126,8 @@ class Loader:
             shuffle_window=shuffle_window, num_epochs=num_epochs, process_index=process_index,
             process_count=process_count, drop_last=drop_last, codec=codec,
             shard_bytes=shard_bytes, image_size=image_size, decode=decode,
-            on_bad_image=on_bad_image, filter=filter, sql=sql)
+            on_bad_image=on_bad_image, filter=filter, sql=sql, fill_null=fill_null,
+            null_masks=null_masks, categories=categories, images=images)
         self._seed_given = seed is not None  # else a drawn one, which a restored state replaces
         self.batch_size = batch_size  # rows of a batch handed out (packed rows with pack=)
         self.sequences = SequenceOptions.of(pad, pack, pad_value, self.spec)
@@ -122,14 +139,7 @@ class Loader:
         if progress:
             require_tqdm()
         self._show_progress = progress
-        self._restored: LoaderState | None = None  # where the next iteration starts
-        self._started: LoaderState | None = None  # where this iteration began
-        self._assembly: Assembly | None = None  # this iteration's streams, decoders, cache
-        self._batcher: Batcher | None = None
-        self._packer: Any = None  # tether.sequences.packer.Packer, with pack=
-        self._progress: Progress | None = None
         self._counts: dict[str, int] = {}  # images skipped, sequences truncated
-        self._fingerprint = ""  # the dataset version(s) this iteration streams
         tune_allocator()
         self._channels = Channels(self.reach)  # handshakes now, overlapping the caller's set-up
         _LIVE.add(self)
@@ -149,19 +159,30 @@ class Loader:
         self._fingerprint = assembly.fingerprint
         self.sequences.check_columns({c.name: c.kind for c in self.plan.columns},
                                      {c.name: c.dtype for c in self.plan.columns})
+        delivery = Delivery.of(self.plan, spec)
         self._batcher = Batcher(shards, spec.batch_size, spec.global_batch, spec.start, release,
                                 drop_short=spec.drop_last)
         batches: Iterable[Batch] = self._packed(restored) if self.sequences.pack \
             else self._batcher
         self._progress = Progress(assembly.waits, self._epoch_rows, self._show_progress)
         return self._guarded(self._progress.wrap(
-            (finish_batch(batch, self.sequences, self._counts) for batch in batches),
-            lambda: self.epoch))
+            (delivery.finish(finish_batch(batch, self.sequences, self._counts))
+             for batch in batches), lambda: self.epoch))
 
     @property
     def plan(self) -> pb.StreamPlan | None:
         """The (first) daemon's plan of the current iteration (None before one)."""
         return self._assembly.plan if self._assembly else None
+
+    @property
+    def categories(self) -> dict[str, list[str]]:
+        """Each category column's vocabulary: code i of column c is categories[c][i]
+        (-1 is null). Dictionary columns (pandas categories) and `categories=`
+        columns; known once iteration began (the stream's plan carries them)."""
+        if self.plan is None:
+            raise RequestError("loader.categories is known once the stream opened: "
+                               "iter(loader) first")
+        return dict(Delivery.of(self.plan, self.spec).categories)
 
     @property
     def host_plan(self) -> HostPlan | None:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from .colab import resolve_url
 from .retry import RetryPolicy
@@ -74,7 +76,8 @@ def stream_spec(dataset: str | None, batch_size: int | None, *, columns: Sequenc
                 shuffle: bool, seed: int | None, shuffle_window: int | str | None,
                 process_index: int | None, process_count: int | None, codec: str,
                 image_size: tuple[int, int] | None, decode: str, filter: str | None,
-                sql: str | None, **rest: Any) -> StreamSpec:
+                sql: str | None, fill_null: Mapping[str, Any] | None,
+                null_masks: Sequence[str] | bool, **rest: Any) -> StreamSpec:
     """The request the Loader's keywords make. `rest` are StreamSpec's own fields."""
     require(dataset is not None or sql is not None,
             "name a dataset (tether ls lists them), or pass sql=...")
@@ -90,7 +93,24 @@ def stream_spec(dataset: str | None, batch_size: int | None, *, columns: Sequenc
         batch_size=batch_size, columns=tuple(columns or ()), shuffle=shuffle, seed=seed,
         shuffle_window_bytes=_window_bytes(shuffle_window), process_index=process_index,
         process_count=process_count, codec=codec, image_size=image_size,
-        decode=_decode_place(decode, image_size), filter=filter or "", sql=sql or "", **rest)
+        decode=_decode_place(decode, image_size), filter=filter or "", sql=sql or "",
+        fill_null=_fills(fill_null), null_masks=() if isinstance(null_masks, bool) else
+        tuple(null_masks), null_masks_all=null_masks is True, **rest)
+
+
+def _fills(fill_null: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    """fill_null's pairs; dates and times (datetime, numpy datetime64) as ISO text."""
+    if fill_null is None:
+        return ()
+    require(isinstance(fill_null, Mapping), "fill_null maps column names to a value, e.g. "
+            f"fill_null={{'age': -1}}; got {fill_null!r:.80}")
+    return tuple((name, _fill_value(value)) for name, value in fill_null.items())
+
+
+def _fill_value(value: Any) -> Any:
+    if isinstance(value, np.generic) and value.dtype.kind in "Mm" or hasattr(value, "isoformat"):
+        return str(value) if isinstance(value, np.generic) else value.isoformat()
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _process_layout(index: int | None, count: int | None) -> tuple[int, int]:

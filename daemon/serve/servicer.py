@@ -30,6 +30,7 @@ from ..prepare.remote_sql import run_remote_query
 from ..sources import Column, Source
 from ..stream.budget import MemoryBudget
 from ..stream.codec_policy import codec_policy, peer_is_local
+from ..stream.columns import Vocabularies, stream_columns
 from ..stream.encoder import ShardEncoder
 from ..stream.filtering import FilteredSource, FilterIndex, column_types
 from ..stream.images import column_info, image_decoding, sized_for_pixels
@@ -63,6 +64,7 @@ class Servicer:
         self.stall_seconds = stall_seconds or float(
             os.environ.get("TETHER_STALL_SECONDS") or DEFAULT_STALL_SECONDS)
         self.filter_index = FilterIndex(catalog.cache_dir)
+        self.vocabularies = Vocabularies()  # of text columns streamed as categories
 
     def _refuse(self, context: grpc.ServicerContext, error: Exception) -> None:
         # Messages carry what the caller sent (a dataset name, a column): clipped
@@ -153,7 +155,8 @@ class Servicer:
         if connection.fingerprint and connection.fingerprint != fingerprint:
             raise DatasetError(f"dataset {source.name!r} changed since this stream was planned")
         part = _part(connection, spec, source) if connection.parts else None
-        columns = sized_for_pixels(source.select(list(spec.columns)), spec.image_size)
+        columns = sized_for_pixels(stream_columns(source, spec, self.vocabularies),
+                                   spec.image_size)
         plan = plan_stream(spec, source, columns, connection.shard_rows,
                            part.layout if part else None)
         window = stream_window(plan, columns)

@@ -1,91 +1,30 @@
-"""Arrow columns as tensors: numeric -> 1-D, fixed-size lists and
-`fixed_shape_tensor` -> N-D; and as ragged columns: strings and binary ->
-text and bytes, lists of numbers -> token lists (tether.wire.ragged).
-Shared by the Parquet, Arrow IPC and CSV sources."""
+"""Arrow data as what a stream sends: each column's rows as a numpy array of
+the column's dtype, or a Ragged (tether.wire.ragged). Shared by every source
+that reads Arrow (Parquet, Arrow IPC, CSV, JSON Lines, snapshots).
+
+What a type becomes is arrow_types' table; what its nulls become is the
+stream's choice, carried by the column (`fill`, or a `valid_of` mask column):
+tether.daemon.stream.columns makes it, and refuses at open a column whose
+nulls nothing was chosen for, so that nothing here guesses.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tether.wire.errors import ColumnError
-from tether.wire.ragged import BINARY, RAGGED, UTF8, Ragged
+from tether.wire.ragged import BINARY, IMAGE, RAGGED, UTF8, Ragged
 
-from .base import Column, numpy_column
+from .arrow_types import CATEGORY, DECIMAL, STRING_LIST, TEMPORAL, _is, describe_schema
+from .base import Column
 
-
-def _value_dtype(value_type: pa.DataType) -> np.dtype | None:
-    if pa.types.is_boolean(value_type):
-        return np.dtype(bool)
-    for is_kind, code in ((pa.types.is_signed_integer, "i"), (pa.types.is_unsigned_integer, "u"),
-                          (pa.types.is_floating, "f")):
-        if is_kind(value_type):  # (to_pandas_dtype would need pandas on older pyarrow)
-            return np.dtype(f"{code}{value_type.bit_width // 8}")
-    return None
-
-
-def _text_kind(arrow_type: pa.DataType) -> str | None:
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) \
-            or _is(arrow_type, "is_string_view"):
-        return UTF8
-    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type) \
-            or _is(arrow_type, "is_binary_view"):
-        return BINARY
-    return None
-
-
-def _is(arrow_type: pa.DataType, test: str) -> bool:
-    """A type test that older pyarrow may not have (its types then cannot occur)."""
-    return getattr(pa.types, test, lambda _: False)(arrow_type)
-
-
-def _is_list(arrow_type: pa.DataType) -> bool:
-    return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)
-
-
-def describe(field: pa.Field) -> Column:
-    kind = _text_kind(field.type)
-    if kind is not None:
-        return Column(field.name, np.dtype(np.uint8), (), kind=kind)
-    if _is_list(field.type):
-        values = describe(pa.field(field.name, field.type.value_type))
-        if values.dtype is None or values.variable:
-            return Column(field.name, None, (), f"Arrow type {field.type} is not a list of "
-                          "numbers (or of fixed-size lists of numbers)")
-        return replace(values, kind=RAGGED)
-    return _tensor(field)
-
-
-def _tensor(field: pa.Field) -> Column:
-    arrow_type = field.type
-    shape: list[int] = []
-    if isinstance(arrow_type, pa.FixedShapeTensorType):
-        if arrow_type.permutation not in (None, list(range(len(arrow_type.shape)))):
-            return Column(field.name, None, (), "fixed_shape_tensor with a permutation")
-        shape = list(arrow_type.shape)
-        arrow_type = arrow_type.value_type
-    while pa.types.is_fixed_size_list(arrow_type):
-        shape.append(arrow_type.list_size)
-        arrow_type = arrow_type.value_type
-    dtype = _value_dtype(arrow_type)
-    if dtype is None:
-        return Column(field.name, None, tuple(shape),
-                      f"Arrow type {field.type} is not a fixed-size numeric tensor")
-    return numpy_column(field.name, dtype, tuple(shape))
-
-
-def describe_schema(schema: pa.Schema,
-                    row_bytes: Mapping[str, float] | None = None) -> dict[str, Column]:
-    """The columns of `schema`; `row_bytes` (bytes a row, by column) sizes the
-    shards of variable-length ones."""
-    columns = {field.name: describe(field) for field in schema}
-    for name, size in (row_bytes or {}).items():
-        if name in columns and columns[name].variable:
-            columns[name] = replace(columns[name], mean_row_bytes=max(1, round(size)))
-    return columns
+__all__ = ["describe_schema", "read_names", "table_row_bytes", "table_to_numpy", "to_numpy"]
 
 
 def table_row_bytes(table: pa.Table | pa.RecordBatch) -> dict[str, float]:
@@ -94,50 +33,119 @@ def table_row_bytes(table: pa.Table | pa.RecordBatch) -> dict[str, float]:
     return {name: table.column(name).nbytes / rows for name in table.schema.names}
 
 
+def read_names(columns: Sequence[Column]) -> list[str]:
+    """The top-level Arrow columns `columns` read, once each, in order."""
+    return list(dict.fromkeys(column.path[0] for column in columns))
+
+
+def field_of(table: pa.Table | pa.RecordBatch, column: Column) -> pa.Array:
+    """The Arrow values `column` reads: a top-level column, or a struct's
+    child (null where its struct is)."""
+    data = table.column(column.path[0])
+    array = data.combine_chunks() if isinstance(data, pa.ChunkedArray) else data
+    for child in column.path[1:]:
+        array = pc.struct_field(array, [array.type.get_field_index(child)])
+    return array
+
+
+def table_to_numpy(table: pa.Table, columns: Sequence[Column]) -> dict[str, np.ndarray | Ragged]:
+    return {c.name: to_numpy(field_of(table, c), c) for c in columns}
+
+
+def to_numpy(array: pa.Array, column: Column) -> np.ndarray | Ragged:
+    """One column's rows as an array of shape (rows, *column.shape), or a Ragged."""
+    if column.valid_of:
+        return np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    if column.logical == CATEGORY:
+        return _codes(array, column)
+    if column.variable:
+        return _ragged(array, column)
+    if isinstance(array, pa.ExtensionArray):
+        array = array.storage
+    if column.logical == DECIMAL:  # a float64, NaN for null
+        array = array.cast(pa.float64())
+    if array.null_count:
+        array = _filled(array, column)
+    if column.logical in TEMPORAL:
+        if pa.types.is_date64(array.type):  # milliseconds: as days, like date32
+            array = array.cast(pa.date32())
+        storage = pa.int64() if array.type.bit_width == 64 else pa.int32()
+        values = array.cast(storage).to_numpy(zero_copy_only=False)
+        return values.astype(np.int64, copy=False).view(column.dtype)
+    rows = len(array)
+    while pa.types.is_fixed_size_list(array.type):
+        if array.null_count:
+            raise ColumnError(f"column {column.name!r} holds null rows inside its tensors; "
+                              "fill or drop them")
+        array = array.flatten()  # respects slicing, unlike .values
+    values = array.to_numpy(zero_copy_only=False)
+    return values.reshape((rows, *column.shape))
+
+
+def _filled(array: pa.Array, column: Column) -> pa.Array:
+    """`array` with its nulls replaced by the column's fill (NaN for floats)."""
+    if column.fill is None and not pa.types.is_floating(array.type):
+        raise ColumnError(  # the stream's columns were checked at open: a source changed
+            f"column {column.name!r} holds nulls, which a tensor cannot; pass "
+            f"fill_null={{{column.name!r}: ...}} or null_masks=[{column.name!r}]")
+    value = float("nan") if column.fill is None else column.fill
+    return pc.fill_null(array, fill_scalar(value, array.type, column.name))
+
+
+def fill_scalar(value: object, arrow_type: pa.DataType, name: str) -> pa.Scalar:
+    """`value` as a scalar of `arrow_type`: what a column's nulls become."""
+    try:
+        if isinstance(value, str) and not pa.types.is_string(arrow_type) \
+                and not pa.types.is_large_string(arrow_type):
+            return pa.scalar(value).cast(arrow_type)  # a date or time as ISO text
+        return pa.scalar(value, arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
+            OverflowError, TypeError, ValueError) as exc:
+        raise ColumnError(f"fill_null value {value!r} cannot stand in column {name!r} of "
+                          f"type {arrow_type}: {exc}") from None
+
+
+def _codes(array: pa.Array, column: Column) -> np.ndarray:
+    """int32 codes into the column's vocabulary (-1 for null): a dictionary's
+    indices mapped through its own dictionary, or text looked up."""
+    vocabulary = pa.array(column.categories or (), pa.string())
+    if pa.types.is_dictionary(array.type):
+        mapped = pc.index_in(array.dictionary.cast(pa.string()), value_set=vocabulary)
+        codes = pc.take(mapped, array.indices)
+    else:
+        codes = pc.index_in(array.cast(pa.string()), value_set=vocabulary)
+    out = codes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    missing = (out < 0) & np.asarray(array.is_valid().to_numpy(zero_copy_only=False))
+    if missing.any():  # a value the vocabulary was not made with: the data changed
+        raise ColumnError(f"column {column.name!r} holds values outside its vocabulary; "
+                          "the dataset changed since it was opened: open the loader again")
+    return out
+
+
 def _ragged(array: pa.Array, column: Column) -> Ragged:
-    """A list, string or binary array as a Ragged (a view of Arrow's buffers)."""
+    """A list, string or binary array as a Ragged (a view of Arrow's buffers);
+    a null row is empty here, and None once delivered (its mask column)."""
+    if column.logical == STRING_LIST:
+        texts = [json.dumps(row, ensure_ascii=False) if row is not None else ""
+                 for row in array.to_pylist()]
+        array = pa.array(texts, pa.large_string())
+    elif array.null_count:
+        empty = [] if column.kind == RAGGED else "" if column.kind == UTF8 else b""
+        fill = empty if column.fill is None else column.fill
+        array = pc.fill_null(array, fill_scalar(fill, array.type, column.name))
     if _is(array.type, "is_string_view") or _is(array.type, "is_binary_view"):
-        large = pa.large_string() if column.kind == UTF8 else pa.large_binary()
+        large = pa.large_binary() if _is(array.type, "is_binary_view") else pa.large_string()
         try:
             array = array.cast(large)
         except pa.ArrowNotImplementedError:  # pyarrow before 18 has no such cast
             array = pa.array(array.to_pylist(), type=large)
     if column.kind == RAGGED:
         offsets = array.offsets.to_numpy().astype(np.int64)
-        values = to_numpy(array.flatten(), replace(column, kind=""), "values of ")
+        values = to_numpy(array.flatten(), replace(column, kind="", logical=""))
         return Ragged(values, offsets - offsets[0], RAGGED)
     large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
     _, offsets_buffer, data = array.buffers()
     offsets = np.frombuffer(offsets_buffer, np.int64 if large else np.int32)
     offsets = offsets[array.offset:array.offset + len(array) + 1].astype(np.int64)
     values = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
-    return Ragged(values, offsets, column.kind)
-
-
-def to_numpy(data: pa.Array | pa.ChunkedArray, column: Column,
-             what: str = "") -> np.ndarray | Ragged:
-    """One column's rows as an array of shape (rows, *column.shape), or a Ragged."""
-    array = data.combine_chunks() if isinstance(data, pa.ChunkedArray) else data
-    if column.variable:
-        if array.null_count:
-            raise ColumnError(f"column {column.name!r} holds nulls; fill or drop them "
-                              "(an empty string or list is fine)")
-        return _ragged(array, column)
-    if isinstance(array, pa.ExtensionArray):
-        array = array.storage
-    rows = len(array)
-    while True:
-        if array.null_count:
-            raise ColumnError(
-                f"{what}column {column.name!r} holds nulls, which a tensor cannot; "
-                "fill or drop them")
-        if not pa.types.is_fixed_size_list(array.type):
-            break
-        array = array.flatten()  # respects slicing, unlike .values
-    values = array.to_numpy(zero_copy_only=False)
-    return values.reshape((rows, *column.shape))
-
-
-def table_to_numpy(table: pa.Table,
-                   columns: Sequence[Column]) -> dict[str, np.ndarray | Ragged]:
-    return {c.name: to_numpy(table.column(c.name), c) for c in columns}
+    return Ragged(values, offsets, BINARY if column.kind == IMAGE else column.kind)

@@ -14,7 +14,9 @@ import numpy as np
 import pyarrow as pa
 
 from . import arrow_columns
+from .arrow_types import pandas_index
 from .base import Column, Source
+from .column_facts import with_facts
 from .row_blocks import BlockCache, RowBlocks
 
 
@@ -37,11 +39,17 @@ class ArrowIpcSource(Source):
         self._blocks = RowBlocks([b.num_rows for b in self._batches])
         sample = self._batches[0] if self._batches else schema.empty_table()
         columns = arrow_columns.describe_schema(schema, arrow_columns.table_row_bytes(sample))
+        # Null counts are in the file's metadata: counting them reads no data.
+        columns = with_facts(columns, self.filter_blocks, lambda column: False, cheap=True)
         super().__init__(name, paths, self._blocks.num_rows, columns)
+        self.left_out = pandas_index(schema)
 
     def filter_blocks(self, names: Sequence[str]) -> Iterator[pa.Table]:
         for batch in self._batches:
             yield pa.Table.from_batches([batch.select(list(names))])
+
+    def arrow_block(self, block: int, names: Sequence[str]) -> pa.Table:
+        return pa.Table.from_batches([self._batches[block].select(list(names))])
 
     def filter_types(self) -> dict[str, pa.DataType]:
         schema = self._batches[0].schema if self._batches else pa.schema([])
@@ -49,11 +57,10 @@ class ArrowIpcSource(Source):
 
     def take(self, rows: np.ndarray, columns: Sequence[Column],
              cache: BlockCache | None = None) -> dict[str, np.ndarray]:
-        names = [c.name for c in columns]
+        names = arrow_columns.read_names(columns)
 
         def load(block: int) -> dict[str, np.ndarray]:  # mostly views of the mapped file
-            table = pa.Table.from_batches([self._batches[block].select(names)])
-            return arrow_columns.table_to_numpy(table, columns)
+            return arrow_columns.table_to_numpy(self.arrow_block(block, names), columns)
 
         cache = cache or BlockCache()
         return self._blocks.gather(rows, lambda block: cache.get((block, *names),

@@ -6,8 +6,8 @@ import hashlib
 import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,7 +29,11 @@ if TYPE_CHECKING:
 class Column:
     """A column's rows: fixed-shape tensors (kind ""), or of varying length
     (tether.wire.ragged's kinds: dtype and shape are then one value's, and
-    `take` returns a Ragged)."""
+    `take` returns a Ragged).
+
+    Columns of Arrow sources also say how their values become the delivered
+    ones (tether.daemon.sources.arrow_columns): which field they read (`reads`), what
+    the values stand for, and, for one stream, what its nulls become."""
 
     name: str
     dtype: np.dtype | None  # None when the column cannot be served
@@ -37,10 +41,26 @@ class Column:
     unsupported: str = ""
     kind: str = TENSOR
     mean_row_bytes: int = 0  # of a variable-length column: for sizing shards
+    reads: tuple[str, ...] = ()  # the Arrow field it reads, a struct's child by path; () name
+    logical: str = ""  # "timestamp", "date", "category", ... (ColumnInfo.logical)
+    source_type: str = ""  # the source's own type, for `tether ls`
+    nulls: int = 0  # rows without a value in the source
+    timezone: str = ""
+    arrow: Any = field(default=None, compare=False, repr=False)  # its pa.DataType
+    categories: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
+    # For one stream (tether.daemon.stream.columns): the value nulls become
+    # (None: the kind's own, NaN for floats); a bool column's source column.
+    fill: Any = None
+    valid_of: str = ""
 
     @property
     def variable(self) -> bool:
         return self.kind != TENSOR
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        """The Arrow field this column reads: (top-level column, *struct children)."""
+        return self.reads or (self.name,)
 
     @property
     def row_bytes(self) -> int:
@@ -50,11 +70,16 @@ class Column:
             return max(1, self.mean_row_bytes)
         return math.prod(self.shape) * self.dtype.itemsize  # Python ints: no overflow
 
-    def to_proto(self) -> pb.ColumnInfo:
-        """The column as `tether ls` and a stream's plan describe it."""
-        return pb.ColumnInfo(name=self.name, dtype=self.dtype.str if self.dtype is not None else "",
-                             shape=self.shape, unsupported=self.unsupported, kind=self.kind,
-                             mean_row_bytes=self.mean_row_bytes)
+    def to_proto(self, categories: bool = False) -> pb.ColumnInfo:
+        """The column as `tether ls` (a count of categories) and a stream's plan
+        (`categories`: the vocabulary itself) describe it."""
+        return pb.ColumnInfo(
+            name=self.name, dtype=self.dtype.str if self.dtype is not None else "",
+            shape=self.shape, unsupported=self.unsupported, kind=self.kind,
+            mean_row_bytes=self.mean_row_bytes, source_type=self.source_type,
+            null_count=self.nulls, logical=self.logical, timezone=self.timezone,
+            categories=self.categories if categories and self.categories else (),
+            category_count=len(self.categories or ()), valid_of=self.valid_of)
 
 
 def numpy_column(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> Column:
@@ -99,6 +124,8 @@ class Source(ABC):
     snapshot_time: float = 0.0
     # The column of text that names each row's file (images), if any.
     row_name_column: str = ""
+    # Columns of the files that are not served, each with why (a pandas index).
+    left_out: Mapping[str, str] = {}
     _resolved: list[str] | None = None  # `paths` resolved, for `fingerprint`
 
     def __init__(self, name: str, paths: list[Path], num_rows: int,

@@ -20,11 +20,16 @@ from .base import fingerprint
 
 log = logging.getLogger(__name__)
 
+CONVERSION = "nulls"  # empty fields are nulls (before: empty strings in text columns)
+
 
 def _convert(path: Path, target: Path) -> None:
     partial = target.with_suffix(".partial")
     os.close(create_private(partial))  # 0600 before a byte of the CSV is in it
-    reader = pacsv.open_csv(path)
+    # An empty field is a null in every column kind, as pandas reads it, and as
+    # DuckDB does for --sql over the same file.
+    reader = pacsv.open_csv(path, convert_options=pacsv.ConvertOptions(
+        strings_can_be_null=True))
     rows = 0
     with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_file(sink, reader.schema) as writer:
         for batch in reader:
@@ -39,7 +44,8 @@ class CsvSource(ArrowIpcSource):
 
     def __init__(self, name: str, paths: list[Path], cache_dir: Path) -> None:
         private_dir(cache_dir)
-        cached = cache_dir / f"{paths[0].stem}-{fingerprint(paths)}.arrow"
+        # The name says how it was converted: a file converted another way is not reused.
+        cached = cache_dir / f"{paths[0].stem}-{fingerprint(paths)}-{CONVERSION}.arrow"
         if not cached.exists():
             log.info("indexing %s for random access (once per version of the file)", paths[0])
             _convert(paths[0], cached)

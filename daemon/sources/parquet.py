@@ -20,7 +20,9 @@ import pyarrow.parquet as pq
 from tether.wire.plan import Layout
 
 from . import arrow_columns
+from .arrow_types import pandas_index
 from .base import Column, Source
+from .column_facts import with_facts
 from .row_blocks import BlockCache, RowBlocks
 
 
@@ -39,9 +41,17 @@ class ParquetSource(Source):
         # Uncompressed bytes of whole rows: sizes the shuffle window the same
         # whichever columns a stream reads, so the order never depends on them.
         self._row_bytes = sum(m.total_byte_size for m in metadata) / max(self._blocks.num_rows, 1)
-        columns = arrow_columns.describe_schema(schema, _column_row_bytes(metadata, schema))
-        super().__init__(name, paths, self._blocks.num_rows, columns)
         self._local = threading.local()  # a ParquetFile is not shared across threads
+        self.paths = paths  # (read by filter_blocks before Source.__init__)
+        counted = _null_counts(metadata, schema)
+        columns = arrow_columns.describe_schema(schema, _column_row_bytes(metadata, schema),
+                                                counted)
+        # Footers count nulls (pyarrow and pandas write the statistics); columns
+        # whose footers do not are counted from the data, once.
+        columns = with_facts(columns, self.filter_blocks,
+                             counted=lambda column: ".".join(column.path) in counted)
+        super().__init__(name, paths, self._blocks.num_rows, columns)
+        self.left_out = pandas_index(schema)
 
     def layout(self, window_bytes: int) -> Layout:
         window_rows = max(1, int(window_bytes / max(self._row_bytes, 1e-9)))
@@ -56,8 +66,12 @@ class ParquetSource(Source):
         return files[index]
 
     def filter_blocks(self, names: Sequence[str]) -> Iterator[pa.Table]:
-        for file_index, group in self._groups:
-            yield self._file(file_index).read_row_group(group, columns=list(names))
+        for block in range(len(self._groups)):
+            yield self.arrow_block(block, names)
+
+    def arrow_block(self, block: int, names: Sequence[str]) -> pa.Table:
+        file_index, group = self._groups[block]
+        return self._file(file_index).read_row_group(group, columns=list(names))
 
     def filter_types(self) -> dict[str, pa.DataType]:
         schema = self._file(0).schema_arrow
@@ -65,16 +79,34 @@ class ParquetSource(Source):
 
     def take(self, rows: np.ndarray, columns: Sequence[Column],
              cache: BlockCache | None = None) -> dict[str, np.ndarray]:
-        names = tuple(c.name for c in columns)
+        names = tuple(arrow_columns.read_names(columns))
         cache = cache or BlockCache()
 
         def load(block: int) -> dict[str, np.ndarray]:
-            file_index, group = self._groups[block]
-            table = self._file(file_index).read_row_group(group, columns=list(names))
-            return arrow_columns.table_to_numpy(table, columns)
+            return arrow_columns.table_to_numpy(self.arrow_block(block, names), columns)
 
         return self._blocks.gather(rows, lambda block: cache.get((block, names),
                                                                  lambda: load(block)))
+
+
+def _null_counts(metadata: list, schema: pa.Schema) -> dict[str, int]:
+    """Nulls of each leaf column (by its dotted path) that every row group's
+    statistics count; a column of a non-nullable field has none."""
+    counts: dict[str, int] = {}
+    unknown: set[str] = set()
+    for group in metadata:
+        for index in range(group.num_columns):
+            chunk = group.column(index)
+            stats = chunk.statistics
+            path = chunk.path_in_schema
+            if stats is None or not stats.has_null_count:
+                unknown.add(path)
+            else:
+                counts[path] = counts.get(path, 0) + stats.null_count
+    for field in schema:
+        if not field.nullable:
+            counts[field.name] = 0
+    return {path: count for path, count in counts.items() if path not in unknown}
 
 
 def _column_row_bytes(metadata: list, schema) -> dict[str, float]:

@@ -35,7 +35,7 @@ def sized_for_pixels(columns: Sequence[Column],
 def column_info(column: Column, image_size: tuple[int, int] | None) -> pb.ColumnInfo:
     """A column as a stream's plan announces it: an image one with the decoded
     shape when the loader asked for pixels."""
-    info = column.to_proto()
+    info = column.to_proto(categories=True)
     if column.kind == IMAGE and image_size is not None:
         info.shape[:] = [*image_size, 3]
     return info

@@ -39,6 +39,8 @@ MAX_IMAGE_SIDE = 1 << 14
 MAX_PARTS = 1024  # daemons one dataset may be split over
 MAX_NAMES = 32  # codecs or checksums a client may list
 MAX_DECODE_THREADS = 1024
+FillValue = bool | int | float | str
+FILL_TYPES = (bool, int, float, str)
 
 
 def layout_to_proto(layout: Layout) -> pb.Layout:
@@ -127,6 +129,14 @@ class StreamSpec:
     # A read-only query over the served datasets, its result the dataset
     # (the daemon must run with --allow-sql); "" none.
     sql: str = ""
+    # What nulls become: (column, value) pairs, filled on the daemon; a bool
+    # NAME_valid column beside these columns (or every nullable one); text
+    # columns sent as codes into their vocabulary; binary columns of images.
+    fill_null: tuple[tuple[str, FillValue], ...] = ()
+    null_masks: tuple[str, ...] = ()
+    null_masks_all: bool = False
+    categories: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         require(isinstance(self.dataset, str) and bool(self.dataset),
@@ -175,6 +185,24 @@ class StreamSpec:
         _set(self, columns=columns, image_size=_image_size(self.image_size),
              shard_bytes=_integer("shard_bytes", self.shard_bytes, rpc.MIN_SHARD_BYTES,
                                   rpc.MAX_SHARD_BYTES))
+        self._check_values()
+
+    def _check_values(self) -> None:
+        fills = self.fill_null
+        require(isinstance(fills, tuple | list) and all(
+            isinstance(pair, tuple | list) and len(pair) == 2 and isinstance(pair[0], str)
+            and isinstance(pair[1], FILL_TYPES) for pair in fills),
+            "fill_null maps column names to a number, a bool or a string (a date as ISO "
+            f"text), e.g. fill_null={{'age': -1, 'city': ''}}; got {fills!r:.80}")
+        names = [name for name, _ in fills]
+        require(len(set(names)) == len(names), f"fill_null names a column twice: {names}")
+        require(all(-(1 << 63) <= v < 1 << 63 for _, v in fills if isinstance(v, int)),
+                "fill_null's integers fit 64 bits")
+        _set(self, fill_null=tuple(sorted((name, value) for name, value in fills)),
+             null_masks=tuple(sorted(set(_names("null_masks", self.null_masks, MAX_COUNT)))),
+             null_masks_all=_flag("null_masks_all", self.null_masks_all),
+             categories=tuple(sorted(set(_names("categories", self.categories, MAX_COUNT)))),
+             images=tuple(sorted(set(_names("images", self.images, MAX_COUNT)))))
 
     @property
     def expression(self) -> Any:
@@ -304,7 +332,21 @@ _WIRE = {
                     lambda m: Cursor(m.epoch, m.sequence)),
     "parts": _Form(lambda layouts: [layout_to_proto(layout) for layout in layouts],
                    lambda messages: tuple(layout_from_proto(m) for m in messages)),
+    "fill_null": _Form(lambda fills: [_fill_to_proto(name, value) for name, value in fills],
+                       lambda messages: tuple(_fill_from_proto(m) for m in messages)),
 }
+
+
+def _fill_to_proto(column: str, value: FillValue) -> pb.FillNull:
+    kind = ("bool_value" if isinstance(value, bool) else "int_value" if isinstance(value, int)
+            else "float_value" if isinstance(value, float) else "text_value")
+    return pb.FillNull(column=column, **{kind: value})
+
+
+def _fill_from_proto(message: pb.FillNull) -> tuple[str, FillValue]:
+    kind = message.WhichOneof("value")
+    require(kind is not None, f"fill_null for {message.column!r} has no value")
+    return message.column, getattr(message, kind)
 
 
 def _to_wire(value: Any) -> dict[str, Any]:

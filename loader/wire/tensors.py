@@ -30,7 +30,9 @@ from .v1 import tether_pb2 as pb
 # The dtype strings a header may name, as text: anything else (objects above
 # all, platform-sized long doubles) is refused before numpy parses it.
 WIRE_DTYPES = frozenset(np.dtype(t).newbyteorder("<").str for t in (
-    "b1", "u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8", "f2", "f4", "f8"))
+    "b1", "u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8", "f2", "f4", "f8",
+    # dates and times: 64-bit counts of a unit since the epoch (or midnight)
+    "M8[D]", "M8[s]", "M8[ms]", "M8[us]", "M8[ns]", "m8[s]", "m8[ms]", "m8[us]", "m8[ns]"))
 # No tensor of a frame decodes to more than a frame's worth of tensors.
 MAX_TENSOR_BYTES = MAX_SHARD_BYTES
 

@@ -58,21 +58,25 @@ def test_unknown_dataset_and_column_name_what_exists(catalog) -> None:
 
 
 def test_unsupported_column_is_named_and_projection_avoids_it(tmp_path: Path) -> None:
-    pq.write_table(pa.table({"record": [{"a": 1}, {"a": 2}], "n": [1, 2],
-                             "words": pa.array([["a"], ["b", "c"]])}), tmp_path / "mixed.parquet")
+    pq.write_table(pa.table({"pairs": pa.array([[("a", 1)], []], pa.map_(pa.string(), pa.int64())),
+                             "n": [1, 2],
+                             "nested": pa.array([[[1]], [[2, 3]]])}), tmp_path / "mixed.parquet")
     source = Catalog([tmp_path / "mixed.parquet"], tmp_path / "cache").get("mixed")
-    with pytest.raises(ColumnError, match="column 'record' .* cannot become a tensor .*from: n"):
+    with pytest.raises(ColumnError, match="column 'pairs' .* cannot become a tensor .*from: n"):
         source.select([])
-    with pytest.raises(ColumnError, match="'words'.*not a list of numbers"):
-        source.select(["words"])
+    with pytest.raises(ColumnError, match="'nested'.*not a list of numbers"):
+        source.select(["nested"])
     assert source.read(0, 2, source.select(["n"]))["n"].tolist() == [1, 2]
 
 
-def test_nulls_are_refused_by_name(tmp_path: Path) -> None:
-    pq.write_table(pa.table({"v": [1.0, None, 3.0]}), tmp_path / "holes.parquet")
+def test_integer_nulls_are_refused_by_name_and_float_nulls_are_nan(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"v": [1.0, None, 3.0], "i": [1, None, 3]}),
+                   tmp_path / "holes.parquet")
     source = Catalog([tmp_path / "holes.parquet"], tmp_path / "cache").get("holes")
-    with pytest.raises(ColumnError, match="column 'v' holds nulls"):
-        source.read(0, 3, source.select(["v"]))
+    assert np.isnan(source.read(0, 3, source.select(["v"]))["v"]).tolist() == [
+        False, True, False]
+    with pytest.raises(ColumnError, match="column 'i' holds nulls.*fill_null=.*null_masks="):
+        source.read(0, 3, source.select(["i"]))
 
 
 def test_a_corrupt_file_spares_the_other_datasets(tmp_path: Path) -> None:

@@ -17,7 +17,9 @@ NOT_DEFAULT = StreamSpec(
     dataset="train", batch_size=7, columns=("x", "y"), shuffle=True, seed=2**64 - 1,
     shuffle_window_bytes=123, num_epochs=None, process_index=1, process_count=3,
     drop_last=True, shard_bytes=1 << 16, codec="zstd", start=Position(4, 21),
-    image_size=(32, 48), decode="daemon", on_bad_image="error", filter="x > 1", sql="SELECT 1")
+    image_size=(32, 48), decode="daemon", on_bad_image="error", filter="x > 1", sql="SELECT 1",
+    fill_null=(("a", -1), ("b", 0.5), ("c", True), ("d", "2024-01-31")), null_masks=("a", "z"),
+    null_masks_all=True, categories=("city",), images=("photo",))
 CONNECTION = Connection(
     resume=Cursor(4, 2), initial_credits=2**64 - 1, accept_codecs=("none", "zstd"),
     accept_checksums=("crc32c",), fingerprint="abc", shard_rows=99,
@@ -86,6 +88,9 @@ def test_a_connection_is_checked_where_it_is_declared(connection: dict, message:
     (dict(shard_bytes=1023), "shard_bytes must be between 1024 and"),
     (dict(process_index=3, process_count=3), "process_index < process_count"),
     (dict(filter="x >"), "filter"),
+    (dict(fill_null=(("a", None),)), "fill_null maps column names to"),
+    (dict(fill_null=(("a", 1), ("a", 2))), "fill_null names a column twice"),
+    (dict(fill_null=(("a", 2**63),)), "fill_null's integers fit 64 bits"),
     (dict(start=(0, -1)), "start position's row must be between"),
 ])
 def test_a_request_is_checked_where_it_is_declared(request_fields: dict, message: str) -> None:

@@ -26,23 +26,51 @@ class DescribeRequest(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., shuffle_window_bytes: _Optional[int] = ..., filter: _Optional[str] = ...) -> None: ...
 
 class ColumnInfo(_message.Message):
-    __slots__ = ("name", "dtype", "shape", "unsupported", "kind", "mean_row_bytes")
+    __slots__ = ("name", "dtype", "shape", "unsupported", "kind", "mean_row_bytes", "source_type", "null_count", "logical", "timezone", "categories", "category_count", "valid_of")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     UNSUPPORTED_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     MEAN_ROW_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    NULL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LOGICAL_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    VALID_OF_FIELD_NUMBER: _ClassVar[int]
     name: str
     dtype: str
     shape: _containers.RepeatedScalarFieldContainer[int]
     unsupported: str
     kind: str
     mean_row_bytes: int
-    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., unsupported: _Optional[str] = ..., kind: _Optional[str] = ..., mean_row_bytes: _Optional[int] = ...) -> None: ...
+    source_type: str
+    null_count: int
+    logical: str
+    timezone: str
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    category_count: int
+    valid_of: str
+    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., unsupported: _Optional[str] = ..., kind: _Optional[str] = ..., mean_row_bytes: _Optional[int] = ..., source_type: _Optional[str] = ..., null_count: _Optional[int] = ..., logical: _Optional[str] = ..., timezone: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., category_count: _Optional[int] = ..., valid_of: _Optional[str] = ...) -> None: ...
+
+class FillNull(_message.Message):
+    __slots__ = ("column", "int_value", "float_value", "bool_value", "text_value")
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    INT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    FLOAT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BOOL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    column: str
+    int_value: int
+    float_value: float
+    bool_value: bool
+    text_value: str
+    def __init__(self, column: _Optional[str] = ..., int_value: _Optional[int] = ..., float_value: _Optional[float] = ..., bool_value: bool = ..., text_value: _Optional[str] = ...) -> None: ...
 
 class DatasetInfo(_message.Message):
-    __slots__ = ("name", "format", "num_rows", "columns", "fingerprint", "error", "layout", "classes", "class_counts", "skipped", "snapshot_time", "matching_rows")
+    __slots__ = ("name", "format", "num_rows", "columns", "fingerprint", "error", "layout", "classes", "class_counts", "skipped", "snapshot_time", "matching_rows", "left_out")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +83,7 @@ class DatasetInfo(_message.Message):
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_TIME_FIELD_NUMBER: _ClassVar[int]
     MATCHING_ROWS_FIELD_NUMBER: _ClassVar[int]
+    LEFT_OUT_FIELD_NUMBER: _ClassVar[int]
     name: str
     format: str
     num_rows: int
@@ -67,7 +96,8 @@ class DatasetInfo(_message.Message):
     skipped: str
     snapshot_time: float
     matching_rows: int
-    def __init__(self, name: _Optional[str] = ..., format: _Optional[str] = ..., num_rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., fingerprint: _Optional[str] = ..., error: _Optional[str] = ..., layout: _Optional[_Union[Layout, _Mapping]] = ..., classes: _Optional[_Iterable[str]] = ..., class_counts: _Optional[_Iterable[int]] = ..., skipped: _Optional[str] = ..., snapshot_time: _Optional[float] = ..., matching_rows: _Optional[int] = ...) -> None: ...
+    left_out: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., format: _Optional[str] = ..., num_rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., fingerprint: _Optional[str] = ..., error: _Optional[str] = ..., layout: _Optional[_Union[Layout, _Mapping]] = ..., classes: _Optional[_Iterable[str]] = ..., class_counts: _Optional[_Iterable[int]] = ..., skipped: _Optional[str] = ..., snapshot_time: _Optional[float] = ..., matching_rows: _Optional[int] = ..., left_out: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Layout(_message.Message):
     __slots__ = ("chunk_rows", "window_rows")
@@ -146,7 +176,7 @@ class Cursor(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class OpenStream(_message.Message):
-    __slots__ = ("dataset", "columns", "batch_size", "shard_bytes", "shuffle", "seed", "num_epochs", "process_index", "process_count", "start", "codec", "accept_codecs", "initial_credits", "fingerprint", "no_narrowing", "accept_checksums", "shard_rows", "resume", "shuffle_window_bytes", "drop_last", "parts", "part_index", "image_size", "decode", "on_bad_image", "filter", "sql", "decode_threads", "wants")
+    __slots__ = ("dataset", "columns", "batch_size", "shard_bytes", "shuffle", "seed", "num_epochs", "process_index", "process_count", "start", "codec", "accept_codecs", "initial_credits", "fingerprint", "no_narrowing", "accept_checksums", "shard_rows", "resume", "shuffle_window_bytes", "drop_last", "parts", "part_index", "image_size", "decode", "on_bad_image", "filter", "sql", "decode_threads", "wants", "fill_null", "null_masks", "null_masks_all", "categories", "images")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +206,11 @@ class OpenStream(_message.Message):
     SQL_FIELD_NUMBER: _ClassVar[int]
     DECODE_THREADS_FIELD_NUMBER: _ClassVar[int]
     WANTS_FIELD_NUMBER: _ClassVar[int]
+    FILL_NULL_FIELD_NUMBER: _ClassVar[int]
+    NULL_MASKS_FIELD_NUMBER: _ClassVar[int]
+    NULL_MASKS_ALL_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     batch_size: int
@@ -205,7 +240,12 @@ class OpenStream(_message.Message):
     sql: str
     decode_threads: int
     wants: bool
-    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ..., shard_bytes: _Optional[int] = ..., shuffle: bool = ..., seed: _Optional[int] = ..., num_epochs: _Optional[int] = ..., process_index: _Optional[int] = ..., process_count: _Optional[int] = ..., start: _Optional[_Union[Position, _Mapping]] = ..., codec: _Optional[str] = ..., accept_codecs: _Optional[_Iterable[str]] = ..., initial_credits: _Optional[int] = ..., fingerprint: _Optional[str] = ..., no_narrowing: bool = ..., accept_checksums: _Optional[_Iterable[str]] = ..., shard_rows: _Optional[int] = ..., resume: _Optional[_Union[Cursor, _Mapping]] = ..., shuffle_window_bytes: _Optional[int] = ..., drop_last: bool = ..., parts: _Optional[_Iterable[_Union[Layout, _Mapping]]] = ..., part_index: _Optional[int] = ..., image_size: _Optional[_Iterable[int]] = ..., decode: _Optional[str] = ..., on_bad_image: _Optional[str] = ..., filter: _Optional[str] = ..., sql: _Optional[str] = ..., decode_threads: _Optional[int] = ..., wants: bool = ...) -> None: ...
+    fill_null: _containers.RepeatedCompositeFieldContainer[FillNull]
+    null_masks: _containers.RepeatedScalarFieldContainer[str]
+    null_masks_all: bool
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    images: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ..., shard_bytes: _Optional[int] = ..., shuffle: bool = ..., seed: _Optional[int] = ..., num_epochs: _Optional[int] = ..., process_index: _Optional[int] = ..., process_count: _Optional[int] = ..., start: _Optional[_Union[Position, _Mapping]] = ..., codec: _Optional[str] = ..., accept_codecs: _Optional[_Iterable[str]] = ..., initial_credits: _Optional[int] = ..., fingerprint: _Optional[str] = ..., no_narrowing: bool = ..., accept_checksums: _Optional[_Iterable[str]] = ..., shard_rows: _Optional[int] = ..., resume: _Optional[_Union[Cursor, _Mapping]] = ..., shuffle_window_bytes: _Optional[int] = ..., drop_last: bool = ..., parts: _Optional[_Iterable[_Union[Layout, _Mapping]]] = ..., part_index: _Optional[int] = ..., image_size: _Optional[_Iterable[int]] = ..., decode: _Optional[str] = ..., on_bad_image: _Optional[str] = ..., filter: _Optional[str] = ..., sql: _Optional[str] = ..., decode_threads: _Optional[int] = ..., wants: bool = ..., fill_null: _Optional[_Iterable[_Union[FillNull, _Mapping]]] = ..., null_masks: _Optional[_Iterable[str]] = ..., null_masks_all: bool = ..., categories: _Optional[_Iterable[str]] = ..., images: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Credit(_message.Message):
     __slots__ = ("shards",)
