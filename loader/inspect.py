@@ -41,12 +41,22 @@ def _column_line(column: pb.ColumnInfo, width: int) -> str:
     if column.unsupported:
         return f"  {column.name:<{width}}  unsupported: {column.unsupported}"
     dtype = np.dtype(column.dtype).name
-    if column.kind:  # rows of varying length: their kind and mean size say more than a shape
-        what = {"image": "encoded images", "utf8": "text", "binary": "bytes"}.get(
+    if column.logical == "category":
+        what = f"int32    category codes, {column.category_count:,} categories"
+    elif column.logical == "list<string>":
+        what = f"lists    lists of strings, {_size(column.mean_row_bytes)} a row on average"
+    elif column.kind:  # rows of varying length: their kind and mean size say more than a shape
+        kind = {"image": "encoded images", "utf8": "text", "binary": "bytes"}.get(
             column.kind, f"{dtype} lists")
-        return (f"  {column.name:<{width}}  {column.kind:<8} {what}, "
-                f"{_size(column.mean_row_bytes)} a row on average")
-    return f"  {column.name:<{width}}  {dtype:<8} shape {tuple(column.shape)}"
+        what = f"{column.kind:<8} {kind}, {_size(column.mean_row_bytes)} a row on average"
+    elif column.logical:
+        zone = f", {column.timezone} (values in UTC)" if column.timezone else ""
+        what = f"{dtype:<8} {column.logical} ({column.source_type}{zone})"
+    else:
+        what = f"{dtype:<8} shape {tuple(column.shape)}"
+    nulls = {0: "", -1: ", nulls not counted"}.get(column.null_count,
+                                                   f", {column.null_count:,} nulls")
+    return f"  {column.name:<{width}}  {what}{nulls}"
 
 
 def format_dataset(info: pb.DatasetInfo) -> str:
@@ -62,6 +72,7 @@ def format_dataset(info: pb.DatasetInfo) -> str:
         lines.append(f"  classes: {format_classes(list(info.classes), list(info.class_counts))}")
     if info.skipped:
         lines.append(f"  skipped: {info.skipped}")
+    lines += [f"  left out: {line}" for line in info.left_out]
     return "\n".join(lines)
 
 

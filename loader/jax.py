@@ -14,6 +14,7 @@ so `import tether` stays cheap for those who do not use it.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -75,6 +76,7 @@ class DeviceIterator(Iterator[Any]):
         self._ahead: deque[tuple[Any, Any]] = deque()
         self._state = initial_state
         self._length = length  # batches an epoch, asked when len() is
+        self._said: set[tuple[Any, str]] = set()  # (column, warning) already given
 
     def __len__(self) -> int:
         """The loader's `len()`: batches this process gets per epoch."""
@@ -84,15 +86,23 @@ class DeviceIterator(Iterator[Any]):
         return self._length()
 
     def _place(self, batch: Any) -> Any:
-        """On device; a batch's text and bytes columns (numpy object arrays) stay
-        numpy arrays beside the jax ones: JAX has no strings."""
-        if isinstance(batch, dict) and any(_is_objects(v) for v in batch.values()):
-            on_host = {k: v for k, v in batch.items() if _is_objects(v)}
+        """On device; a batch's text, bytes, dates and times (numpy object,
+        datetime64 and timedelta64 arrays) stay numpy arrays beside the jax
+        ones: JAX has no strings and no dates."""
+        if isinstance(batch, dict) and any(_stays_on_host(v) for v in batch.values()):
+            on_host = {k: v for k, v in batch.items() if _stays_on_host(v)}
+            self._say_once(on_host, "stay numpy arrays beside the jax ones (JAX has no "
+                           "strings, dates or times)")
             placed = self._place({k: v for k, v in batch.items() if k not in on_host})
             return {k: on_host[k] if k in on_host else placed[k] for k in batch}
         jax = self._jax
         if not jax.config.jax_enable_x64:
             _check_fits_32_bits(jax, batch)
+            if isinstance(batch, dict):
+                self._say_once({k: v for k, v in batch.items()
+                                if getattr(v, "dtype", None) == np.float64},
+                               "are float64: JAX's default 32-bit mode makes them float32 on "
+                               'device (jax.config.update("jax_enable_x64", True) keeps them)')
         if self._sharding is None:
             return jax.device_put(batch)
         count = jax.process_count()
@@ -110,6 +120,13 @@ class DeviceIterator(Iterator[Any]):
                 f"{self._sharding}: {str(exc).rstrip('.')}. The sharding must split the "
                 "leading (batch) axis over every process, evenly over their devices; the short "
                 "last batch of an epoch needs drop_last=True") from exc
+
+    def _say_once(self, columns: dict[str, Any], what: str) -> None:
+        """Warn once per column about what it becomes on device."""
+        new = sorted(str(name) for name in columns if (name, what) not in self._said)
+        if new:
+            self._said.update((name, what) for name in columns)
+            warnings.warn(f"columns {new} {what}", stacklevel=4)
 
     def _fill(self) -> None:
         while len(self._ahead) < self._buffer_size:
@@ -131,8 +148,9 @@ class DeviceIterator(Iterator[Any]):
         return self._state
 
 
-def _is_objects(x: Any) -> bool:
-    return getattr(x, "dtype", None) == np.dtype(object)
+def _stays_on_host(x: Any) -> bool:
+    kind = getattr(getattr(x, "dtype", None), "kind", None)
+    return kind is not None and kind in "OMm"
 
 
 # What JAX's default 32-bit mode makes of 64-bit integers on device, and the

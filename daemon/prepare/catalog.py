@@ -197,7 +197,7 @@ class Catalog:
             class_counts=source.class_counts,
             skipped=source.skipped,
             snapshot_time=source.snapshot_time,
-            left_out=[f"{column}: {why}" for column, why in source.left_out.items()],
+            left_out=[f"{column!r}: {why}" for column, why in source.left_out.items()],
         )
 
     def infos(self) -> list[pb.DatasetInfo]:

@@ -242,8 +242,11 @@ class StreamSpec:
     # A saved state.
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data: lists, not tuples, so that a JSON round trip is equal."""
         state = asdict(self)
-        state["columns"] = list(self.columns)
+        for name in ("columns", "null_masks", "categories", "images"):
+            state[name] = list(state[name])
+        state["fill_null"] = [list(pair) for pair in self.fill_null]
         state["start"] = self.start._asdict()
         state["image_size"] = list(self.image_size) if self.image_size else None
         return state

@@ -155,3 +155,45 @@ def test_a_text_column_of_empty_strings_streams_with_any_codec(serve, tmp_path: 
                                        shuffle=True, seed=1))
     assert sorted(columns["id"].tolist()) == list(range(100))
     assert columns["text"].tolist() == [""] * 100
+
+
+def _typed_table() -> pa.Table:
+    from ..unit.test_arrow_types import _table
+
+    return _table().drop_columns(["pairs", "image"])  # (a map is unsupported)
+
+
+def test_every_type_crosses_the_wire_as_the_loader_delivers_it(serve, tmp_path: Path) -> None:
+    pq.write_table(_typed_table(), tmp_path / "typed.parquet", row_group_size=2)
+    daemon = serve(tmp_path / "typed.parquet")
+    _, got = collect(tether.Loader(daemon.url, dataset="typed", batch_size=4, shuffle=True,
+                                   seed=2))
+    order = np.argsort(got["id"])
+    got = {name: values[order] for name, values in got.items()}
+    assert sorted(got) == sorted(["id", "price", "at", "clock", "took", "born", "st.a",
+                                  "st.b.c", "tags"])  # no mask columns left over
+    assert got["at"].dtype == np.dtype("<M8[ms]") and got["born"].dtype == np.dtype("<M8[D]")
+    assert got["took"].dtype == np.dtype("<m8[us]")
+    assert got["born"].tolist() == [datetime.date(2000, 1, d + 1) for d in range(6)]
+    assert got["tags"].tolist() == [["x", "é"], None, [], ["y"], ["z", "z"], ["w"]]
+    assert got["st.b.c"].tolist() == [float(i) for i in range(6)]
+
+
+@pytest.mark.jax
+def test_to_jax_keeps_dates_on_the_host_and_says_what_it_changes(serve, tmp_path: Path,
+                                                                 x64_off) -> None:
+    pytest.importorskip("jax")
+    pq.write_table(pa.table({"when": pa.array(np.arange(8).astype("M8[D]")),
+                             "x": np.arange(8, dtype=np.float64), "name": list("abcdefgh")}),
+                   tmp_path / "d.parquet")
+    daemon = serve(tmp_path / "d.parquet")
+    with tether.Loader(daemon.url, dataset="d", batch_size=4) as loader, \
+            pytest.warns(UserWarning) as said:
+        batches = list(loader.to_jax())
+    assert isinstance(batches[0]["when"], np.ndarray) and batches[0]["when"].dtype.kind == "M"
+    assert isinstance(batches[0]["name"], np.ndarray)
+    assert str(batches[0]["x"].dtype) == "float32"
+    messages = [str(w.message) for w in said]
+    assert len(messages) == 2  # once each, not once a batch
+    assert any("['name', 'when'] stay numpy arrays" in m for m in messages)
+    assert any("['x'] are float64" in m for m in messages)

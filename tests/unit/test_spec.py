@@ -96,3 +96,11 @@ def test_a_connection_is_checked_where_it_is_declared(connection: dict, message:
 def test_a_request_is_checked_where_it_is_declared(request_fields: dict, message: str) -> None:
     with pytest.raises(RequestError, match=message):
         StreamSpec(**{"dataset": "train", "batch_size": 4, **request_fields})
+
+
+def test_a_saved_state_is_plain_json_equal_after_a_round_trip() -> None:
+    import json
+
+    state = NOT_DEFAULT.to_dict()
+    assert json.loads(json.dumps(state)) == state
+    assert StreamSpec.from_dict(state) == NOT_DEFAULT
