@@ -19,6 +19,7 @@ _EXPORTS = {
     "Loader": "loader",
     "RetryPolicy": "retry",
     "Endpoint": "wire.url", "parse_url": "wire.url",
+    "transform": "wire.transforms",
     **{name: "wire.errors" for name in (
         "AuthError", "Busy", "ColumnError", "ConnectionFailed", "DataCorrupted", "DatasetError",
         "DatasetNotFound", "ProtocolError", "RequestError", "SecurityError", "TetherError")},
@@ -42,6 +43,7 @@ __all__ = [
     "TetherError",
     "connect",
     "parse_url",
+    "transform",
 ]
 
 
@@ -75,4 +77,5 @@ if TYPE_CHECKING:
         SecurityError,
         TetherError,
     )
+    from .wire.transforms import transform
     from .wire.url import Endpoint, parse_url

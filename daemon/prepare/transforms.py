@@ -44,8 +44,10 @@ import numpy as np
 import pyarrow as pa
 
 from tether.wire.ragged import Ragged
+from tether.wire.transforms import batch_format_of
 
 from ..sources import Found, Source
+from ..sources.arrow_columns import read_names
 from ..sources.snapshots import SnapshotSource, snapshot, snapshot_key
 
 log = logging.getLogger(__name__)
@@ -138,32 +140,79 @@ def _exception(exc: BaseException) -> str:
 
 # -- in a worker process ----------------------------------------------------
 
-def apply_chunk(target: str, chunk: dict[str, np.ndarray]) -> tuple[bool, bytes | str]:
-    """Run the function on a chunk: (True, Arrow IPC stream bytes) or (False,
-    what went wrong). Runs in a worker; errors travel as text, since an owner's
-    exception class may not survive pickling."""
+def apply_chunk(target: str, chunk: bytes) -> tuple[bool, bytes | str]:
+    """Run the function on a chunk (Arrow IPC stream bytes), in the batch format
+    it takes: (True, its output as Arrow IPC stream bytes) or (False, what went
+    wrong). Runs in a worker; errors travel as text, since an owner's exception
+    class may not survive pickling."""
     module_name, _, function_name = target.partition(":")
     try:
         function = getattr(importlib.import_module(module_name), function_name)
-        out = function(chunk)
+        out = function(as_batch_format(_read_ipc(chunk), batch_format_of(function)))
     except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the owner's code
         return False, _exception(exc)
     try:
         batch = to_record_batch(out)
     except TransformError as exc:
         return False, str(exc)
+    return True, _ipc(batch)
+
+
+def _ipc(batch: pa.RecordBatch) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, batch.schema) as writer:
         writer.write_batch(batch)
-    return True, sink.getvalue().to_pybytes()
+    return sink.getvalue().to_pybytes()
+
+
+def _read_ipc(payload: bytes) -> pa.Table:
+    return pa.ipc.open_stream(payload).read_all()
+
+
+def as_batch_format(table: pa.Table, batch_format: str) -> object:
+    """The rows as the function takes them, types and nulls intact: numpy
+    arrays (ints with nulls as floats with NaN, text nulls as None, as
+    pyarrow converts them), a pandas DataFrame, or the pyarrow Table."""
+    if batch_format == "pyarrow":
+        return table
+    if batch_format == "pandas":
+        return table.to_pandas()
+    return {name: _numpy(table.column(name)) for name in table.column_names}
+
+
+def _numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """A column as numpy: fixed-size lists as N-D arrays (as the stream has
+    them), the rest as pyarrow converts them, nulls as NaN, NaT or None."""
+    array = column.combine_chunks()
+    if isinstance(array, pa.ExtensionArray):
+        array = array.storage
+    shape: list[int] = []
+    flat = array
+    while pa.types.is_fixed_size_list(flat.type) and not flat.null_count:
+        shape.append(flat.type.list_size)
+        flat = flat.flatten()
+    if shape:
+        return flat.to_numpy(zero_copy_only=False).reshape((len(array), *shape))
+    return array.to_numpy(zero_copy_only=False)
 
 
 def to_record_batch(out: object) -> pa.RecordBatch:
     """The function's output as a record batch, or a TransformError saying
     what a chunk must look like."""
+    if isinstance(out, pa.Table):
+        return out.combine_chunks().to_batches()[0] if out.num_rows else \
+            pa.RecordBatch.from_pylist([], schema=out.schema)
+    if isinstance(out, pa.RecordBatch):
+        return out
+    if type(out).__name__ == "DataFrame" and hasattr(out, "to_dict"):  # pandas, unimported
+        try:
+            return pa.RecordBatch.from_pandas(out, preserve_index=False)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise TransformError(f"its DataFrame cannot become Arrow columns: {exc}") from None
     if not isinstance(out, dict):
         raise TransformError(f"it returned a {type(out).__name__}, not a dict of numpy "
-                             "arrays (column name -> one value per row)")
+                             "arrays (column name -> one value per row), a pandas DataFrame "
+                             "or a pyarrow Table")
     if not out:
         raise TransformError("it returned an empty dict: no columns")
     for key, values in out.items():
@@ -191,6 +240,8 @@ def _to_arrow(name: str, values: np.ndarray) -> pa.Array:
     if values.ndim != 1:
         raise TransformError(f"its column {name!r} is {values.ndim}-D of dtype "
                              f"{values.dtype}; only numbers may have more than one dimension")
+    if kind in "Mm":  # dates, times, durations
+        return pa.array(values)
     if kind == "U":
         return pa.array(values.tolist(), pa.string())
     if kind == "S":
@@ -198,14 +249,15 @@ def _to_arrow(name: str, values: np.ndarray) -> pa.Array:
     if kind == "O":
         return _objects_to_arrow(name, values)
     raise TransformError(f"its column {name!r} has dtype {values.dtype}; return numbers, "
-                         "bools, str, bytes or 1-D numeric arrays per row")
+                         "bools, dates, str, bytes or 1-D numeric arrays per row")
 
 
 def _objects_to_arrow(name: str, values: np.ndarray) -> pa.Array:
     items = values.tolist()
-    if all(isinstance(v, str) for v in items):
+    present = [v for v in items if v is not None]  # None is a null
+    if all(isinstance(v, str) for v in present):
         return pa.array(items, pa.string())
-    if all(isinstance(v, bytes) for v in items):
+    if all(isinstance(v, bytes) for v in present):
         return pa.array(items, pa.binary())
     if all(isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "biuf" for v in items):
         offsets = np.zeros(len(items) + 1, dtype=np.int32)
@@ -279,8 +331,10 @@ class TransformReader:
 
     def _make(self, job: _Job, base: Source, cache_dir: Path, key: str) -> None:
         try:
-            job.path = snapshot(cache_dir, job.name, key, lambda: self._batches(job, base),
-                                self.refresh)
+            # Its own name: a --sql dataset of this name has a snapshot too, and each
+            # would remove the other's as an earlier version of itself.
+            job.path = snapshot(cache_dir, f"{job.name}.transform", key,
+                                lambda: self._batches(job, base), self.refresh)
         except BaseException as exc:  # (a worker's SystemExit must not leave no error)
             job.error = exc if isinstance(exc, TransformError) else TransformError(
                 f"transform {self.function.target}: {_exception(exc)}")
@@ -321,23 +375,16 @@ def _run(base: Source, target: str) -> Iterator[tuple[str, pa.RecordBatch]]:
     """The function's output over `base`, chunk by chunk, in order, with the
     rows each came from; at most IN_FLIGHT_PER_WORKER chunks a worker are
     read ahead of the writer."""
-    columns = [c for c in base.columns.values() if c.dtype is not None]
-    row_bytes = sum(c.row_bytes for c in columns) or 1
-    step = max(1, min(CHUNK_ROWS, CHUNK_BYTES // row_bytes))
-    ranges = [(start, min(start + step, base.num_rows))
-              for start in range(0, base.num_rows, step)] or [(0, 0)]  # empty: one for the schema
     pool = _start_workers()
     pending: deque[tuple[int, int, Future]] = deque()
     try:
-        for start, stop in ranges:
-            read = base.read(start, stop, columns)
-            chunk = {c.name: _plain(read[c.name]) for c in columns}
+        for start, stop, chunk in _chunks(base):
             try:
                 pending.append((start, stop, pool.submit(apply_chunk, target, chunk)))
             except RuntimeError:  # the interpreter is exiting: no new work
                 raise TransformError(f"transform {target} stopped before rows {start}-"
                                      f"{stop - 1}: the daemon is stopping") from None
-            del read, chunk  # the worker has its copy
+            del chunk  # the worker has its copy
             if len(pending) >= WORKERS * IN_FLIGHT_PER_WORKER:
                 yield _result(*pending.popleft(), target)
         while pending:
@@ -346,6 +393,51 @@ def _run(base: Source, target: str) -> Iterator[tuple[str, pa.RecordBatch]]:
         with _pools_lock:
             _pools.discard(pool)
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _chunks(base: Source) -> Iterator[tuple[int, int, bytes]]:
+    """`base`'s rows in chunks of at most CHUNK_ROWS rows and about CHUNK_BYTES,
+    as Arrow IPC: its Arrow columns as they are (nulls and types intact) where
+    the source has them, else its columns as the stream reads them."""
+    columns = [c for c in base.columns.values() if c.dtype is not None]
+    row_bytes = sum(c.row_bytes for c in columns) or 1
+    step = max(1, min(CHUNK_ROWS, CHUNK_BYTES // row_bytes))
+    blocks = base.filter_blocks(read_names(columns))
+    if blocks is None:
+        for start in range(0, base.num_rows, step):
+            stop = min(start + step, base.num_rows)
+            read = base.read(start, stop, columns)
+            yield start, stop, _ipc(to_record_batch({c.name: _plain(read[c.name])
+                                                     for c in columns}))
+        if not base.num_rows:  # one empty chunk, for the schema
+            yield 0, 0, _ipc(to_record_batch({c.name: _plain(base.read(0, 0, [c])[c.name])
+                                              for c in columns}))
+        return
+    yield from _rechunked(blocks, step)
+
+
+def _rechunked(blocks: Iterator[pa.Table], step: int) -> Iterator[tuple[int, int, bytes]]:
+    """Blocks (row groups, record batches) cut and joined into chunks of `step` rows."""
+    held: list[pa.Table] = []
+    start = rows = 0
+    schema = None
+    for block in blocks:
+        schema = block.schema
+        held.append(block)
+        rows += block.num_rows
+        while rows >= step:
+            joined = pa.concat_tables(held)
+            yield start, start + step, _ipc(_one_batch(joined.slice(0, step)))
+            held, rows, start = [joined.slice(step)], rows - step, start + step
+    if rows or start == 0:  # the rest, or one empty chunk for the schema
+        table = pa.concat_tables(held) if held else pa.table({}) if schema is None \
+            else schema.empty_table()
+        yield start, start + rows, _ipc(_one_batch(table))
+
+
+def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    batches = table.combine_chunks().to_batches()
+    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
 
 
 _stderr_lock = threading.Lock()

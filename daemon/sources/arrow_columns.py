@@ -41,19 +41,25 @@ def read_names(columns: Sequence[Column]) -> list[str]:
 def field_of(table: pa.Table | pa.RecordBatch, column: Column) -> pa.Array:
     """The Arrow values `column` reads: a top-level column, or a struct's
     child (null where its struct is)."""
-    data = table.column(column.path[0])
-    array = data.combine_chunks() if isinstance(data, pa.ChunkedArray) else data
+    array = _one_array(table.column(column.path[0]))
     for child in column.path[1:]:
         array = pc.struct_field(array, [array.type.get_field_index(child)])
     return array
+
+
+def _one_array(data: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(data, pa.ChunkedArray):  # (combine_chunks copies even a single chunk)
+        return data.chunk(0) if data.num_chunks == 1 else data.combine_chunks()
+    return data
 
 
 def table_to_numpy(table: pa.Table, columns: Sequence[Column]) -> dict[str, np.ndarray | Ragged]:
     return {c.name: to_numpy(field_of(table, c), c) for c in columns}
 
 
-def to_numpy(array: pa.Array, column: Column) -> np.ndarray | Ragged:
+def to_numpy(array: pa.Array | pa.ChunkedArray, column: Column) -> np.ndarray | Ragged:
     """One column's rows as an array of shape (rows, *column.shape), or a Ragged."""
+    array = _one_array(array)
     if column.valid_of:
         return np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
     if column.logical == CATEGORY:

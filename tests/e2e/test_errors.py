@@ -20,8 +20,9 @@ def messy(tmp_path: Path, serve):
     data.mkdir()
     np.save(data / "good.npy", np.arange(1000, dtype=np.int64))
     (data / "garbage.parquet").write_bytes(b"PAR1" + bytes(range(256)) * 4 + b"PAR1")
-    pq.write_table(pa.table({"record": [{"a": 1}] * 100, "n": np.arange(100)}),
-                   data / "mixed.parquet")
+    pq.write_table(pa.table({"record": pa.array([[("a", 1)]] * 100,
+                                                pa.map_(pa.string(), pa.int64())),
+                             "n": np.arange(100)}), data / "mixed.parquet")
     # A file whose footer is fine but whose first data page header is destroyed:
     # the damage is found only when rows are read, mid-stream.
     pq.write_table(pa.table({"v": np.arange(5000, dtype=np.float64)}), data / "torn.parquet",

@@ -139,10 +139,12 @@ def test_each_readable_table_is_a_dataset_with_its_rows(
     assert first["weights"] == [0.5] and first["ok"] is True
     assert str(first["at"]) == "2024-01-02 03:04:05" and str(first["day"]) == "2024-01-02"
     assert second == {"id": 2, **{k: None for k in first if k != "id"}}  # NULLs kept
-    # Numbers become tensors, text is served as text; times are listed as unsupported.
+    # Numbers become tensors, text is served as text, times as datetime64.
     assert source.columns["price"].dtype == np.float64 and not source.columns["id"].unsupported
     assert source.columns["label"].kind == "utf8"
-    assert source.columns["at"].unsupported and source.columns["day"].unsupported
+    assert source.columns["at"].dtype == np.dtype("<M8[us]")
+    assert source.columns["day"].dtype == np.dtype("<M8[D]")
+    assert source.columns["at"].nulls == source.columns["day"].nulls == 1
 
     events = found[f"{name}.extra.events"].open(tmp_path)
     assert read_snapshot(events).column("x").to_pylist() == [1, 2, 3, 4, 5]

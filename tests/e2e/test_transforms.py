@@ -137,7 +137,7 @@ def test_an_edited_module_makes_a_new_snapshot_and_an_unchanged_one_is_reused(
         with DaemonProcess([data], tmp_path / "state", "--transform", "train=prep:clean") \
                 as daemon:
             made = daemon.client().describe("train").snapshot_time
-        [snapshot] = (tmp_path / "state").rglob("train-*.arrow")  # the old one is gone
+        [snapshot] = (tmp_path / "state").rglob("train.transform-*.arrow")  # the old one is gone
         with pa.ipc.open_file(snapshot) as reader:
             first = reader.get_batch(0)
         return made, float(first["x"][0].as_py() / x[first["id"][0].as_py()])

@@ -15,6 +15,7 @@ import io
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,8 @@ import pyarrow.csv as pacsv
 import pytest
 
 import tether
-from tether.daemon.sources import discover
-from tether.daemon.sources.arrow_columns import describe, to_numpy
+from tether.daemon.sources import arrow_types, discover
+from tether.daemon.sources.arrow_columns import to_numpy
 from tether.daemon.sources.images import ImageFiles
 from tether.pipeline.decoder import check_shard, decode_shard
 from tether.wire import framing, tensors
@@ -557,11 +558,19 @@ def test_sliced_token_lists_give_their_own_rows() -> None:
     assert [r.tolist() for r in got.to_list()] == [[], [3, 4, 5], [6]]
 
 
-def test_null_strings_are_a_column_error() -> None:
+def describe(field: pa.Field):
+    [column] = arrow_types.describe(field)
+    return column
+
+
+def test_null_strings_are_empty_rows_and_their_mask_says_so() -> None:
+    """The loader makes them None from the mask (tether.columns.Delivery)."""
     array = pa.array(["a", None, "c"])
-    with pytest.raises(ColumnError, match="nulls"):
-        to_numpy(array, describe(pa.field("s", array.type)))
-    assert to_numpy(array.slice(2), describe(pa.field("s", array.type))).to_list() == ["c"]
+    column = describe(pa.field("s", array.type))
+    assert to_numpy(array, column).to_list() == ["a", "", "c"]
+    mask = replace(column, valid_of="s", kind="", dtype=np.dtype(bool))
+    assert to_numpy(array, mask).tolist() == [True, False, True]
+    assert to_numpy(array.slice(2), column).to_list() == ["c"]
 
 
 def test_a_row_over_the_frame_limit_is_a_clear_data_error(tmp_path: Path, serve) -> None:
