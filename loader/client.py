@@ -49,7 +49,11 @@ class Client:
             raise from_rpc_error(exc) from None
 
     def datasets(self) -> list[pb.DatasetInfo]:
-        return list(self._call("ListDatasets", pb.ListDatasetsRequest()).datasets)
+        return list(self.listing().datasets)
+
+    def listing(self) -> pb.ListDatasetsResponse:
+        """What the daemon serves, and the files under its paths it does not (`left_out`)."""
+        return self._call("ListDatasets", pb.ListDatasetsRequest())
 
     def describe(self, dataset: str, shuffle_window_bytes: int = 0,
                  filter: str = "") -> pb.DatasetInfo:

@@ -30,6 +30,9 @@ def format_classes(names: list[str], counts: list[int]) -> str:
     >>> format_classes(["cat", "dog"], [120, 180])
     'cat 120, dog 180'
     """
+    if not counts:  # named by the file's metadata (Hugging Face), not counted
+        more = f", ... ({len(names):,} classes)" if len(names) > SHOWN_CLASSES else ""
+        return ", ".join(names[:SHOWN_CLASSES]) + more
     shown = ", ".join(f"{n} {c:,}" for n, c in zip(names[:SHOWN_CLASSES], counts, strict=False))
     if len(names) <= SHOWN_CLASSES:
         return shown
@@ -115,7 +118,10 @@ def format_status(status: pb.StatusResponse) -> str:
 def _ls(args: argparse.Namespace) -> int:
     with connect(args.url) as daemon:
         if args.filter is None:
-            print("\n".join(format_dataset(d) for d in daemon.datasets()))
+            listing = daemon.listing()
+            print("\n".join(format_dataset(d) for d in listing.datasets))
+            for line in listing.left_out:
+                print(f"not served: {line}")
             return 0
         names = [args.dataset] if args.dataset else [d.name for d in daemon.datasets()
                                                      if not d.error]

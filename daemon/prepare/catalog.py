@@ -64,6 +64,7 @@ class Catalog:
         self._scan_lock = threading.Lock()
         self._scanned = 0.0
         self._entries: dict[str, _Entry] = {}
+        self.left_out: list[str] = []  # files no dataset serves, each "path: why"
         for path in self._paths:
             if not path.exists():
                 raise FileNotFoundError(f"{path} does not exist")
@@ -75,7 +76,8 @@ class Catalog:
                              "--images")
         self._scan(strict=True)
         if not self._entries:
-            raise ValueError(f"no dataset found in {', '.join(map(_shown, paths))}")
+            seen = "; ".join(self.left_out[:10]) or "no files"
+            raise ValueError(f"no dataset found in {', '.join(map(_shown, paths))}: {seen}")
 
     @property
     def cache_dir(self) -> Path:
@@ -91,8 +93,13 @@ class Catalog:
         Two datasets of one name are an error at start (`strict`); found later,
         the newcomer is skipped with a warning."""
         seen: dict[str, Found] = {}
+        left_out: list[str] = []
         on_disk = [found for path in self._paths
-                   for found in discover(path, self._follow_symlinks, self._images_column)]
+                   for found in discover(path, self._follow_symlinks, self._images_column,
+                                         left_out)]
+        for line in sorted(set(left_out) - set(self.left_out)):
+            log.warning("not serving %s", line)
+        self.left_out = left_out
         for found in derive(on_disk, self._databases, self.preparation):
             entry = self._entries.get(found.name)
             first = seen.get(found.name) or (entry.found if entry else None)

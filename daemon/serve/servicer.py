@@ -79,7 +79,8 @@ class Servicer:
         context.abort(grpc.StatusCode.INTERNAL, f"internal error in the daemon ({what}); see log")
 
     def ListDatasets(self, request: pb.ListDatasetsRequest, context) -> pb.ListDatasetsResponse:
-        return pb.ListDatasetsResponse(datasets=self.catalog.infos())
+        return pb.ListDatasetsResponse(datasets=self.catalog.infos(),
+                                       left_out=self.catalog.left_out)
 
     def Describe(self, request: pb.DescribeRequest, context) -> pb.DatasetInfo:
         source = self.catalog.get(request.dataset)  # a clear error for unknown or broken ones

@@ -27,14 +27,20 @@ from pathlib import Path
 from .arrow_ipc import ArrowIpcSource, FeatherSource
 from .base import Column, Source
 from .csv import CsvSource
+from .hdf5 import SUFFIXES as HDF5_SUFFIXES
+from .hdf5 import Hdf5Source
+from .image_scan import is_image
 from .images import CLASSES, MANIFEST_SUFFIXES, ImageFolderSource, ImageManifestSource
 from .images import layout as image_layout
+from .json_lines import SUFFIXES as JSON_LINES_SUFFIXES
+from .json_lines import JsonLinesSource
 from .npy import NpySource
 from .npz import NpzSource
 from .parquet import ParquetSource
 from .sqlite import SUFFIXES as SQLITE_SUFFIXES
 from .sqlite import discover as sqlite_tables
 from .sqlite import is_database as is_sqlite
+from .webdataset import WebDatasetSource
 
 _BY_SUFFIX: dict[str, type[Source]] = {
     ".parquet": ParquetSource,
@@ -44,14 +50,19 @@ _BY_SUFFIX: dict[str, type[Source]] = {
     ".ipc": ArrowIpcSource,
     ".feather": FeatherSource,
     ".csv": CsvSource,
+    **dict.fromkeys(JSON_LINES_SUFFIXES, JsonLinesSource),
     ".npy": NpySource,
     ".npz": NpzSource,
+    ".tar": WebDatasetSource,
+    **dict.fromkeys(HDF5_SUFFIXES, Hdf5Source),
 }
+# Suffixes of more than one part (`x.jsonl.gz`), matched before a plain one.
+_COMPOUND = sorted((s for s in _BY_SUFFIX if s.count(".") > 1), key=len, reverse=True)
 
 log = logging.getLogger(__name__)
 
 # Formats whose files in one folder make one dataset (parts, or columns).
-_GROUPED = (ParquetSource, NpySource)
+_GROUPED = (ParquetSource, NpySource, WebDatasetSource)
 
 
 @dataclass
@@ -69,7 +80,7 @@ class Found:
 
     @property
     def kind(self) -> type[Source]:
-        return self.reader or _BY_SUFFIX[self.paths[0].suffix.lower()]
+        return self.reader or _BY_SUFFIX[suffix(self.paths[0])]
 
     def open(self, cache_dir: Path) -> Source:
         if self.root is not None:  # a link re-pointed since discovery
@@ -87,8 +98,19 @@ class Found:
             raise
 
 
+def suffix(path: Path) -> str:
+    """The file's format suffix, lower case: `.jsonl.gz` for x.jsonl.gz."""
+    name = path.name.lower()
+    return next((s for s in _COMPOUND if name.endswith(s)), path.suffix.lower())
+
+
+def dataset_name(path: Path) -> str:
+    """A file's dataset name: its name without the format suffix."""
+    return path.name[:len(path.name) - len(suffix(path))] or path.name
+
+
 def supported(path: Path) -> bool:
-    return path.suffix.lower() in _BY_SUFFIX
+    return suffix(path) in _BY_SUFFIX
 
 
 def _stays_inside(path: Path, root: Path) -> bool:
@@ -98,8 +120,8 @@ def _stays_inside(path: Path, root: Path) -> bool:
         return False
 
 
-def discover(path: Path, follow_symlinks: bool = False,
-             images: str | None = None) -> list[Found]:
+def discover(path: Path, follow_symlinks: bool = False, images: str | None = None,
+             left_out: list[str] | None = None) -> list[Found]:
     """The datasets under `path`.
 
     A file is one dataset named by its stem; with `images`, a CSV or Parquet
@@ -122,12 +144,13 @@ def discover(path: Path, follow_symlinks: bool = False,
         if images is not None and path.suffix.lower() in MANIFEST_SUFFIXES:
             inside = None if follow_symlinks else path.parent.resolve()
             return [Found(path.stem, [path], images=images, images_root=inside)]
-        return [Found(path.stem, [path])]
+        return [Found(dataset_name(path), [path])]
     root = None if follow_symlinks else path.resolve()
-    return _discover(path, root, set())
+    return _discover(path, root, set(), left_out if left_out is not None else [])
 
 
-def _discover(path: Path, root: Path | None, seen: set[Path]) -> list[Found]:
+def _discover(path: Path, root: Path | None, seen: set[Path],
+              left_out: list[str]) -> list[Found]:
     real = path.resolve()
     if real in seen:  # a link back to a folder already searched
         return []
@@ -145,15 +168,16 @@ def _discover(path: Path, root: Path | None, seen: set[Path]) -> list[Found]:
                        {"layout": images, "root": root})]
         if images == CLASSES:  # the subfolders are its classes
             return found
-        return found + _subfolders(entries, root, seen)
+        return found + _subfolders(entries, root, seen, left_out)
+    _note_left_out(path, entries, left_out)
     files = [p for p in entries if p.is_file() and supported(p)]
     databases = [table for p in entries if p.is_file() and is_sqlite(p)
                  for table in _tables(p, root)]
-    kinds = {_BY_SUFFIX[p.suffix.lower()] for p in files}
+    kinds = {_BY_SUFFIX[suffix(p)] for p in files}
     if len(kinds) == 1 and kinds <= set(_GROUPED):
         return [Found(path.name, files, root), *databases]
-    return ([Found(p.stem, [p], root) for p in files] + databases
-            + _subfolders(entries, root, seen))
+    return ([Found(dataset_name(p), [p], root) for p in files] + databases
+            + _subfolders(entries, root, seen, left_out))
 
 
 def _tables(path: Path, root: Path | None) -> list[Found]:
@@ -164,11 +188,28 @@ def _tables(path: Path, root: Path | None) -> list[Found]:
         return []
 
 
-def _subfolders(entries: list[Path], root: Path | None, seen: set[Path]) -> list[Found]:
+def _subfolders(entries: list[Path], root: Path | None, seen: set[Path],
+                left_out: list[str]) -> list[Found]:
     found = []
     for sub in (p for p in entries if p.is_dir() and not p.name.startswith(".")):
-        found.extend(_discover(sub, root, seen))
+        found.extend(_discover(sub, root, seen, left_out))
     return found
+
+
+def _note_left_out(folder: Path, entries: list[Path], left_out: list[str]) -> None:
+    """Say which files of a (non-image) folder no dataset serves, and why."""
+    images = [p for p in entries if p.is_file() and is_image(p.name)]
+    tables = [p for p in entries if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES]
+    if images:
+        join = (f"; if {tables[0].name} lists them, tether serve {tables[0]} --images COLUMN "
+                "serves them with its rows") if tables else ""
+        left_out.append(f"{folder}: {len(images)} image files beside data files (a folder of "
+                        f"images is served only when it holds nothing else){join}")
+    for entry in entries:
+        if entry.is_file() and not entry.name.startswith(".") and not supported(entry) \
+                and not is_image(entry.name) and not is_sqlite(entry):
+            kind = suffix(entry) or "no suffix"
+            left_out.append(f"{entry}: not a format Tether serves ({kind})")
 
 
 __all__ = ["Column", "Found", "ImageFolderSource", "ImageManifestSource", "Source", "discover",

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import arrow_columns
-from .arrow_types import pandas_index
+from .arrow_types import huggingface_classes, pandas_index
 from .base import Column, Source
 from .column_facts import with_facts
 from .row_blocks import BlockCache, RowBlocks
@@ -43,6 +43,7 @@ class ArrowIpcSource(Source):
         columns = with_facts(columns, self.filter_blocks, lambda column: False, cheap=True)
         super().__init__(name, paths, self._blocks.num_rows, columns)
         self.left_out = pandas_index(schema)
+        _, self.classes = huggingface_classes(schema)  # a Hugging Face ClassLabel's names
 
     def filter_blocks(self, names: Sequence[str]) -> Iterator[pa.Table]:
         for batch in self._batches:

@@ -168,6 +168,21 @@ def pandas_index(schema: pa.Schema) -> dict[str, str]:
     return left_out
 
 
+def huggingface_classes(schema: pa.Schema) -> tuple[str, list[str]]:
+    """(column, class names) of a Hugging Face ClassLabel feature, from the
+    `huggingface` metadata `datasets` writes; ("", []) when there is none."""
+    metadata = (schema.metadata or {}).get(b"huggingface")
+    try:
+        features = json.loads(metadata)["info"]["features"] if metadata else {}
+    except (ValueError, KeyError, TypeError):
+        return "", []
+    for column, feature in features.items() if isinstance(features, dict) else ():
+        if isinstance(feature, dict) and feature.get("_type") == "ClassLabel" and \
+                isinstance(feature.get("names"), list):
+            return column, [str(name) for name in feature["names"]]
+    return "", []
+
+
 def describe_schema(schema: pa.Schema, row_bytes: Mapping[str, float] | None = None,
                     nulls: Mapping[str, int] | None = None) -> dict[str, Column]:
     """The columns of `schema` but a pandas index; `row_bytes` (bytes a row,

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from tether.wire.plan import Layout
 
 from . import arrow_columns
-from .arrow_types import pandas_index
+from .arrow_types import huggingface_classes, pandas_index
 from .base import Column, Source
 from .column_facts import with_facts
 from .row_blocks import BlockCache, RowBlocks
@@ -52,6 +52,7 @@ class ParquetSource(Source):
                              counted=lambda column: ".".join(column.path) in counted)
         super().__init__(name, paths, self._blocks.num_rows, columns)
         self.left_out = pandas_index(schema)
+        _, self.classes = huggingface_classes(schema)  # a Hugging Face ClassLabel's names
 
     def layout(self, window_bytes: int) -> Layout:
         window_rows = max(1, int(window_bytes / max(self._row_bytes, 1e-9)))

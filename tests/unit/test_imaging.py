@@ -273,3 +273,27 @@ def test_without_pillow_import_works_and_decoding_says_what_to_install(monkeypat
     assert not imaging.available()
     with pytest.raises(ImportError, match="decoding images needs Pillow: pip install pillow"):
         decode_image(b"", SIZE)
+
+
+@pytest.mark.parametrize(("fmt", "orientation"), [("JPEG", 6), ("JPEG", 3), ("PNG", 8),
+                                                   ("WEBP", 5)])
+def test_exif_orientation_is_applied_before_the_resize(fmt: str, orientation: int) -> None:
+    """Phone photos arrive upright: pixels as Pillow's exif_transpose gives them,
+    and the target size is of the upright picture."""
+    from PIL import Image, ImageOps
+
+    rng = np.random.default_rng(orientation)
+    stored = Image.fromarray(rng.integers(0, 256, (40, 64, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    stored.save(out, fmt, exif=exif, **({"quality": 95} if fmt == "JPEG" else {}))
+    data = out.getvalue()
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    assert np.array_equal(imaging.decode_image(data, None), upright)
+    turned = orientation in (5, 6, 7, 8)
+    assert upright.shape[:2] == ((64, 40) if turned else (40, 64))
+    small = imaging.decode_image(data, (16, 10) if turned else (10, 16))
+    assert small.shape == ((16, 10, 3) if turned else (10, 16, 3))  # no crop of a turned side
+    reference = Image.fromarray(upright).resize(small.shape[1::-1], Image.Resampling.BILINEAR)
+    assert np.abs(small.astype(int) - np.asarray(reference)).mean() < 8

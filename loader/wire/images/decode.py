@@ -8,7 +8,9 @@ libjpeg/libpng/libwebp, on both sides).
 The method, for a target `size` = (H, W):
 
 1. Open with Pillow. Animated files give their first frame. EXIF orientation
-   is not applied (like Pillow's plain decode). An image of more than
+   is applied (Pillow's `ImageOps.exif_transpose`): a phone photo stored
+   sideways with its orientation tag arrives upright, and the target size is
+   of the upright image. An image of more than
    `MAX_PIXELS` pixels, or one Pillow cannot decode completely (corrupt,
    truncated, not an image), raises `BadImage`: truncated files fail rather
    than decode as grey, as long as `ImageFile.LOAD_TRUNCATED_IMAGES` keeps
@@ -22,7 +24,8 @@ The method, for a target `size` = (H, W):
    matching: scale = max(H / h, W / w), bilinear (`Resampling.BILINEAR`); the
    other side is rounded to the nearest pixel, halves up. Large JPEGs shrunk by
    2x or more are first decoded at 1/2, 1/4 or 1/8 size (libjpeg's DCT scaling,
-   Pillow's `draft`), deterministic for a given Pillow.
+   Pillow's `draft`), deterministic for a given Pillow; not one with an EXIF
+   orientation other than upright (decoded at full size, then turned).
 4. Crop the centre H x W. The offset is floor(excess / 2), so an odd excess
    leaves its extra row at the bottom and its extra column at the right.
 
@@ -97,6 +100,19 @@ def _cover(height: int, width: int, size: tuple[int, int]) -> tuple[int, int]:
     return (height * target_w * 2 + width) // (2 * width), target_w
 
 
+# EXIF orientations (tag 0x0112) that store the image turned a quarter: 5 to 8.
+_TURNED = frozenset({5, 6, 7, 8})
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation, 1 (upright) when there is none or it is invalid."""
+    try:
+        value = img.getexif().get(0x0112, 1)
+    except Exception:  # a damaged EXIF block: the image itself may still decode
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img
@@ -121,17 +137,29 @@ def decode_image(data: Blob, size: tuple[int, int] | None, name: str = "",
         width, height = img.size
         if width * height > max_pixels:
             raise ValueError(f"{width}x{height} is more than {max_pixels} pixels")
+        # A JPEG's orientation is known before decoding, which its draft needs;
+        # another format's is read after (reading a PNG's EXIF decodes it, and
+        # must not swallow a decoding error).
+        orientation = _orientation(img) if img.format == "JPEG" else None
         box = None
-        if size is not None and (height, width) != tuple(size):
+        if size is not None and (height, width) != tuple(size) and orientation == 1:
             new_h, new_w = _cover(height, width, size)
-            if img.format == "JPEG":
-                # Decodes at 1/2, 1/4 or 1/8 scale if that still covers (new_w, new_h);
-                # `box` is the part of the smaller image that the full one maps to.
-                drafted = img.draft("RGB", (new_w, new_h))
-                box = drafted[1] if drafted else None
+            # Decodes at 1/2, 1/4 or 1/8 scale if that still covers (new_w, new_h);
+            # `box` is the part of the smaller image that the full one maps to.
+            drafted = img.draft("RGB", (new_w, new_h))
+            box = drafted[1] if drafted else None
         img.load()  # decoding errors show here (truncated, corrupt)
+        if orientation is None:
+            orientation = _orientation(img)
+        if orientation != 1:
+            from PIL import ImageOps
+
+            img = ImageOps.exif_transpose(img)
+            if orientation in _TURNED:  # upright, it is h x w
+                width, height = height, width
         img = _to_rgb(img)
         if size is not None and img.size != (size[1], size[0]):
+            new_h, new_w = _cover(height, width, size)
             if img.size != (new_w, new_h) or box is not None:
                 img = img.resize((new_w, new_h), image_module.Resampling.BILINEAR, box=box)
             left, top = (new_w - size[1]) // 2, (new_h - size[0]) // 2
