@@ -14,6 +14,8 @@ Every system in a run reads the same folder, so they all move the same bytes.
 - text: token lists of varying length, as lists and pre-padded (text_data.py)
 - filter: a Parquet table of 1 KB rows with a column that a 10%-selective filter reads
   (filter_data.py), for filter pushdown against filtering after the download
+- table: a pandas-made Parquet with gaps, dates, text and categories (table_data.py),
+  cleaned on the daemon against downloaded and cleaned with pandas
 - any dataset a user points at, copied (up to the size asked) through Tether's own readers;
   an image folder is copied as files
 
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import filter_data, image_data, text_data
+from . import filter_data, image_data, table_data, text_data
 
 CHUNK_ROWS = 4096
 
@@ -106,11 +108,12 @@ _FILE_WRITERS: dict[str, Callable[[Path, int, int], Path]] = {
     "jpegs": image_data.write_jpegs,
     "text": text_data.write,
     "filter": filter_data.write,
+    "table": table_data.write,
 }
 
-TENSORS, IMAGES, TEXT, FILTERING = "tensors", "images", "text", "filter"  # the families
+TENSORS, IMAGES, TEXT, FILTERING, TABLES = "tensors", "images", "text", "filter", "table"
 FAMILIES = {**dict.fromkeys(_MAKERS, TENSORS), "jpegs": IMAGES, "text": TEXT,
-            "filter": FILTERING}
+            "filter": FILTERING, "table": TABLES}
 TENSOR_NAMES = ("images", "floats", "tokens")  # what `tether bench` runs without --data
 NAMES = tuple(FAMILIES)
 

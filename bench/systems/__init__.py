@@ -9,6 +9,7 @@ from .flight import FlightSystem
 from .local import LocalRead
 from .raw_grpc import RawGrpc
 from .raw_tcp import RawTcp
+from .tables import DownloadPandas, TetherTable
 from .tether_filter import TetherFilter
 from .tether_images import TetherImages
 from .tether_stream import TetherSystem
@@ -48,6 +49,9 @@ REGISTRY: dict[str, Callable[[], System]] = {
     "tether-filter-parquet": lambda: TetherFilter(pushdown=True, parquet=True),
     "tether-filter-after": lambda: TetherFilter(pushdown=False),
     "upload-first-parquet": UploadFirstParquet,
+    # a pandas-made table to clean (bench.data.TABLES)
+    "tether-table": TetherTable,
+    "download-pandas": DownloadPandas,
 }
 
 NAMES = tuple(REGISTRY)

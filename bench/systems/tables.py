@@ -1,0 +1,65 @@
+"""A pandas-made table (bench.table_data), cleaned for training two ways.
+
+- "tether table": `tether.Loader(..., fill_null=..., categories=["city"])`: the
+  daemon fills the nulls and codes the text, and the ready columns stream.
+- "download + pandas": copy the Parquet file over the link (plain HTTP), read
+  it with pandas, clean it there (fillna, category codes), cut it into batches;
+  the first batch waits for the whole file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..data import TABLES
+from ..table_data import CATEGORIES, DATASET, FILL, PARQUET, clean_with_pandas
+from .base import Address, Batch, System, rebatch
+from .tether_stream import TetherSystem
+
+
+class TetherTable(TetherSystem):
+    family = TABLES
+
+    def __init__(self) -> None:
+        super().__init__("auto")
+        self.name = "tether table"
+
+    def served(self, dataset: Path, workdir: Path) -> Path:
+        return dataset / PARQUET
+
+    def dataset_name(self, dataset: Path) -> str:
+        return DATASET
+
+    def loader_options(self) -> dict[str, Any]:
+        return {"fill_null": FILL, "categories": CATEGORIES}
+
+
+class DownloadPandas(System):
+    name = "download + pandas"
+    family = TABLES
+
+    def start(self, dataset: Path, workdir: Path) -> Address:
+        self.size = (dataset / PARQUET).stat().st_size
+        line = self._spawn("http.server", "0", "--bind", "127.0.0.1", "--directory",
+                           str(dataset))
+        return ("127.0.0.1", int(line.split(" port ")[1].split()[0]))
+
+    def batches(self, dataset: Path, address: Address | None,
+                batch_size: int) -> Iterator[Batch]:
+        import pandas as pd
+
+        with tempfile.TemporaryDirectory(prefix="download-") as tmp:
+            copy = Path(tmp) / PARQUET
+            url = f"http://{address[0]}:{address[1]}/{PARQUET}"
+            with urllib.request.urlopen(url) as response, open(copy, "wb") as out:
+                shutil.copyfileobj(response, out, 1 << 20)
+            columns = clean_with_pandas(pd.read_parquet(copy))
+        return rebatch(iter([columns]), batch_size)
+
+    def wire_bytes(self, dataset: Path) -> int:
+        return self.size
