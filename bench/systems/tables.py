@@ -9,16 +9,14 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..data import TABLES
 from ..table_data import CATEGORIES, DATASET, FILL, PARQUET, clean_with_pandas
-from .base import Address, Batch, System, rebatch
+from .base import Address, Batch, rebatch
+from .http_copy import HttpCopy
 from .tether_stream import TetherSystem
 
 
@@ -39,27 +37,15 @@ class TetherTable(TetherSystem):
         return {"fill_null": FILL, "categories": CATEGORIES}
 
 
-class DownloadPandas(System):
+class DownloadPandas(HttpCopy):
     name = "download + pandas"
     family = TABLES
-
-    def start(self, dataset: Path, workdir: Path) -> Address:
-        self.size = (dataset / PARQUET).stat().st_size
-        line = self._spawn("http.server", "0", "--bind", "127.0.0.1", "--directory",
-                           str(dataset))
-        return ("127.0.0.1", int(line.split(" port ")[1].split()[0]))
+    file_name = PARQUET
 
     def batches(self, dataset: Path, address: Address | None,
                 batch_size: int) -> Iterator[Batch]:
         import pandas as pd
 
-        with tempfile.TemporaryDirectory(prefix="download-") as tmp:
-            copy = Path(tmp) / PARQUET
-            url = f"http://{address[0]}:{address[1]}/{PARQUET}"
-            with urllib.request.urlopen(url) as response, open(copy, "wb") as out:
-                shutil.copyfileobj(response, out, 1 << 20)
+        with self.downloaded(address) as copy:
             columns = clean_with_pandas(pd.read_parquet(copy))
         return rebatch(iter([columns]), batch_size)
-
-    def wire_bytes(self, dataset: Path) -> int:
-        return self.size
