@@ -35,8 +35,10 @@ class Delivery:
         masks = {c.valid_of: c.name for c in plan.columns if c.valid_of in columns}
         asked = {c.valid_of for c in plan.columns if c.valid_of and (
             spec.null_masks_all or c.valid_of in spec.null_masks)}
+        filled = {name for name, _ in spec.fill_null}  # their gaps hold the fill, not None
         return cls(
-            masks={name: mask for name, mask in masks.items() if columns[name].kind},
+            masks={name: mask for name, mask in masks.items()
+                   if columns[name].kind and name not in filled},
             hidden=frozenset(mask for name, mask in masks.items() if name not in asked),
             string_lists=frozenset(c.name for c in plan.columns if c.logical == STRING_LIST),
             categories={c.name: list(c.categories) for c in plan.columns

@@ -74,16 +74,16 @@ def to_numpy(array: pa.Array | pa.ChunkedArray, column: Column) -> np.ndarray | 
         array = _filled(array, column)
     if column.logical in TEMPORAL:
         if pa.types.is_date64(array.type):  # milliseconds: as days, like date32
-            array = array.cast(pa.date32())
+            array = array.cast(pa.date32(), safe=False)  # (a time of day is dropped)
         storage = pa.int64() if array.type.bit_width == 64 else pa.int32()
         values = array.cast(storage).to_numpy(zero_copy_only=False)
         return values.astype(np.int64, copy=False).view(column.dtype)
     rows = len(array)
     while pa.types.is_fixed_size_list(array.type):
-        if array.null_count:
-            raise ColumnError(f"column {column.name!r} holds null rows inside its tensors; "
-                              "fill or drop them")
         array = array.flatten()  # respects slicing, unlike .values
+    if array.null_count:  # a null element inside a tensor (its rows were checked at open)
+        raise ColumnError(f"column {column.name!r} holds null values inside its tensors; "
+                          "fill or drop them at the source")
     values = array.to_numpy(zero_copy_only=False)
     return values.reshape((rows, *column.shape))
 
@@ -99,12 +99,25 @@ def _filled(array: pa.Array, column: Column) -> pa.Array:
 
 
 def fill_scalar(value: object, arrow_type: pa.DataType, name: str) -> pa.Scalar:
-    """`value` as a scalar of `arrow_type`: what a column's nulls become."""
+    """`value` as a scalar of `arrow_type`: what a column's nulls become. Text
+    stands only in text, dates and times (as ISO text); a number only where it
+    fits exactly (1.5 in an int column is refused, not truncated)."""
     try:
-        if isinstance(value, str) and not pa.types.is_string(arrow_type) \
-                and not pa.types.is_large_string(arrow_type):
-            return pa.scalar(value).cast(arrow_type)  # a date or time as ISO text
-        return pa.scalar(value, arrow_type)
+        textual = pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+        if isinstance(value, str) and not textual:
+            if not (pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type)):
+                raise ValueError("text stands only in text, date and timestamp columns")
+            if pa.types.is_timestamp(arrow_type) and arrow_type.tz:  # naive text, then zoned
+                naive = pa.scalar(value).cast(pa.timestamp(arrow_type.unit))
+                return naive.cast(pa.int64()).cast(arrow_type)
+            return pa.scalar(value).cast(arrow_type)
+        if isinstance(value, str) or textual:
+            return pa.scalar(value, arrow_type)
+        if isinstance(value, int) and (pa.types.is_date(arrow_type) or
+                                       pa.types.is_time(arrow_type)):
+            storage = pa.int32() if arrow_type.bit_width == 32 else pa.int64()
+            return pa.scalar(value, storage).cast(arrow_type)  # days, or time units
+        return pa.scalar(value).cast(arrow_type)  # a safe cast: nothing lost
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
             OverflowError, TypeError, ValueError) as exc:
         raise ColumnError(f"fill_null value {value!r} cannot stand in column {name!r} of "
@@ -131,6 +144,12 @@ def _codes(array: pa.Array, column: Column) -> np.ndarray:
 def _ragged(array: pa.Array, column: Column) -> Ragged:
     """A list, string or binary array as a Ragged (a view of Arrow's buffers);
     a null row is empty here, and None once delivered (its mask column)."""
+    if _is(array.type, "is_string_view") or _is(array.type, "is_binary_view"):
+        large = pa.large_binary() if _is(array.type, "is_binary_view") else pa.large_string()
+        try:  # (fill_null has no kernel for views either)
+            array = array.cast(large)
+        except pa.ArrowNotImplementedError:  # pyarrow before 18 has no such cast
+            array = pa.array(array.to_pylist(), type=large)
     if column.logical == STRING_LIST:
         texts = [json.dumps(row, ensure_ascii=False) if row is not None else ""
                  for row in array.to_pylist()]
@@ -139,12 +158,6 @@ def _ragged(array: pa.Array, column: Column) -> Ragged:
         empty = [] if column.kind == RAGGED else "" if column.kind == UTF8 else b""
         fill = empty if column.fill is None else column.fill
         array = pc.fill_null(array, fill_scalar(fill, array.type, column.name))
-    if _is(array.type, "is_string_view") or _is(array.type, "is_binary_view"):
-        large = pa.large_binary() if _is(array.type, "is_binary_view") else pa.large_string()
-        try:
-            array = array.cast(large)
-        except pa.ArrowNotImplementedError:  # pyarrow before 18 has no such cast
-            array = pa.array(array.to_pylist(), type=large)
     if column.kind == RAGGED:
         offsets = array.offsets.to_numpy().astype(np.int64)
         values = to_numpy(array.flatten(), replace(column, kind="", logical=""))

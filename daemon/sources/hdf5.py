@@ -41,7 +41,7 @@ def _datasets(file) -> dict[str, object]:
     found: dict[str, object] = {}
 
     def visit(name: str, item) -> None:  # (a value returned would stop the walk)
-        if hasattr(item, "shape") and len(item.shape) >= 1:
+        if getattr(item, "shape", None) is not None and len(item.shape) >= 1:  # (not Empty)
             found[name] = item
 
     file.visititems(visit)

@@ -76,14 +76,17 @@ def index_shard(path: Path) -> list[_Sample]:
 
 def _column(extension: str, nulls: int, mean_bytes: int) -> Column:
     common = {"nulls": nulls, "mean_row_bytes": max(1, mean_bytes), "source_type": extension}
-    if extension in IMAGE_EXTENSIONS:
-        return Column(extension, np.dtype(np.uint8), (), kind=IMAGE, **common)
-    if extension in TEXT_EXTENSIONS:
-        return Column(extension, np.dtype(np.uint8), (), kind=UTF8, **common)
+    last = extension.rsplit(".", 1)[-1]  # `seg.png`: an image too
+    if last in IMAGE_EXTENSIONS:
+        return Column(extension, np.dtype(np.uint8), (), kind=IMAGE, arrow=pa.binary(),
+                      **common)
+    if last in TEXT_EXTENSIONS:
+        return Column(extension, np.dtype(np.uint8), (), kind=UTF8, arrow=pa.string(),
+                      **common)
     if extension == "cls":
         return Column(extension, np.dtype("<i8"), (), nulls=nulls, source_type="cls",
                       arrow=pa.int64())
-    return Column(extension, np.dtype(np.uint8), (), kind=BINARY, **common)
+    return Column(extension, np.dtype(np.uint8), (), kind=BINARY, arrow=pa.binary(), **common)
 
 
 class WebDatasetSource(Source):

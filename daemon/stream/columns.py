@@ -23,7 +23,7 @@ from tether.wire.spec import StreamSpec
 
 from ..sources import Column, Source
 from ..sources.arrow_columns import fill_scalar
-from ..sources.arrow_types import CATEGORY, DATE, DECIMAL, TIMESTAMP
+from ..sources.arrow_types import CATEGORY, DECIMAL, STRING_LIST
 from ..sources.column_facts import sorted_vocabulary
 
 MASK_SUFFIX = "_valid"
@@ -65,8 +65,12 @@ def stream_columns(source: Source, spec: StreamSpec, vocabularies: Vocabularies)
     for column in source.select(list(spec.columns)):
         column = _as_asked(source, column, spec, vocabularies)
         asked = spec.null_masks_all and column.nulls != 0 or column.name in spec.null_masks
+        if column.shape and column.nulls and not column.variable:
+            raise ColumnError(f"column {column.name!r} of {source.name!r} holds {column.nulls} "
+                              "null rows, which a tensor cannot, nor a fill of its shape; "
+                              "drop them at the source, or leave the column out (columns=)")
         if column.name in fills:
-            fill_scalar(fills[column.name], column.arrow or pa.null(), column.name)  # checked
+            _check_fill(column, fills[column.name])
             column = replace(column, fill=fills[column.name])
         elif asked and not column.variable and column.nulls != 0:
             column = replace(column, fill=_zero(column))
@@ -108,6 +112,16 @@ def _as_asked(source: Source, column: Column, spec: StreamSpec,
     return column
 
 
+def _check_fill(column: Column, value: object) -> None:
+    """Refuse at open a fill that cannot stand in the column (or would be ignored)."""
+    if column.logical in (CATEGORY, STRING_LIST):
+        raise ColumnError(f"fill_null cannot fill {column.name!r} ({column.logical}): its "
+                          "nulls arrive as " + ("code -1" if column.logical == CATEGORY
+                                                 else "None") + "; pass null_masks instead")
+    arrow = pa.float64() if column.logical == DECIMAL else column.arrow or pa.null()
+    fill_scalar(value, arrow, column.name)
+
+
 def _needs_option(column: Column) -> bool:
     """Whether a tensor's nulls have no natural value: all but floats' and
     decimals' (NaN) and categories' (-1)."""
@@ -117,9 +131,7 @@ def _needs_option(column: Column) -> bool:
 
 def _zero(column: Column) -> object:
     """What a masked column's nulls become without a fill: zero, false, the epoch."""
-    if column.logical in (TIMESTAMP, DATE):
-        return "1970-01-01"
-    if column.logical:
+    if column.logical:  # the epoch, midnight, no time
         return 0
     return {"b": False, "f": 0.0}.get(column.dtype.kind, 0)
 

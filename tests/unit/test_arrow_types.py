@@ -128,3 +128,61 @@ def test_options_that_name_no_column_or_the_wrong_kind_are_refused(source) -> No
         _rows(source, columns=("id",), fill_null=(("id", "x"),))
     with pytest.raises(RequestError, match="image_size=\\(8, 8\\) but no column streamed"):
         _rows(source, columns=("id",), image_size=(8, 8))
+
+
+# --- found by a review of this module (each failed before its fix) ---------------
+
+
+def _source_of(tmp_path: Path, table: pa.Table, name: str = "t"):
+    feather.write_feather(table, tmp_path / f"{name}.feather")
+    return Catalog([tmp_path / f"{name}.feather"], tmp_path / "cache").get(name)
+
+
+def test_a_zoned_timestamp_with_gaps_masks_and_fills(tmp_path: Path) -> None:
+    when = pa.array([datetime.datetime(2024, 1, 1, tzinfo=UTC), None],
+                    pa.timestamp("us", tz="Europe/Paris"))
+    source = _source_of(tmp_path, pa.table({"when": when}))
+    _, masked = _rows(source, null_masks=("when",))
+    assert masked["when"][0] == np.datetime64(0, "us")  # the epoch; reversed rows: gap first
+    assert masked["when_valid"].tolist() == [False, True]
+    _, filled = _rows(source, fill_null=(("when", "2000-01-01"),))
+    assert filled["when"][0] == np.datetime64("2000-01-01T00:00:00", "us")  # naive text is UTC
+
+
+def test_view_text_with_nulls_and_a_text_fill_with_a_mask(tmp_path: Path) -> None:
+    if not hasattr(pa, "string_view"):
+        pytest.skip("pyarrow without string_view")
+    source = _source_of(tmp_path, pa.table({"s": pa.array(["a", None], pa.string_view())}))
+    _, rows = _rows(source)
+    assert rows["s"].to_numpy().tolist() == ["", "a"] and rows["s_valid"].tolist() == [
+        False, True]
+
+
+def test_fills_that_would_be_lost_or_ignored_are_refused_at_open(tmp_path: Path) -> None:
+    table = pa.table({"n": pa.array([1, None]), "plan": pa.array(["a", None]).dictionary_encode(),
+                      "v": pa.array([[1, 2], None], pa.list_(pa.int64(), 2))})
+    source = _source_of(tmp_path, table)
+    with pytest.raises(ColumnError, match="1.5 cannot stand in column 'n'"):
+        _rows(source, columns=("n",), fill_null=(("n", 1.5),))  # not truncated to 1
+    with pytest.raises(ColumnError, match="text stands only in text"):
+        _rows(source, columns=("n",), fill_null=(("n", "5"),))
+    with pytest.raises(ColumnError, match="fill_null cannot fill 'plan'"):
+        _rows(source, columns=("plan",), fill_null=(("plan", "b"),))
+    with pytest.raises(ColumnError, match="'v' of 't' holds 1 null rows"):
+        _rows(source, columns=("v",))
+
+
+def test_a_date64_with_a_time_of_day_is_its_day(tmp_path: Path) -> None:
+    day = 86_400_000
+    source = _source_of(tmp_path, pa.table({"d": pa.array([day + 5, 2 * day], pa.date64())}))
+    _, rows = _rows(source)
+    assert rows["d"].tolist()[::-1] == [datetime.date(1970, 1, 2), datetime.date(1970, 1, 3)]
+
+
+def test_an_empty_hdf5_dataset_leaves_the_file_served(tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "e.h5", "w") as f:
+        f["x"] = np.arange(4)
+        f["nothing"] = h5py.Empty("f")
+    source = Catalog([tmp_path / "e.h5"], tmp_path / "cache").get("e")
+    assert list(source.columns) == ["x"]
