@@ -30,7 +30,14 @@ __all__ = ["describe_schema", "read_names", "table_row_bytes", "table_to_numpy",
 def table_row_bytes(table: pa.Table | pa.RecordBatch) -> dict[str, float]:
     """Mean bytes a row of each column of `table` (a sample of the data)."""
     rows = max(table.num_rows, 1)
-    return {name: table.column(name).nbytes / rows for name in table.schema.names}
+    return {name: _nbytes(table.column(name)) / rows for name in table.schema.names}
+
+
+def _nbytes(column: pa.Array | pa.ChunkedArray) -> int:
+    try:
+        return column.nbytes
+    except (pa.ArrowTypeError, pa.ArrowNotImplementedError):  # views, before pyarrow 19
+        return sum(len(value) for value in column.to_pylist() if value is not None)
 
 
 def read_names(columns: Sequence[Column]) -> list[str]:
