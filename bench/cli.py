@@ -30,8 +30,8 @@ from tether.wire.sizes import size_argument
 
 from . import data, epochs, measure, report, targets
 from .link import PRESETS, Link, custom_link
+from .systems import DEFAULTS, REGISTRY, for_family
 from .systems import NAMES as SYSTEMS
-from .systems import REGISTRY, for_family
 
 LOOPBACK_BYTES = 256 << 20
 SECONDS_OF_LINK = 6  # shaped links: data sized to about this long at the link rate
@@ -57,7 +57,7 @@ def _links(args: argparse.Namespace) -> list[Link]:
 
 def _systems_by_kind(args: argparse.Namespace, kinds: dict[str, str]) -> dict[str, tuple]:
     """Each data kind's systems: those asked for (default all) of its family."""
-    asked = tuple(args.systems.split(",")) if args.systems else SYSTEMS
+    asked = tuple(args.systems.split(",")) if args.systems else DEFAULTS
     unknown = [s for s in asked if s not in REGISTRY]
     if unknown:
         raise SystemExit(f"unknown systems {unknown}; choose from {', '.join(SYSTEMS)}")

@@ -18,6 +18,8 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 # A step "waited on data" when fetching its batch blocked longer than this.
 WAIT_THRESHOLD_S = 1e-3
 
@@ -52,9 +54,11 @@ def consume(make_batches, step_s: float, units=lambda batch: 0) -> dict:
     cpu = os.times()
     start = time.perf_counter()
     for batch, fetched in timed_fetches(make_batches()):
-        # on device as to_jax() puts it: numbers; text and dates stay numpy beside them
+        # on device as to_jax() puts it: numbers; text and dates stay numpy beside them.
+        # A system that delivers ready arrays itself (to_jax, to_torch) is taken as is.
         jax.block_until_ready(jax.device_put({k: v for k, v in batch.items()
-                                              if v.dtype.kind in "biuf"}))
+                                              if isinstance(v, np.ndarray)
+                                              and v.dtype.kind in "biuf"}))
         if first is None:
             first = time.perf_counter() - start
         elif step_s and fetched > WAIT_THRESHOLD_S:  # without steps every fetch waits
@@ -87,6 +91,7 @@ def main(argv: list[str]) -> None:
     tune_allocator()  # every system's client gets the allocator tuning Tether's loader does
     address = (host, int(port)) if host != "-" else None
     system = REGISTRY[system]()
+    system.warm_up()  # its framework imported before timing, as JAX's is above
     figures = consume(lambda: system.batches(Path(dataset), address, int(batch_size)),
                       float(step_s), system.units)
     print(json.dumps(figures), flush=True)

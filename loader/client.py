@@ -1,18 +1,27 @@
-"""`tether.connect(url)`: the unary calls (ls, describe, status) on one channel."""
+"""`tether.connect(url)`: what is not a Loader's stream, on one channel: the unary
+calls (ls, describe, status), uploads, and reads of whole tables (tether.tables)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import grpc
 
 from .colab import resolve_url
+from .retry import RetryPolicy
 from .upload import chunks as upload_chunks
 from .upload import open_source
 from .wire import rpc
 from .wire.errors import from_rpc_error
 from .wire.url import Endpoint, parse_url
 from .wire.v1 import tether_pb2 as pb
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .tables import TableStream
 
 OVERWRITE_METADATA = "tether-overwrite"  # the daemon's results.OVERWRITE_METADATA
 
@@ -25,10 +34,12 @@ class Client:
     """
 
     def __init__(self, url: str | Endpoint | None = None, timeout: float = 30.0,
-                 proxy: str | None = None, channel: grpc.Channel | None = None) -> None:
+                 proxy: str | None = None, channel: grpc.Channel | None = None,
+                 retry: RetryPolicy | None = None) -> None:
         url = resolve_url(url)  # None: $TETHER_URL, or Colab's secret TETHER_URL
         self.endpoint = url if isinstance(url, Endpoint) else parse_url(url)
         self.timeout = timeout
+        self.retry = retry or RetryPolicy()  # for reads: a broken one resumes
         # A loader lends its own channel (already connected): close() leaves it open.
         self._owns_channel = channel is None
         self.channel = rpc.open_channel(self.endpoint, proxy) if channel is None else channel
@@ -91,6 +102,48 @@ class Client:
         finally:
             source[0].close()  # when the call failed before reading it all
 
+    # Tables (tether.tables): pyarrow, with the source's types and nulls.
+
+    def read(self, dataset: str, columns: Sequence[str] | None = None,
+             filter: str | None = None, limit: int | None = None,
+             codec: str = "auto") -> pa.Table:
+        """The dataset as a `pyarrow.Table`, as stored: timestamps, categories
+        (dictionaries), text, nulls and pandas' index and dtypes intact, so
+        `.to_pandas()` gives the owner's DataFrame. `columns` (default: all),
+        `filter` (the Loader's language, evaluated on the daemon) and `limit`
+        (rows, in file order) are applied at home: only those rows travel.
+        Tables only: Parquet, Arrow/Feather, CSV, JSON Lines, databases.
+
+        >>> df = tether.connect(url).read("train", filter="age > 30").to_pandas()  # doctest: +SKIP
+        """
+        return self.read_batches(dataset, columns, filter, limit, codec).table()
+
+    def read_batches(self, dataset: str, columns: Sequence[str] | None = None,
+                     filter: str | None = None, limit: int | None = None,
+                     codec: str = "auto") -> TableStream:
+        """`read` as an iterator of `pyarrow.RecordBatch`, a chunk (about 4 MB) in
+        memory at a time: for tables larger than this machine's memory."""
+        from .tables import read_request
+
+        return self._table_stream(read_request(dataset, columns, filter, limit, codec=codec))
+
+    def query(self, sql: str, codec: str = "auto") -> pa.Table:
+        """A read-only SQL query over the served datasets, run at home, its
+        result a `pyarrow.Table` (the daemon must run with --allow-sql; tables
+        are named by their datasets: `SELECT * FROM "shop.items" WHERE ...`)."""
+        return self.query_batches(sql, codec).table()
+
+    def query_batches(self, sql: str, codec: str = "auto") -> TableStream:
+        """`query` as an iterator of `pyarrow.RecordBatch`, in bounded memory."""
+        from .tables import read_request
+
+        return self._table_stream(read_request(sql=sql, codec=codec))
+
+    def _table_stream(self, request: pb.ReadRequest) -> TableStream:
+        from .tables import TableStream
+
+        return TableStream(self.channel, self._metadata, request, self.retry)
+
     def close(self) -> None:
         if self._owns_channel:
             self.channel.close()
@@ -103,11 +156,12 @@ class Client:
 
 
 def connect(url: str | Endpoint | None = None, timeout: float = 30.0,
-            proxy: str | None = None) -> Client:
+            proxy: str | None = None, retry: RetryPolicy | None = None) -> Client:
     """Open a client to the daemon at `url` (what `tether serve` printed).
 
     `proxy="http://HOST:PORT"` tunnels through an HTTP CONNECT proxy (Tailscale's
     userspace networking on Colab); TLS stays pinned end to end. Without it,
     `grpc_proxy`/`https_proxy`/`http_proxy` from the environment apply.
+    `retry`: how reads reconnect when the connection breaks (they resume).
     """
-    return Client(url, timeout=timeout, proxy=proxy)
+    return Client(url, timeout=timeout, proxy=proxy, retry=retry)

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
+
+from .ahead import PlacedAhead
 
 
 def process_layout() -> tuple[int, int] | None:
@@ -39,7 +40,7 @@ def process_layout() -> tuple[int, int] | None:
     return jax.process_index(), jax.process_count()
 
 
-class DeviceIterator(Iterator[Any]):
+class DeviceIterator(PlacedAhead):
     """Yields batches as `jax.Array`s, `buffer_size` of them already on device.
 
     Without `sharding` each batch is `jax.device_put` on the default device.
@@ -59,31 +60,20 @@ class DeviceIterator(Iterator[Any]):
     not the loader, when training from `loader.to_jax()`.
     """
 
+    made_by = "loader.to_jax()"
+
     def __init__(self, batches: Iterable[tuple[Any, Any]], sharding: Any = None,
                  buffer_size: int = 2, initial_state: Any = None,
                  layout: tuple[int, int] | None = None,
                  length: Callable[[], int] | None = None) -> None:
         import jax
 
-        if buffer_size < 1:
-            raise ValueError(f"buffer_size must be at least 1, got {buffer_size}")
+        super().__init__(batches, buffer_size, initial_state, length)
         self._jax = jax
         self._sharding = sharding
         if sharding is not None and layout is not None:
             _check_layout(jax, layout)
-        self._source = iter(batches)
-        self._buffer_size = buffer_size
-        self._ahead: deque[tuple[Any, Any]] = deque()
-        self._state = initial_state
-        self._length = length  # batches an epoch, asked when len() is
         self._said: set[tuple[Any, str]] = set()  # (column, warning) already given
-
-    def __len__(self) -> int:
-        """The loader's `len()`: batches this process gets per epoch."""
-        if self._length is None:
-            raise TypeError("this DeviceIterator does not know how many batches come; "
-                            "len() works on loader.to_jax()")
-        return self._length()
 
     def _place(self, batch: Any) -> Any:
         """On device; a batch's text, bytes, dates and times (numpy object,
@@ -127,25 +117,6 @@ class DeviceIterator(Iterator[Any]):
         if new:
             self._said.update((name, what) for name in columns)
             warnings.warn(f"columns {new} {what}", stacklevel=4)
-
-    def _fill(self) -> None:
-        while len(self._ahead) < self._buffer_size:
-            item = next(self._source, None)
-            if item is None:
-                return
-            batch, state = item
-            self._ahead.append((self._place(batch), state))
-
-    def __next__(self) -> Any:
-        self._fill()
-        if not self._ahead:
-            raise StopIteration
-        batch, self._state = self._ahead.popleft()
-        self._fill()  # start the next copy before the caller's step
-        return batch
-
-    def state_dict(self) -> Any:
-        return self._state
 
 
 def _stays_on_host(x: Any) -> bool:

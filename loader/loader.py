@@ -37,6 +37,7 @@ from .wire.v1 import tether_pb2 as pb
 
 if TYPE_CHECKING:
     from .jax import DeviceIterator
+    from .torch import TorchIterator
 
 class Loader:
     """Iterate batches of a dataset served by `tether serve`.
@@ -238,12 +239,14 @@ class Loader:
             raise TypeError("len() of a Loader with pack= is unknown before packing: how many "
                             "sequences fill a packed row depends on their lengths; count "
                             "batches as they come, or use rows_per_epoch")
-        return self._full_epoch_plan().batches(self.spec.start.epoch + 1)
+        plan = self._full_epoch_plan()
+        return plan.batches(plan.start.epoch + 1)  # (the start epoch may begin mid-way)
 
     @property
     def rows_per_epoch(self) -> int:
         """Rows this process gets in a full epoch (sequences, with pack=)."""
-        return self._full_epoch_plan().local_rows(self.spec.start.epoch + 1)
+        plan = self._full_epoch_plan()
+        return plan.local_rows(plan.start.epoch + 1)
 
     def __len__(self) -> int:
         return self.batches_per_epoch
@@ -330,6 +333,33 @@ class Loader:
                               layout=(self.spec.process_index, self.spec.process_count),
                               length=self.__len__)
 
+    def to_torch(self, device: Any = None, pin_memory: bool | None = None,
+                 buffer_size: int = 2) -> TorchIterator:
+        """Batches as dicts of `torch.Tensor` (docs/torch.md).
+
+        On CPU (`device=None`) a tensor shares the batch's memory: every batch
+        is new memory, so a tensor kept stays valid and unchanged. With
+        `device="cuda"` the next `buffer_size` batches are copied ahead from
+        pinned memory (`pin_memory=None`: pinned for CUDA), `non_blocking`.
+        Checkpoint the returned iterator's `state_dict()`: it leaves out the
+        batches still waiting in its buffer.
+        """
+        from .torch import TorchIterator
+
+        initial = self.state_dict()
+        with_states = ((batch, self.state_dict()) for batch in self)
+        return TorchIterator(with_states, device, pin_memory, buffer_size,
+                             initial_state=initial, length=self.__len__)
+
+    def to_torch_dataset(self) -> Any:
+        """This loader as a `torch.utils.data.IterableDataset` of whole batches,
+        from where it is now: `DataLoader(ds, batch_size=None)`, or torchdata's
+        `StatefulDataLoader` to checkpoint and resume mid-epoch. Each pass over
+        it is one epoch (see tether.torch_dataset)."""
+        from .torch_dataset import LoaderDataset
+
+        return LoaderDataset(self)
+
     def to_grain(self) -> Any:
         """This loader as a `grain.IterDataset` of batches, from where it is now:
         chain `.map`/`.filter`/`.batch`; its iterator's `get_state()` is
@@ -357,6 +387,31 @@ class Loader:
         if self._assembly is not None and self._assembly.cached is not None:
             figures.update(self._assembly.cached.cache.figures())
         return figures
+
+    # Pickling: the request and where it is, never the connections (they open
+    # again in the new process): a Loader crosses into a spawned process.
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"spec": self.spec, "seed_given": self._seed_given, "batch_size": self.batch_size,
+                "sequences": self.sequences, "reach": self.reach, "cache": self.cache,
+                "progress": self._show_progress, "state": self.state_dict()}
+
+    def __setstate__(self, saved: dict[str, Any]) -> None:
+        self.spec, self._seed_given = saved["spec"], saved["seed_given"]
+        self.batch_size, self.sequences = saved["batch_size"], saved["sequences"]
+        self.reach, self.cache, self._show_progress = saved["reach"], saved["cache"], \
+            saved["progress"]
+        self._counts = {}
+        tune_allocator()
+        self._channels = Channels(self.reach)
+        _LIVE.add(self)
+        self.load_state_dict(saved["state"])
+
+    def _clone(self) -> Loader:
+        """A new loader of the same request, starting where this one is."""
+        clone = Loader.__new__(Loader)
+        clone.__setstate__(self.__getstate__())
+        return clone
 
     def _stop(self) -> None:
         if self._assembly is not None:

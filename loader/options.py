@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -114,14 +115,26 @@ def _fill_value(value: Any) -> Any:
 
 
 def _process_layout(index: int | None, count: int | None) -> tuple[int, int]:
-    """The given process index and count, else JAX's (when jax is imported), else 0 of 1."""
+    """The given process index and count, else torch.distributed's rank and world
+    size (when a process group is initialized), else JAX's (when jax is
+    imported), else 0 of 1."""
     if index is None or count is None:
         from .jax import process_layout
 
-        jax_index, jax_count = process_layout() or (0, 1)
-        index = jax_index if index is None else index
-        count = jax_count if count is None else count
+        known_index, known_count = _torch_layout() or process_layout() or (0, 1)
+        index = known_index if index is None else index
+        count = known_count if count is None else count
     return index, count
+
+
+def _torch_layout() -> tuple[int, int] | None:
+    """`(rank, world_size)` of torch.distributed's default group, if one is
+    initialized; never imports torch (a process that has not imported
+    torch.distributed has no process group)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    return dist.get_rank(), dist.get_world_size()
 
 
 def _decode_place(decode: str, image_size: tuple[int, int] | None) -> str:

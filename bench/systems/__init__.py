@@ -9,11 +9,12 @@ from .flight import FlightSystem
 from .local import LocalRead
 from .raw_grpc import RawGrpc
 from .raw_tcp import RawTcp
-from .tables import DownloadPandas, TetherTable
+from .tables import DownloadPandas, TetherReadPandas, TetherTable
 from .tether_filter import TetherFilter
 from .tether_images import TetherImages
 from .tether_stream import TetherSystem
 from .tether_text import TetherText
+from .tether_torch import TetherJax, TetherTorch
 from .upload_first import UploadFirst
 from .upload_first_parquet import UploadFirstParquet
 from .upload_first_tar import UploadFirstTar
@@ -52,14 +53,20 @@ REGISTRY: dict[str, Callable[[], System]] = {
     # a pandas-made table to clean (bench.data.TABLES)
     "tether-table": TetherTable,
     "download-pandas": DownloadPandas,
+    "tether-read": TetherReadPandas,
+    # the same stream into the frameworks' ready arrays
+    "tether-torch": TetherTorch,
+    "tether-jax": TetherJax,
 }
 
 NAMES = tuple(REGISTRY)
+# What a run compares when no --systems is given: all but those asked for by name.
+DEFAULTS = tuple(name for name in NAMES if REGISTRY[name]().default)
 
 
-def for_family(family: str, names: tuple[str, ...] = NAMES) -> tuple[str, ...]:
+def for_family(family: str, names: tuple[str, ...] = DEFAULTS) -> tuple[str, ...]:
     """Those of `names` that move data of `family` (bench.data.family)."""
     return tuple(n for n in names if REGISTRY[n]().family == family)
 
 
-__all__ = ["NAMES", "REGISTRY", "System", "for_family"]
+__all__ = ["DEFAULTS", "NAMES", "REGISTRY", "System", "for_family"]

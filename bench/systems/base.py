@@ -28,10 +28,17 @@ class System(ABC):
     # image folder, and the image systems have nothing to decode in .npy columns.
     family: str = "tensors"
     unit: str = ""  # what `units` counts, when rows are not what training consumes
+    # In a run without --systems: a system that answers a narrower question (which
+    # framework's hand-off) runs only when named.
+    default: bool = True
 
     def units(self, batch: Batch) -> int:
         """The useful units in a batch, e.g. tokens that are not padding (with `unit`)."""
         return 0
+
+    def warm_up(self) -> None:  # noqa: B027 - most systems import nothing more
+        """In the client process, before the clock starts: import what the
+        system delivers into (JAX is already), so that no run times an import."""
 
     def start(self, dataset: Path, workdir: Path) -> Address | None:
         return None

@@ -66,15 +66,23 @@ class TetherSystem(System):
 
     def batches(self, dataset: Path, address: Address | None,
                 batch_size: int) -> Iterator[Batch]:
-        endpoint = tether.parse_url(os.environ[_URL_VARIABLE]).with_address(*address)
-        loader = tether.Loader(endpoint, dataset=self.dataset_name(dataset),
+        loader = tether.Loader(endpoint_of(address), dataset=self.dataset_name(dataset),
                                batch_size=batch_size, codec=self.codec, shuffle=self.shuffle,
                                seed=0,
                                decode_threads=int(os.environ.get("TETHER_DECODE_THREADS", 0)),
                                **self.loader_options())
-        yield from loader
+        yield from self.delivered(loader)
+
+    def delivered(self, loader: tether.Loader) -> Iterator[Batch]:
+        """The loader's batches as the training loop takes them (numpy here)."""
+        return iter(loader)
 
     def wire_bytes(self, dataset: Path) -> int:
         """Everything this run's daemon (started for it) sent."""
         with tether.connect(self.endpoint) as client:
             return client.status().bytes_sent
+
+
+def endpoint_of(address: Address) -> tether.Endpoint:
+    """The daemon's URL (token, fingerprint) at `address` (a shaped link's proxy)."""
+    return tether.parse_url(os.environ[_URL_VARIABLE]).with_address(*address)

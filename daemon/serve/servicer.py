@@ -7,6 +7,7 @@ only that one call fails: the daemon goes on serving.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -36,7 +37,8 @@ from ..stream.filtering import FilteredSource, FilterIndex, column_types
 from ..stream.images import column_info, image_decoding, sized_for_pixels
 from ..stream.planner import plan_stream, source_layout, stream_window
 from ..stream.shard_stream import DEFAULT_STALL_SECONDS, ShardStream
-from ..stream.stats import Stats
+from ..stream.stats import Stats, StreamStats
+from ..stream.tables import ipc_codec, table_chunks
 from ..stream.wanted import WantedShards
 from .results import ResultsSink, overwrite_requested
 
@@ -114,13 +116,31 @@ class Servicer:
         if first is None or first.WhichOneof("kind") != "open":
             raise RequestError("a stream must open with an OpenStream message")
         request = first.open
+        with self._admitted(context, request.dataset) as entry:
+            yield from self._open(request, context, entry).run(requests, context)
+
+    def Read(self, request: pb.ReadRequest, context) -> Iterator[pb.TableChunk]:
+        """A table as stored (tether.daemon.stream.tables), counted as a stream."""
+        with self._admitted(context, request.dataset or "sql") as entry:
+            source = self._query(request.sql) if request.sql else \
+                self.catalog.get(request.dataset)
+            codec = ipc_codec(request.codec, list(request.accept_codecs),
+                              peer_is_local(context.peer()))
+            for chunk in table_chunks(source, request, codec,
+                                      choose_checksum(list(request.accept_checksums))):
+                self.stats.sent(entry, len(chunk.ipc))
+                yield chunk
+
+    @contextlib.contextmanager
+    def _admitted(self, context, dataset: str) -> Iterator[StreamStats]:
+        """A stream's place among the peer's and in `tether status`, for its life."""
         host = context.peer().rsplit(":", 1)[0]
         if self.stats.streams_from(host) >= MAX_STREAMS_PER_PEER:
             raise Busy(f"{MAX_STREAMS_PER_PEER} streams from {host} are open already; close "
                        "some loaders (or wait for them to end) and try again")
-        key, entry = self.stats.open_stream(context.peer(), clip(request.dataset))
+        key, entry = self.stats.open_stream(context.peer(), clip(dataset))
         try:
-            yield from self._open(request, context, entry).run(requests, context)
+            yield entry
         finally:
             self.stats.close_stream(key)
             trim_allocator()  # a closed stream's frames go back to the system
@@ -272,6 +292,11 @@ def handler(servicer: Servicer) -> grpc.GenericRpcHandler:
         _guard_unary(servicer, servicer.Upload),
         request_deserializer=pb.UploadChunk.FromString,
         response_serializer=pb.UploadResult.SerializeToString,
+    )
+    handlers[rpc.READ] = grpc.unary_stream_rpc_method_handler(
+        _guard_stream(servicer, servicer.Read),
+        request_deserializer=pb.ReadRequest.FromString,
+        response_serializer=pb.TableChunk.SerializeToString,
     )
     handlers[rpc.STREAM] = grpc.stream_stream_rpc_method_handler(
         _guard_stream(servicer, servicer.Stream),

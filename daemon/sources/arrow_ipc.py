@@ -35,7 +35,8 @@ class ArrowIpcSource(Source):
     format = "arrow"
 
     def __init__(self, name: str, paths: list[Path], cache_dir: Path) -> None:
-        schema, self._batches = _batches(paths[0])
+        self._schema, self._batches = _batches(paths[0])
+        schema = self._schema
         self._blocks = RowBlocks([b.num_rows for b in self._batches])
         sample = self._batches[0] if self._batches else schema.empty_table()
         columns = arrow_columns.describe_schema(schema, arrow_columns.table_row_bytes(sample))
@@ -51,6 +52,12 @@ class ArrowIpcSource(Source):
 
     def arrow_block(self, block: int, names: Sequence[str]) -> pa.Table:
         return pa.Table.from_batches([self._batches[block].select(list(names))])
+
+    def arrow_schema(self) -> pa.Schema:
+        return self._schema
+
+    def table_blocks(self) -> int:
+        return len(self._batches)
 
     def filter_types(self) -> dict[str, pa.DataType]:
         schema = self._batches[0].schema if self._batches else pa.schema([])

@@ -182,6 +182,15 @@ class Source(ABC):
         kept (for evaluating a filter); None where the format has no such view."""
         return None
 
+    def arrow_schema(self) -> pa.Schema | None:
+        """The table's own Arrow schema (what `client.read` returns), its blocks
+        read by `arrow_block`; None where the format has no Arrow view."""
+        return None
+
+    def table_blocks(self) -> int:
+        """How many blocks `arrow_block(i, names)` reads, in row order."""
+        return 0
+
     def filter_types(self) -> dict[str, Any]:
         """Arrow types of columns a filter can read but a tensor cannot hold
         (nullable ones); tether.daemon.stream.filtering types the rest."""

@@ -74,6 +74,12 @@ class ParquetSource(Source):
         file_index, group = self._groups[block]
         return self._file(file_index).read_row_group(group, columns=list(names))
 
+    def arrow_schema(self) -> pa.Schema:
+        return self._file(0).schema_arrow
+
+    def table_blocks(self) -> int:
+        return len(self._groups)
+
     def filter_types(self) -> dict[str, pa.DataType]:
         schema = self._file(0).schema_arrow
         return {f.name: f.type for f in schema if f.nullable}

@@ -65,3 +65,19 @@ def test_repeated_runs_report_each_systems_median_and_the_shuffle_cost(tmp_path:
     ratio = rows["tether auto parquet shuffled"]["mb_per_s"] / rows["tether auto parquet"][
         "mb_per_s"]
     assert f"tether auto parquet shuffled / tether auto parquet = {ratio:.2f}x" in result.stdout
+
+
+@pytest.mark.jax
+def test_bench_compares_to_torch_with_to_jax_when_named(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    out = tmp_path / "frameworks.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "tether.cli", "bench", "--link", "loopback", "--data", "floats",
+         "--size", "2MB", "--batch-size", "64", "--json", str(out),
+         "--systems", "tether-torch,tether-jax"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r["system"]: r for r in json.loads(out.read_text())}
+    assert sorted(rows) == ["tether to_jax", "tether to_torch"]
+    assert rows["tether to_torch"]["rows"] == rows["tether to_jax"]["rows"] > 0
+    assert rows["tether to_torch"]["payload_bytes"] == rows["tether to_jax"]["payload_bytes"]

@@ -1,5 +1,5 @@
-"""`tether bench --data table`: a pandas-made table cleaned on the daemon against
-downloaded and cleaned with pandas; both paths clean it the same way."""
+"""`tether bench --data table`: a pandas-made table cleaned on the daemon, read with
+`client.read()` into pandas, and downloaded into pandas; all clean it the same way."""
 
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ def test_bench_table_runs_both_systems(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {r["system"]: r for r in json.loads(out.read_text())}
-    assert sorted(rows) == ["download + pandas", "tether table"]
+    assert sorted(rows) == ["download + pandas", "tether read + pandas", "tether table"]
     assert len({r["rows"] for r in rows.values()}) == 1 and rows["tether table"]["rows"] > 0
+    # the read moves the table compressed, and the daemon counts it
+    assert rows["tether read + pandas"]["wire_bytes"] > 0
     assert "table over loopback" in result.stdout

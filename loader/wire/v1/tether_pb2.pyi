@@ -396,3 +396,53 @@ class UploadResult(_message.Message):
     size: int
     sha256: str
     def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class ReadRequest(_message.Message):
+    __slots__ = ("dataset", "columns", "filter", "limit", "sql", "resume", "fingerprint", "accept_codecs", "accept_checksums", "codec")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    SQL_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_CODECS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_CHECKSUMS_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    filter: str
+    limit: int
+    sql: str
+    resume: ReadCursor
+    fingerprint: str
+    accept_codecs: _containers.RepeatedScalarFieldContainer[str]
+    accept_checksums: _containers.RepeatedScalarFieldContainer[str]
+    codec: str
+    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., filter: _Optional[str] = ..., limit: _Optional[int] = ..., sql: _Optional[str] = ..., resume: _Optional[_Union[ReadCursor, _Mapping]] = ..., fingerprint: _Optional[str] = ..., accept_codecs: _Optional[_Iterable[str]] = ..., accept_checksums: _Optional[_Iterable[str]] = ..., codec: _Optional[str] = ...) -> None: ...
+
+class ReadCursor(_message.Message):
+    __slots__ = ("block", "offset", "rows")
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    block: int
+    offset: int
+    rows: int
+    def __init__(self, block: _Optional[int] = ..., offset: _Optional[int] = ..., rows: _Optional[int] = ...) -> None: ...
+
+class TableChunk(_message.Message):
+    __slots__ = ("ipc", "checksum", "checksum_algorithm", "codec", "next", "fingerprint")
+    IPC_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    ipc: bytes
+    checksum: int
+    checksum_algorithm: str
+    codec: str
+    next: ReadCursor
+    fingerprint: str
+    def __init__(self, ipc: _Optional[bytes] = ..., checksum: _Optional[int] = ..., checksum_algorithm: _Optional[str] = ..., codec: _Optional[str] = ..., next: _Optional[_Union[ReadCursor, _Mapping]] = ..., fingerprint: _Optional[str] = ...) -> None: ...
