@@ -7,8 +7,8 @@ all connections: a chunk leaves when the link is free (rate), arrives
 `delay` later, and the proxy stops reading once a direction holds more than
 its buffer (bandwidth x delay plus 20 ms of queue), so a full link pushes
 back on the sender through TCP. With `--cut-min/--cut-max` it also resets
-each connection after a random number of bytes towards the client (the
-reliability tests' fault injector).
+each connection after a random number of bytes towards the client (with
+`--cut-up`, either way: an upload's), the reliability tests' fault injector.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ async def _pump(reader, writer, direction: Direction, cut_at: int | None,
 
 
 async def _serve(target: tuple[str, int], link: Link, cut_range: tuple[int, int] | None,
-                 seed: int) -> None:
+                 seed: int, cut_up: bool = False) -> None:
     up, down = Direction(link), Direction(link)
     rng = random.Random(seed)
 
@@ -159,7 +159,8 @@ async def _serve(target: tuple[str, int], link: Link, cut_range: tuple[int, int]
             _reset(client_writer)
             _reset(server_writer)
 
-        pumps = [asyncio.create_task(_pump(client_reader, server_writer, up, None, cut)),
+        pumps = [asyncio.create_task(_pump(client_reader, server_writer, up,
+                                           cut_at if cut_up else None, cut)),
                  asyncio.create_task(_pump(server_reader, client_writer, down, cut_at, cut))]
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -182,13 +183,15 @@ class ShapedProxy:
     """Runs the proxy in a subprocess in front of `target`; `.port` is where to connect."""
 
     def __init__(self, target: tuple[str, int], link: Link,
-                 cut_range: tuple[int, int] | None = None, seed: int = 0) -> None:
+                 cut_range: tuple[int, int] | None = None, seed: int = 0,
+                 cut_up: bool = False) -> None:
         args = [sys.executable, "-m", "tether.bench.link", "--target", f"{target[0]}:{target[1]}",
                 "--delay", str(link.delay), "--seed", str(seed)]
         if link.rate is not None:
             args += ["--rate", str(link.rate)]
         if cut_range:
-            args += ["--cut-min", str(cut_range[0]), "--cut-max", str(cut_range[1])]
+            args += ["--cut-min", str(cut_range[0]), "--cut-max", str(cut_range[1]),
+                     *(["--cut-up"] if cut_up else [])]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         line = self.proc.stdout.readline().strip()
@@ -217,12 +220,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="one-way delay, seconds")
     parser.add_argument("--cut-min", type=int, default=None)
     parser.add_argument("--cut-max", type=int, default=None)
+    parser.add_argument("--cut-up", action="store_true",
+                        help="count the client's bytes too (uploads), not only the server's")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     host, port = args.target.rsplit(":", 1)
     cut = (args.cut_min, args.cut_max) if args.cut_min is not None else None
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve((host, int(port)), Link("cli", args.rate, args.delay), cut, args.seed))
+        asyncio.run(_serve((host, int(port)), Link("cli", args.rate, args.delay), cut, args.seed,
+                           args.cut_up))
 
 
 if __name__ == "__main__":

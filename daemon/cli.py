@@ -142,6 +142,7 @@ def _serve_logged(args: argparse.Namespace) -> int:
             encode_workers=args.workers, token=token, new_token=args.new_token,
             insecure=args.insecure,
             tunnel=args.tunnel, tunnel_cap=args.tunnel_cap, results_dir=args.results_dir,
+            shares=tuple(args.share),
             max_upload=args.max_upload,
             follow_symlinks=args.follow_symlinks, images_column=args.images,
             preparation=Preparation(sql=tuple(args.sql), transforms=tuple(args.transform),
@@ -282,6 +283,9 @@ def _daemon_arguments(group: argparse._ArgumentGroup) -> None:
                        help=f"identity, caches and results ({default_state_dir()})")
     group.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
                        help="where uploads land (STATE_DIR/results)")
+    group.add_argument("--share", type=_share, action="append", default=[],
+                       metavar="NAME=PATH",
+                       help="clients may download PATH as NAME/..., read-only (none)")
     group.add_argument("--workers", type=int, default=0, metavar="N",
                        help="threads reading and encoding shards; 0: one a core (%(default)s)")
     group.add_argument("--log-level", default="info", metavar="LEVEL",
@@ -314,3 +318,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     results.add_argument("--results-dir", type=Path, default=None)
     results.add_argument("--state-dir", type=Path, default=None)
     results.set_defaults(run=_results)
+
+
+def _share(text: str) -> tuple[str, Path]:
+    """--share NAME=PATH: a folder clients may download from, as NAME/..."""
+    name, sep, path = text.partition("=")
+    folder = Path(path).expanduser()
+    if not sep or not name or "/" in name or name.startswith(".") or not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=PATH, a plain name and an "
+                                         "existing folder (e.g. models=./pretrained)")
+    return name, folder

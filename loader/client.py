@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
 
 from .colab import resolve_url
 from .retry import RetryPolicy
-from .upload import chunks as upload_chunks
-from .upload import open_source
+from .transfers import RemoteFile, Transfers
 from .wire import rpc
 from .wire.errors import from_rpc_error
 from .wire.url import Endpoint, parse_url
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
     from .tables import TableStream
 
-OVERWRITE_METADATA = "tether-overwrite"  # the daemon's results.OVERWRITE_METADATA
 
 
 class Client:
@@ -44,6 +43,7 @@ class Client:
         self._owns_channel = channel is None
         self.channel = rpc.open_channel(self.endpoint, proxy) if channel is None else channel
         self._metadata = rpc.call_metadata(self.endpoint)
+        self.transfers = Transfers(self.channel, self._metadata, self.retry, self._call)
         self._calls = {
             name: self.channel.unary_unary(
                 rpc.method_path(name),
@@ -78,29 +78,35 @@ class Client:
 
     def upload(self, name: str, data: bytes | str | os.PathLike,
                progress: bool | None = None, overwrite: bool = False) -> pb.UploadResult:
-        """Send bytes, or the file at a path, to the daemon's results folder as `name`.
+        """Send bytes, a file, or a folder to the daemon's results folder as `name`.
 
         `name` may have subfolders ("run-3/metrics.json"); it may not leave the
-        folder. A `str` is a path (FileNotFoundError if there is no file):
-        send text as bytes. The file appears whole or not at all. An existing
-        file of that name is refused unless `overwrite`. A progress bar shows
-        on a terminal for uploads of 16 MB or more (or with progress=True).
+        folder. A `str` is a path (FileNotFoundError if there is nothing
+        there): send text as bytes. A file appears whole or not at all; a
+        folder appears with all its files at once (one rename at home), so a
+        checkpoint restorer never sees half of one. An existing name is
+        refused unless `overwrite`. A broken connection is retried under the
+        client's RetryPolicy and the upload resumes where it stopped. A
+        progress bar shows on a terminal from 16 MB (or with progress=True).
 
-        >>> tether.connect(url).upload("run-3/ckpt.msgpack", "/tmp/ckpt.msgpack")  # doctest: +SKIP
+        >>> tether.connect(url).upload("run-3/ckpt", "/content/ckpt")  # doctest: +SKIP
         """
-        source = open_source(data)  # a missing file is said here, before the call
-        method = self.channel.stream_unary(
-            rpc.method_path(rpc.UPLOAD),
-            request_serializer=pb.UploadChunk.SerializeToString,
-            response_deserializer=pb.UploadResult.FromString,
-        )
-        metadata = (*self._metadata, (OVERWRITE_METADATA, "1")) if overwrite else self._metadata
-        try:
-            return method(upload_chunks(name, source, progress), metadata=metadata)
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from None
-        finally:
-            source[0].close()  # when the call failed before reading it all
+        return self.transfers.upload(name, data, progress, overwrite)
+
+    def download(self, name: str, dest: str | os.PathLike) -> Path:
+        """Bring the file or folder `name` (of the results, or of a folder the
+        owner shares: `tether serve --share models=./pretrained` makes
+        "models/..." names) to `dest` on this machine. Each file is checked by
+        SHA-256 and renamed into place once whole; a broken connection resumes.
+
+        >>> tether.connect(url).download("models/bert-base", "/content/bert")  # doctest: +SKIP
+        """
+        return self.transfers.download(name, dest)
+
+    def list(self, prefix: str = "") -> list[RemoteFile]:
+        """Names (shares' under their share's name), sizes and modification
+        times of the files a download can bring, those starting with `prefix`."""
+        return self.transfers.list(prefix)
 
     # Tables (tether.tables): pyarrow, with the source's types and nulls.
 

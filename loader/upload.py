@@ -1,4 +1,5 @@
-"""Client side of `Upload`: stream bytes or a file to the daemon's results folder."""
+"""What an upload reads and shows: its bytes (open_source) and a progress bar
+(tether.transfers sends them)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,8 @@ import io
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
-
-from .wire.v1 import tether_pb2 as pb
 
 CHUNK_BYTES = 1 << 20
 PROGRESS_FROM_BYTES = 16 << 20  # smaller uploads finish before a bar helps
@@ -44,9 +42,6 @@ def open_source(data: bytes | bytearray | memoryview | str | os.PathLike
     here and not "Exception iterating requests!" from inside gRPC."""
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)
-        if path.is_dir():
-            raise IsADirectoryError(f"upload: {str(path)!r} is a folder; upload its files "
-                                    "one by one (or an archive of it)")
         if not path.is_file():
             shown = str(path) if len(str(path)) <= 80 else str(path)[:80] + "..."
             raise FileNotFoundError(f"upload: no file at {shown!r}; a str is a path: to "
@@ -55,20 +50,3 @@ def open_source(data: bytes | bytearray | memoryview | str | os.PathLike
         return stream, os.fstat(stream.fileno()).st_size
     view = memoryview(data).cast("B")
     return io.BytesIO(view), view.nbytes
-
-
-def chunks(name: str, data, progress: bool | None) -> Iterator[pb.UploadChunk]:
-    """The request stream: the name and size first, then 1 MiB of data at a time.
-
-    `data` is what open_source() returned, or anything it takes."""
-    stream, total = data if isinstance(data, tuple) else open_source(data)
-    show = progress if progress is not None else total >= PROGRESS_FROM_BYTES and \
-        sys.stderr.isatty()
-    bar = Progress(name, total, show)
-    with stream:
-        first = stream.read(CHUNK_BYTES)
-        bar.advance(len(first))
-        yield pb.UploadChunk(name=name, total_size=total, data=first)
-        while block := stream.read(CHUNK_BYTES):
-            bar.advance(len(block))
-            yield pb.UploadChunk(data=block)

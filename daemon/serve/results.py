@@ -26,12 +26,14 @@ import secrets
 import shutil
 import stat
 import threading
+import time
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from tether.wire.errors import RequestError
+from tether.wire.errors import Busy, DataCorrupted, RequestError
 
 from ..logsafe import clip, escape, unsafe_char
 from ..private import DIR_MODE, FILE_MODE, private_dir
@@ -45,11 +47,13 @@ MAX_NAME_CHARS = 1024
 MAX_DEPTH = 32  # components of a name
 MAX_COMPONENT_BYTES = 255  # what most file systems take
 OVERWRITE_METADATA = "tether-overwrite"  # call metadata: "1" replaces an existing file
-_INCOMING = ".incoming"
+INCOMING = ".incoming"
+_FOLDERS = "folders"  # .incoming/folders/KEY: a folder upload's staging area
+STALE_SECONDS = 24 * 3600  # a partial upload untouched this long is removed
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
                      *(f"{port}{n}" for port in ("COM", "LPT")
                        for n in "123456789\u00b9\u00b2\u00b3")}
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class UploadRefused(RequestError):
@@ -93,7 +97,7 @@ def safe_relative(name: str) -> Path:
     if name.startswith("/"):
         raise _refuse_name(name, "is absolute; give a path inside the folder")
     parts = name.split("/")
-    if any(part in ("", ".", "..") for part in parts) or parts[0] == _INCOMING:
+    if any(part in ("", ".", "..") for part in parts) or parts[0] == INCOMING:
         raise _refuse_name(name, "has an empty, '.' or '..' component")
     if len(parts) > MAX_DEPTH:
         raise _refuse_name(name, f"is {len(parts)} folders deep; at most {MAX_DEPTH}")
@@ -106,6 +110,89 @@ def safe_relative(name: str) -> Path:
     return Path(*parts)
 
 
+class _Upload:
+    """One upload's bytes on their way to the file: checked, hashed, and for a
+    resumable one kept under its identity (.incoming/ID.partial) until done."""
+
+    def __init__(self, name: str, size: int, sha256: str, offset: int, folder: str) -> None:
+        if sha256 and not _is_hex(sha256, 64):
+            raise _refuse_name(name, "names its content with a sha256 that is not 64 hex digits")
+        if folder and not _is_hex(folder, 64):
+            raise _refuse_name(name, "belongs to a folder upload whose key is not 64 hex digits")
+        if offset and not sha256:
+            raise _refuse_name(name, "resumes without naming its content (sha256)")
+        if offset > size:
+            raise _refuse_name(name, f"resumes at byte {offset} of a {size}-byte file")
+        self.name, self.size, self.sha256, self.offset = name, size, sha256, offset
+        self.written = offset
+        self._digest = hashlib.sha256()
+        self._spoiled = False  # kept bytes that must not be resumed: removed
+        identity = hashlib.sha256(f"{folder}\0{name}\0{size}\0{sha256}".encode()).hexdigest()
+        self.partial_name = f"{identity[:40] if sha256 else secrets.token_hex(8)}.partial"
+
+    @contextlib.contextmanager
+    def partial_file(self, incoming: int) -> Iterator[tuple[BinaryIO, str]]:
+        exclusive = 0 if self.sha256 else os.O_EXCL
+        fd = os.open(self.partial_name, os.O_RDWR | os.O_CREAT | exclusive | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, FILE_MODE, dir_fd=incoming)
+        keep = bool(self.sha256)
+        try:
+            with os.fdopen(fd, "r+b") as out:
+                if self.sha256:
+                    self._resume(out)
+                yield out, self.partial_name
+        finally:
+            if not keep or self._spoiled:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.partial_name, dir_fd=incoming)
+
+    def _resume(self, out: BinaryIO) -> None:
+        import fcntl  # (not at import: Windows has none, and its daemon is not resumable)
+
+        try:
+            fcntl.flock(out.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when closed
+        except BlockingIOError:
+            raise Busy(f"upload {clip(self.name, 100)!r} is going on over another connection; "
+                       "try again when it has ended") from None
+        held = os.fstat(out.fileno()).st_size
+        if self.offset == 0:
+            out.truncate(0)
+        elif held != self.offset:
+            raise _refuse_name(self.name, f"resumes at byte {self.offset}, but the daemon holds "
+                                          f"{held}: ask where to resume (UploadStatus)")
+        out.seek(self.offset)
+
+    def write(self, out: BinaryIO, chunk: bytes) -> None:
+        self.written += len(chunk)
+        if self.written > self.size:
+            self._spoiled = True
+            raise _refuse_name(self.name, f"sent more than its {self.size} bytes")
+        if not self.sha256:
+            self._digest.update(chunk)
+        out.write(chunk)
+
+    def finished(self, out: BinaryIO) -> str:
+        """The content's sha256 once every byte is there (kept for a resume if not)."""
+        if self.written != self.size:
+            raise _refuse_name(self.name, f"ended after {self.written} of {self.size} bytes")
+        out.flush()
+        if not self.sha256:
+            return self._digest.hexdigest()
+        digest = hashlib.sha256()
+        out.seek(0)
+        while block := out.read(1 << 20):  # what is on disk, parts from several calls
+            digest.update(block)
+        if digest.hexdigest() != self.sha256:
+            self._spoiled = True
+            raise DataCorrupted(f"upload {clip(self.name, 100)!r}: its bytes do not match the "
+                                "sha256 it was sent with; send it again")
+        return self.sha256
+
+
+def _is_hex(text: str, length: int) -> bool:
+    return len(text) == length and all(ch in "0123456789abcdef" for ch in text)
+
+
 class ResultsSink:
     def __init__(self, root: Path, max_bytes: int = DEFAULT_MAX_BYTES,
                  max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
@@ -113,16 +200,18 @@ class ResultsSink:
         self.max_bytes = max_bytes
         self.max_entries = max_entries
         private_dir(root, tighten=False)  # a folder the user chose keeps its mode
-        private_dir(root / _INCOMING)
+        private_dir(root / INCOMING)
         self._lock = threading.Lock()
         self._reserved = 0  # bytes that uploads in progress have yet to write
         self._entries: int | None = None  # counted on the first upload
+        private_dir(root / INCOMING / _FOLDERS)
+        self.clean_stale()
 
     def _count_entries(self) -> int:
         count = 0
         for folder, dirs, files in os.walk(self.root):  # links are not followed
             if folder == str(self.root):
-                dirs[:] = [d for d in dirs if d != _INCOMING]
+                dirs[:] = [d for d in dirs if d != INCOMING]
             count += len(dirs) + len(files)
         return count
 
@@ -144,56 +233,54 @@ class ResultsSink:
 
     def _add_entries(self, count: int) -> None:
         with self._lock:
-            self._entries += count
+            if self._entries is not None:  # (else counted whole on the next upload)
+                self._entries += count
 
     def _release(self, nbytes: int) -> None:
         with self._lock:
             self._reserved -= nbytes
 
-    def store(self, name: str, size: int, chunks: Iterable[bytes],
-              overwrite: bool = False) -> Stored:
-        """Write `size` bytes from `chunks` as `name`; all or nothing."""
+    def store(self, name: str, size: int, chunks: Iterable[bytes], overwrite: bool = False,
+              sha256: str = "", offset: int = 0, folder: str = "") -> Stored:
+        """Write `size` bytes from `chunks` as `name`; all or nothing.
+
+        With `sha256` (the whole content's) the upload is resumable: what
+        arrives is kept under its identity when the call breaks, and a call
+        with `offset` (what `held` says) goes on from there. With `folder`,
+        `name` is inside that folder upload's staging area (finish_folder)."""
         relative = safe_relative(name)
-        self._reserve(size)
-        unwritten = size
-        fds: list[int] = []  # the results folder, then each folder down to the target's
+        upload = _Upload(name, size, sha256, offset, folder)
+        if time.monotonic() - self._cleaned > 3600:
+            self.clean_stale()
+        self._reserve(size - offset)
+        unwritten = size - offset
+        fds: list[int] = []  # the results folder (or staging), then each folder below
         made: list[tuple[int, str]] = []  # folders this upload made: (parent's fd, name)
-        incoming = partial = None
+        incoming = None
         done = False
         try:
             fds.append(os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
-            incoming = os.open(_INCOMING, _DIR_FLAGS, dir_fd=fds[0])
-            self._descend(name, relative.parts[:-1], fds, made)
-            leaf, folder = relative.parts[-1], fds[-1]
-            existed = self._check_target(name, leaf, folder, overwrite)
-            digest, written = hashlib.sha256(), 0
-            temporary = f"{secrets.token_hex(8)}.partial"
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, FILE_MODE, dir_fd=incoming)
-            partial = temporary  # ours to remove from here on
-            with os.fdopen(fd, "wb") as out:
+            incoming = os.open(INCOMING, DIR_FLAGS, dir_fd=fds[0])
+            if folder:  # a staging area is not the results folder yet: not counted
+                fds.append(os.open(INCOMING, DIR_FLAGS, dir_fd=fds[0]))
+                self._descend(name, (_FOLDERS, folder), fds, [], counted=False)
+            self._descend(name, relative.parts[:-1], fds, made, counted=not folder)
+            leaf, target = relative.parts[-1], fds[-1]
+            existed = self._check_target(name, leaf, target, overwrite or bool(folder))
+            with upload.partial_file(incoming) as (out, partial):
                 for chunk in chunks:
-                    written += len(chunk)
-                    if written > size:
-                        raise _refuse_name(name, f"sent more than its {size} bytes")
-                    digest.update(chunk)
-                    out.write(chunk)
+                    upload.write(out, chunk)
                     self._release(len(chunk))
                     unwritten -= len(chunk)
-            if written != size:
-                raise _refuse_name(name, f"ended after {written} of {size} bytes")
-            self._place(name, partial, incoming, leaf, folder, overwrite)
-            partial = None
-            self._add_entries(not existed)
+                digest = upload.finished(out)
+                self._place(name, partial, incoming, leaf, target, overwrite or bool(folder))
+            self._add_entries(not existed and not folder)
             done = True
         except OSError as exc:  # say what failed without the daemon's own paths
             raise UploadRefused(f"cannot store {clip(name, 100)!r}: "
                                 f"{exc.strerror or type(exc).__name__}") from None
         finally:
             self._release(unwritten)
-            if partial is not None and incoming is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(partial, dir_fd=incoming)
             if not done:
                 for parent, part in reversed(made):
                     with contextlib.suppress(OSError):  # another upload may use it now
@@ -202,21 +289,100 @@ class ResultsSink:
             for fd in (*fds, *([incoming] if incoming is not None else [])):
                 os.close(fd)
         log.info("stored result %s (%d bytes)", clip(str(relative)), size)
-        return Stored(str(relative), size, digest.hexdigest())
+        return Stored(str(relative), size, digest)
+
+    def held(self, name: str, size: int, sha256: str, folder: str = "") -> int:
+        """Bytes of this resumable upload the daemon holds (0: none)."""
+        safe_relative(name)
+        upload = _Upload(name, size, sha256, 0, folder)
+        try:
+            return min(size, (self.root / INCOMING / upload.partial_name).stat().st_size)
+        except FileNotFoundError:
+            return 0
+
+    def finish_folder(self, key: str, name: str, files: Sequence[str],
+                      overwrite: bool = False) -> Stored:
+        """Make folder upload `key` appear as `name`, by one rename: a reader sees
+        nothing of it, then all of it. Every file of `files` must be there."""
+        relative = safe_relative(name)
+        if not _is_hex(key, 64):
+            raise _refuse_name(name, "names a folder upload whose key is not 64 hex digits")
+        staging = self.root / INCOMING / _FOLDERS / key
+        if staging.is_symlink() or not staging.is_dir():
+            raise _refuse_name(name, "has no files uploaded yet: upload them, then finish")
+        held = {str(p.relative_to(staging)): p.stat().st_size for p in staging.rglob("*")
+                if p.is_file() and not p.is_symlink()}
+        missing = sorted({str(safe_relative(f)) for f in files} - set(held))
+        if missing or len(held) != len(set(files)):
+            raise _refuse_name(name, f"is incomplete: {len(missing)} of its {len(files)} files "
+                                     f"are missing ({', '.join(missing[:3])})")
+        entries = sum(1 for _ in staging.rglob("*")) + 1
+        fds: list[int] = [os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+        folders = os.open(f"{INCOMING}/{_FOLDERS}", DIR_FLAGS, dir_fd=fds[0])
+        try:
+            self._descend(name, relative.parts[:-1], fds, [])
+            self._swap_in(name, key, folders, relative.parts[-1], fds[-1], overwrite)
+        except OSError as exc:
+            raise UploadRefused(f"cannot store {clip(name, 100)!r}: "
+                                f"{exc.strerror or type(exc).__name__}") from None
+        finally:
+            for fd in (*fds, folders):
+                os.close(fd)
+        self._add_entries(entries)
+        manifest = "".join(f"{n}\0{held[n]}\n" for n in sorted(held))
+        log.info("stored result folder %s (%d files)", clip(str(relative)), len(held))
+        return Stored(str(relative), sum(held.values()),
+                      hashlib.sha256(manifest.encode()).hexdigest())
+
+    def _swap_in(self, name: str, key: str, folders: int, leaf: str, parent: int,
+                 overwrite: bool) -> None:
+        """Rename staging folder `key` to `leaf`; an existing folder goes only with
+        `overwrite`, moved aside first and removed after (never a file or a link)."""
+        try:
+            mode = os.stat(leaf, dir_fd=parent, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and not stat.S_ISDIR(mode):
+            raise _refuse_name(name, "exists and is a file or a link")
+        if mode is not None and not overwrite:
+            raise _refuse_name(name, "exists; upload with overwrite=True to replace it")
+        if mode is None:
+            os.rename(key, leaf, src_dir_fd=folders, dst_dir_fd=parent)
+            return
+        aside = f"replaced-{secrets.token_hex(8)}"
+        os.rename(leaf, aside, src_dir_fd=parent, dst_dir_fd=folders)
+        os.rename(key, leaf, src_dir_fd=folders, dst_dir_fd=parent)
+        old = self.root / INCOMING / _FOLDERS / aside
+        self._add_entries(-sum(1 for _ in old.rglob("*")) - 1)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def clean_stale(self, now: float | None = None) -> int:
+        """Remove partial uploads and folder staging areas untouched for
+        STALE_SECONDS; how many went. Run at start and hourly after."""
+        cutoff = (now if now is not None else time.time()) - STALE_SECONDS
+        incoming, removed = self.root / INCOMING, 0
+        for entry in (*incoming.glob("*.partial"), *incoming.glob(f"{_FOLDERS}/*")):
+            paths = [entry, *entry.rglob("*")] if entry.is_dir() else [entry]
+            if max(p.lstat().st_mtime for p in paths) < cutoff:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                removed += 1
+        self._cleaned = time.monotonic()
+        return removed
 
     def _descend(self, name: str, folders: Sequence[str], fds: list[int],
-                 made: list[tuple[int, str]]) -> None:
+                 made: list[tuple[int, str]], counted: bool = True) -> None:
         """Open each of `folders` below fds[-1] in turn (making those missing,
         never through a link), adding each one's fd to `fds` and each made one to `made`."""
         for part in folders:
             try:
                 os.mkdir(part, DIR_MODE, dir_fd=fds[-1])
                 made.append((fds[-1], part))
-                self._add_entries(1)
+                if counted:
+                    self._add_entries(1)
             except FileExistsError:
                 pass
             try:
-                fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
+                fds.append(os.open(part, DIR_FLAGS, dir_fd=fds[-1]))
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise _refuse_name(name, "needs a folder where a link or a file is") from None
@@ -261,6 +427,6 @@ class ResultsSink:
         with safe_display."""
         for path in sorted(self.root.rglob("*")):
             relative = path.relative_to(self.root)
-            if relative.parts[0] != _INCOMING and path.is_file() and not path.is_symlink():
+            if relative.parts[0] != INCOMING and path.is_file() and not path.is_symlink():
                 stat_ = path.stat()
                 yield str(relative), stat_.st_size, stat_.st_mtime

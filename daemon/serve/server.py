@@ -23,6 +23,7 @@ from ..prepare.transforms import stop_workers as stop_transform_workers
 from ..stream.budget import MemoryBudget
 from ..stream.stats import Stats
 from .auth import TokenAuth
+from .files import SharedFiles
 from .identity import Identity, IdentityLock, check_token, fingerprint, identity_dir, new_token
 from .results import DEFAULT_MAX_BYTES, ResultsSink
 from .servicer import Servicer, handler
@@ -88,6 +89,7 @@ class DaemonConfig:
     tunnel: str | None = None  # "ngrok" or "ngrok-https"
     tunnel_cap: int = DEFAULT_TUNNEL_CAP  # bytes; warned about at half and 90% (tunnel.py)
     results_dir: Path | None = None  # None: STATE_DIR/results
+    shares: tuple[tuple[str, Path], ...] = ()  # --share NAME=PATH: read-only downloads
     max_upload: int = DEFAULT_MAX_BYTES
     follow_symlinks: bool = False  # serve what links point at outside the served folders
     preparation: Preparation = field(default_factory=Preparation)  # --sql, --transform, ...
@@ -193,7 +195,8 @@ class Daemon:
         self.encode_pool = ThreadPoolExecutor(workers, thread_name_prefix="tether-encode")
         self.stats = Stats()
         servicer = Servicer(self.catalog, self.encode_pool, workers, self.stats, self.results,
-                            MemoryBudget(config.max_memory), config.stall_seconds)
+                            MemoryBudget(config.max_memory), config.stall_seconds,
+                            SharedFiles(self.results.root, dict(config.shares)))
         open_files = raise_open_files_limit()
         self.max_connections = connection_cap(open_files)
         log.info("open files limit %d: at most %d connections at once, each given %d s to "

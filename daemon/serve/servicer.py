@@ -40,6 +40,7 @@ from ..stream.shard_stream import DEFAULT_STALL_SECONDS, ShardStream
 from ..stream.stats import Stats, StreamStats
 from ..stream.tables import ipc_codec, table_chunks
 from ..stream.wanted import WantedShards
+from .files import SharedFiles
 from .results import ResultsSink, overwrite_requested
 
 log = logging.getLogger(__name__)
@@ -51,17 +52,19 @@ _refusals = RateLimited(log)
 # Streams one address may hold at once: half the daemon's, so one client
 # (or one stolen token) cannot take every RPC slot.
 MAX_STREAMS_PER_PEER = 32
+DOWNLOAD_CHUNK_BYTES = 1 << 20
 
 
 class Servicer:
     def __init__(self, catalog: Catalog, pool: Executor, workers: int, stats: Stats,
                  results: ResultsSink, budget: MemoryBudget | None = None,
-                 stall_seconds: float | None = None) -> None:
+                 stall_seconds: float | None = None, files: SharedFiles | None = None) -> None:
         self.catalog = catalog
         self.pool = pool
         self.workers = workers
         self.stats = stats
         self.results = results
+        self.files = files or SharedFiles(results.root)  # downloads: results and shares
         self.budget = budget or MemoryBudget()
         self.stall_seconds = stall_seconds or float(
             os.environ.get("TETHER_STALL_SECONDS") or DEFAULT_STALL_SECONDS)
@@ -108,8 +111,39 @@ class Servicer:
                 yield chunk.data
 
         stored = self.results.store(first.name, first.total_size, data(),
-                                    overwrite=overwrite_requested(context.invocation_metadata()))
+                                    overwrite=overwrite_requested(context.invocation_metadata()),
+                                    sha256=first.sha256, offset=first.offset, folder=first.folder)
         return pb.UploadResult(name=stored.name, size=stored.size, sha256=stored.sha256)
+
+    def UploadStatus(self, request: pb.UploadProbe, context) -> pb.UploadOffset:
+        return pb.UploadOffset(offset=self.results.held(request.name, request.total_size,
+                                                        request.sha256, request.folder))
+
+    def FinishFolder(self, request: pb.FinishFolderRequest, context) -> pb.UploadResult:
+        stored = self.results.finish_folder(request.folder, request.name, list(request.files),
+                                            request.overwrite)
+        return pb.UploadResult(name=stored.name, size=stored.size, sha256=stored.sha256)
+
+    def Files(self, request: pb.FilesRequest, context) -> pb.FilesResponse:
+        files, truncated = self.files.listing(request.prefix)
+        return pb.FilesResponse(files=files, truncated=truncated)
+
+    def Download(self, request: pb.DownloadRequest, context) -> Iterator[pb.DownloadChunk]:
+        """A file of the results folder or a share, from `offset`, its version pinned."""
+        with self._admitted(context, "download") as entry:
+            handle, info = self.files.open(request.name)
+            with handle:
+                if request.sha256 and request.sha256 != info.sha256:
+                    raise DatasetError(f"{clip(request.name, 100)!r} changed since this "
+                                       "download began; download it again")
+                if request.offset > info.size:
+                    raise RequestError(f"a download resumes at byte {request.offset} of a "
+                                       f"{info.size}-byte file")
+                yield pb.DownloadChunk(file=info)
+                handle.seek(request.offset)
+                while data := handle.read(DOWNLOAD_CHUNK_BYTES):
+                    self.stats.sent(entry, len(data))
+                    yield pb.DownloadChunk(data=data)
 
     def Stream(self, requests: Iterator[pb.StreamRequest], context) -> Iterator[bytes]:
         first = next(requests, None)
@@ -297,6 +331,11 @@ def handler(servicer: Servicer) -> grpc.GenericRpcHandler:
         _guard_stream(servicer, servicer.Read),
         request_deserializer=pb.ReadRequest.FromString,
         response_serializer=pb.TableChunk.SerializeToString,
+    )
+    handlers[rpc.DOWNLOAD] = grpc.unary_stream_rpc_method_handler(
+        _guard_stream(servicer, servicer.Download),
+        request_deserializer=pb.DownloadRequest.FromString,
+        response_serializer=pb.DownloadChunk.SerializeToString,
     )
     handlers[rpc.STREAM] = grpc.stream_stream_rpc_method_handler(
         _guard_stream(servicer, servicer.Stream),

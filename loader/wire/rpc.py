@@ -21,6 +21,7 @@ SERVICE_NAME = SERVICE.full_name
 STREAM = "Stream"
 UPLOAD = "Upload"
 READ = "Read"
+DOWNLOAD = "Download"
 
 DEFAULT_SHARD_BYTES = 4 << 20  # grpcio's sweet spot measured on loopback
 # The smallest shard a request may ask for: tiny shards cost the daemon a

@@ -128,7 +128,9 @@ def test_uploads_land_intact_and_atomically(secured, tmp_path) -> None:
     assert (results / "run-1" / "ckpt.bin").read_bytes() == payload
     assert (results / "run-1" / "metrics.json").read_bytes() == b'{"loss": 0.1}'
     assert (results / "empty.txt").read_bytes() == b""
-    assert list((results / ".incoming").iterdir()) == []  # no leftovers
+    incoming = results / ".incoming"  # no leftovers: no partial file, no staging folder
+    assert [p.name for p in incoming.iterdir()] == ["folders"]
+    assert list((incoming / "folders").iterdir()) == []
 
 
 ESCAPES = ["../escape.txt", "/etc/passwd", "a/../../escape.txt", "a/./b", "a//b", "nul\0byte",

@@ -378,14 +378,94 @@ class ShardFrame(_message.Message):
     def __init__(self, plan: _Optional[_Union[StreamPlan, _Mapping]] = ..., shard: _Optional[_Union[ShardHeader, _Mapping]] = ..., payload: _Optional[bytes] = ..., header_checksum: _Optional[int] = ..., header_checksum_algorithm: _Optional[str] = ...) -> None: ...
 
 class UploadChunk(_message.Message):
-    __slots__ = ("name", "total_size", "data")
+    __slots__ = ("name", "total_size", "data", "sha256", "offset", "folder")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    FOLDER_FIELD_NUMBER: _ClassVar[int]
     name: str
     total_size: int
     data: bytes
-    def __init__(self, name: _Optional[str] = ..., total_size: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+    sha256: str
+    offset: int
+    folder: str
+    def __init__(self, name: _Optional[str] = ..., total_size: _Optional[int] = ..., data: _Optional[bytes] = ..., sha256: _Optional[str] = ..., offset: _Optional[int] = ..., folder: _Optional[str] = ...) -> None: ...
+
+class UploadProbe(_message.Message):
+    __slots__ = ("name", "total_size", "sha256", "folder")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    FOLDER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    total_size: int
+    sha256: str
+    folder: str
+    def __init__(self, name: _Optional[str] = ..., total_size: _Optional[int] = ..., sha256: _Optional[str] = ..., folder: _Optional[str] = ...) -> None: ...
+
+class UploadOffset(_message.Message):
+    __slots__ = ("offset",)
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    def __init__(self, offset: _Optional[int] = ...) -> None: ...
+
+class FinishFolderRequest(_message.Message):
+    __slots__ = ("folder", "name", "files", "overwrite")
+    FOLDER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    folder: str
+    name: str
+    files: _containers.RepeatedScalarFieldContainer[str]
+    overwrite: bool
+    def __init__(self, folder: _Optional[str] = ..., name: _Optional[str] = ..., files: _Optional[_Iterable[str]] = ..., overwrite: bool = ...) -> None: ...
+
+class FileEntry(_message.Message):
+    __slots__ = ("name", "size", "modified", "sha256")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size: int
+    modified: float
+    sha256: str
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., modified: _Optional[float] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class FilesRequest(_message.Message):
+    __slots__ = ("prefix",)
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    def __init__(self, prefix: _Optional[str] = ...) -> None: ...
+
+class FilesResponse(_message.Message):
+    __slots__ = ("files", "truncated")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[FileEntry]
+    truncated: bool
+    def __init__(self, files: _Optional[_Iterable[_Union[FileEntry, _Mapping]]] = ..., truncated: bool = ...) -> None: ...
+
+class DownloadRequest(_message.Message):
+    __slots__ = ("name", "offset", "sha256")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    offset: int
+    sha256: str
+    def __init__(self, name: _Optional[str] = ..., offset: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class DownloadChunk(_message.Message):
+    __slots__ = ("file", "data")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    file: FileEntry
+    data: bytes
+    def __init__(self, file: _Optional[_Union[FileEntry, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class UploadResult(_message.Message):
     __slots__ = ("name", "size", "sha256")

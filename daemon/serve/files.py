@@ -1,0 +1,121 @@
+"""Files the GPU side may bring back: the results folder, and folders the owner
+shares read-only (`tether serve ./data --share models=./pretrained`).
+
+A name is checked as an upload's is (results.safe_relative): relative, no
+`..`, no controls. Its first component names a share, else the results
+folder. Folders are walked through directory descriptors opened with
+O_NOFOLLOW and the file opened with O_NOFOLLOW, so no link, planted or
+swapped in, leads outside; listings skip links. A file's SHA-256, which a
+download sends first so the client can check what it wrote, is computed
+once per version (device, inode, size, modification time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+from tether.wire.errors import DatasetNotFound, RequestError
+from tether.wire.v1 import tether_pb2 as pb
+
+from ..logsafe import clip
+from .results import DIR_FLAGS, INCOMING, safe_relative
+
+MAX_LISTED = 100_000  # entries a listing returns at most
+_HASHES_KEPT = 4096
+
+
+class SharedFiles:
+    def __init__(self, results: Path, shares: Mapping[str, Path] | None = None) -> None:
+        self.results = results
+        self.shares = {name: Path(folder).resolve() for name, folder in (shares or {}).items()}
+        self._hashes: dict[tuple[int, ...], str] = {}
+        self._lock = threading.Lock()
+
+    def _root(self, parts: tuple[str, ...]) -> tuple[Path, tuple[str, ...], str]:
+        """The folder a name is under, the rest of the name, and the name's prefix."""
+        if parts[0] in self.shares:
+            return self.shares[parts[0]], parts[1:], parts[0] + "/"
+        return self.results, parts, ""
+
+    def listing(self, prefix: str = "") -> tuple[list[pb.FileEntry], bool]:
+        """Files whose names start with `prefix`, sorted; and whether more were left out."""
+        found: list[pb.FileEntry] = []
+        roots = [(self.results, "")] + [(root, f"{n}/") for n, root in sorted(self.shares.items())]
+        for root, shown in roots:
+            for name, info in _walk(root, root == self.results):
+                full = shown + name
+                if full.startswith(prefix):
+                    found.append(pb.FileEntry(name=full, size=info.st_size,
+                                              modified=info.st_mtime))
+                    if len(found) > MAX_LISTED:
+                        return sorted(found[:MAX_LISTED], key=lambda e: e.name), True
+        return sorted(found, key=lambda e: e.name), False
+
+    def open(self, name: str) -> tuple[BinaryIO, pb.FileEntry]:
+        """The file `name`, opened for reading, and what it is (with its sha256)."""
+        parts = safe_relative(name).parts
+        root, rest, _ = self._root(parts)
+        if not rest:
+            raise RequestError(f"{clip(name, 100)!r} is a share, not a file: download a file "
+                               "or folder in it")
+        fd = _open_below(root, rest, name)
+        handle = os.fdopen(fd, "rb")
+        info = os.fstat(fd)
+        entry = pb.FileEntry(name="/".join(parts), size=info.st_size, modified=info.st_mtime,
+                             sha256=self._sha256(handle, info))
+        return handle, entry
+
+    def _sha256(self, handle: BinaryIO, info: os.stat_result) -> str:
+        key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+        with self._lock:
+            known = self._hashes.get(key)
+        if known is None:
+            digest = hashlib.sha256()
+            while block := handle.read(1 << 20):
+                digest.update(block)
+            known = digest.hexdigest()
+            with self._lock:
+                if len(self._hashes) >= _HASHES_KEPT:
+                    self._hashes.clear()
+                self._hashes[key] = known
+        handle.seek(0)
+        return known
+
+
+def _open_below(root: Path, parts: tuple[str, ...], name: str) -> int:
+    """A descriptor of the regular file `parts` below `root`, never through a link."""
+    fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+    try:
+        for part in parts[:-1]:
+            fds.append(os.open(part, DIR_FLAGS, dir_fd=fds[-1]))
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                     dir_fd=fds[-1])
+    except OSError as exc:
+        raise DatasetNotFound(f"no file {clip(name, 100)!r} to download (links are not "
+                              f"followed): {exc.strerror}") from None
+    finally:
+        for folder in fds:
+            os.close(folder)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DatasetNotFound(f"{clip(name, 100)!r} is a folder or not a plain file: "
+                              "download a folder with client.download(), which lists it")
+    return fd
+
+
+def _walk(root: Path, is_results: bool) -> Iterator[tuple[str, os.stat_result]]:
+    """(relative name, stat) of the plain files below `root`; links skipped."""
+    for folder, dirs, files in os.walk(root):  # links to folders are not followed
+        if is_results and Path(folder) == root:
+            dirs[:] = [d for d in dirs if d != INCOMING]
+        for file in files:
+            path = Path(folder, file)
+            info = path.lstat()
+            if stat.S_ISREG(info.st_mode):
+                yield str(path.relative_to(root)).replace(os.sep, "/"), info

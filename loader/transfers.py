@@ -1,0 +1,252 @@
+"""Files between the GPU side and home, resumable (docs/results.md).
+
+Uploads name their content (SHA-256), so the daemon keeps what it received
+under that identity when a connection breaks; a retry asks where to resume
+(UploadStatus) and sends only the rest. A folder's files go to a staging
+area on the daemon and appear under their name by one rename (FinishFolder).
+Downloads write `FILE.tether-partial` beside the destination, resume from
+its size while the daemon's copy is the same version, check the SHA-256 of
+what they wrote, then rename it into place. Both move 1 MiB at a time:
+memory stays flat whatever the size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+import grpc
+
+from .retry import RetryPolicy
+from .upload import CHUNK_BYTES, PROGRESS_FROM_BYTES, Progress, open_source
+from .wire import rpc
+from .wire.errors import (
+    Busy,
+    ConnectionFailed,
+    DataCorrupted,
+    DatasetError,
+    DatasetNotFound,
+    from_rpc_error,
+)
+from .wire.v1 import tether_pb2 as pb
+
+PARTIAL = ".tether-partial"  # a download in progress, beside its destination
+
+
+class RemoteFile(NamedTuple):
+    name: str
+    size: int
+    modified: float  # seconds since the epoch
+
+
+class _Source:
+    """Bytes to upload, read again from any offset (a resume), and their SHA-256."""
+
+    def __init__(self, data: bytes | str | os.PathLike) -> None:
+        stream, self.size = open_source(data)
+        self._stream: BinaryIO = stream
+        digest = hashlib.sha256()
+        while block := stream.read(CHUNK_BYTES):
+            digest.update(block)
+        self.sha256 = digest.hexdigest()
+
+    def blocks(self, offset: int) -> Iterator[bytes]:
+        self._stream.seek(offset)
+        while block := self._stream.read(CHUNK_BYTES):
+            yield block
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class Transfers:
+    """The resumable calls of one client (its channel, token and RetryPolicy)."""
+
+    def __init__(self, channel: grpc.Channel, metadata: tuple, retry: RetryPolicy,
+                 call: Callable[[str, object], object]) -> None:
+        self._metadata = metadata
+        self._retry = retry
+        self._unary = call  # Client._call: a unary call, its errors as Tether's
+        self._upload = channel.stream_unary(
+            rpc.method_path(rpc.UPLOAD), request_serializer=pb.UploadChunk.SerializeToString,
+            response_deserializer=pb.UploadResult.FromString)
+        self._download = channel.unary_stream(
+            rpc.method_path(rpc.DOWNLOAD), request_serializer=pb.DownloadRequest.SerializeToString,
+            response_deserializer=pb.DownloadChunk.FromString)
+        self.sent = self.received = 0  # bytes of file data, retries included
+
+    # Uploads.
+
+    def upload(self, name: str, data: bytes | str | os.PathLike, progress: bool | None,
+               overwrite: bool) -> pb.UploadResult:
+        if isinstance(data, str | os.PathLike) and Path(data).is_dir():
+            return self._upload_folder(name, Path(data), progress, overwrite)
+        source = _Source(data)
+        try:
+            bar = _bar(name, source.size, progress)
+            return self._upload_file(name, source, overwrite, "", bar)
+        finally:
+            source.close()
+
+    def _upload_file(self, name: str, source: _Source, overwrite: bool, folder: str,
+                     bar: Progress) -> pb.UploadResult:
+        metadata = (*self._metadata, ("tether-overwrite", "1")) if overwrite else self._metadata
+
+        def attempt() -> pb.UploadResult:
+            offset = self._unary("UploadStatus", pb.UploadProbe(
+                name=name, total_size=source.size, sha256=source.sha256, folder=folder)).offset
+            bar.done = offset
+            try:
+                return self._upload(self._chunks(name, source, offset, folder, bar),
+                                    metadata=metadata)
+            except grpc.RpcError as exc:
+                raise _retryable(from_rpc_error(exc)) from None
+
+        return self._retry.call(attempt)
+
+    def _chunks(self, name: str, source: _Source, offset: int, folder: str,
+                bar: Progress) -> Iterator[pb.UploadChunk]:
+        head = pb.UploadChunk(name=name, total_size=source.size, sha256=source.sha256,
+                              offset=offset, folder=folder)
+        for block in source.blocks(offset):
+            self.sent += len(block)
+            bar.advance(len(block))
+            head.data = block
+            yield head
+            head = pb.UploadChunk()
+        if head.name:  # an empty file, or nothing left: the header alone
+            yield head
+
+    def _upload_folder(self, name: str, folder: Path, progress: bool | None,
+                       overwrite: bool) -> pb.UploadResult:
+        files = _files_of(folder)
+        sources = {relative: _Source(folder / relative) for relative in files}
+        try:
+            manifest = json.dumps([[r, s.size, s.sha256] for r, s in sources.items()])
+            key = hashlib.sha256(f"{name}\0{manifest}".encode()).hexdigest()
+            bar = _bar(name, sum(s.size for s in sources.values()), progress)
+            for relative, source in sources.items():
+                done = bar.done
+                self._upload_file(relative, source, True, key,
+                                  _Shifted(bar, done))
+            request = pb.FinishFolderRequest(folder=key, name=name, files=files,
+                                             overwrite=overwrite)
+            return self._retry.call(lambda: self._unary("FinishFolder", request))
+        finally:
+            for source in sources.values():
+                source.close()
+
+    # Downloads.
+
+    def download(self, name: str, dest: str | os.PathLike) -> Path:
+        dest = Path(dest)
+        listed = self.list(name)
+        if any(f.name == name for f in listed):
+            self._download_file(name, dest)
+            return dest
+        inside = [f for f in listed if f.name.startswith(name.rstrip("/") + "/")]
+        if not inside:
+            raise DatasetNotFound(f"nothing named {name!r} in the daemon's results or shares "
+                                  "(client.list() shows what there is)")
+        for file in inside:
+            self._download_file(file.name, dest / file.name[len(name.rstrip("/")) + 1:])
+        return dest
+
+    def _download_file(self, name: str, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(dest.name + PARTIAL)
+        version = partial.with_name(partial.name + ".sha256")  # what `partial` holds a part of
+
+        def attempt() -> None:
+            sha = version.read_text() if version.exists() and partial.exists() else ""
+            offset = partial.stat().st_size if sha else 0
+            try:
+                chunks = self._download(pb.DownloadRequest(name=name, offset=offset,
+                                                           sha256=sha), metadata=self._metadata)
+                info = next(chunks).file
+                version.write_text(info.sha256)
+                with open(partial, "ab" if offset else "wb") as out:
+                    for chunk in chunks:
+                        out.write(chunk.data)
+                        self.received += len(chunk.data)
+            except grpc.RpcError as exc:
+                error = from_rpc_error(exc)
+                if isinstance(error, DatasetError) and sha:  # changed at home: from the start
+                    partial.unlink(missing_ok=True)
+                    version.unlink(missing_ok=True)
+                    raise ConnectionFailed(f"{name!r} changed at home; downloading it again") \
+                        from None
+                raise error from None
+            _check_and_place(partial, version, dest, info)
+
+        self._retry.call(attempt)
+
+    def list(self, prefix: str = "") -> list[RemoteFile]:
+        listed = self._unary("Files", pb.FilesRequest(prefix=prefix))
+        return [RemoteFile(f.name, f.size, f.modified) for f in listed.files]
+
+
+class _Shifted:
+    """One file's progress on the bar of its whole folder."""
+
+    def __init__(self, bar: Progress, base: int) -> None:
+        self._bar, self._base = bar, base
+
+    @property
+    def done(self) -> int:
+        return self._bar.done - self._base
+
+    @done.setter
+    def done(self, value: int) -> None:
+        self._bar.done = self._base + value
+
+    def advance(self, nbytes: int) -> None:
+        self._bar.advance(nbytes)
+
+
+def _bar(name: str, total: int, progress: bool | None) -> Progress:
+    import sys
+
+    show = progress if progress is not None else total >= PROGRESS_FROM_BYTES and \
+        sys.stderr.isatty()
+    return Progress(name, total, show)
+
+
+def _retryable(error: Exception) -> Exception:
+    """Busy here means the daemon still holds the broken call's lock: retry."""
+    return ConnectionFailed(str(error)) if isinstance(error, Busy) else error
+
+
+def _files_of(folder: Path) -> list[str]:
+    """The folder's files, "/"-separated and sorted; a link is refused (it could
+    point anywhere on this machine)."""
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            raise ValueError(f"upload: {str(path)!r} is a link; a folder upload sends plain "
+                             "files only")
+        if path.is_file():
+            files.append(path.relative_to(folder).as_posix())
+    if not files:
+        raise ValueError(f"upload: the folder {str(folder)!r} holds no file")
+    return files
+
+
+def _check_and_place(partial: Path, version: Path, dest: Path, info: pb.FileEntry) -> None:
+    """Rename the download into place once its size and SHA-256 are the daemon's."""
+    digest = hashlib.sha256()
+    with open(partial, "rb") as written:
+        for block in iter(lambda: written.read(CHUNK_BYTES), b""):
+            digest.update(block)
+    if partial.stat().st_size != info.size or digest.hexdigest() != info.sha256:
+        partial.unlink(missing_ok=True)
+        version.unlink(missing_ok=True)
+        raise DataCorrupted(f"download of {info.name!r} does not match the daemon's copy "
+                            "(size or sha256); download it again")
+    os.replace(partial, dest)
+    version.unlink(missing_ok=True)
+

@@ -1,0 +1,109 @@
+"""The results folder's resumable uploads and folder staging (ResultsSink), on
+disk without a daemon: a broken upload keeps its bytes under its identity and
+resumes from them, in a new sink too (a daemon restart); a folder appears by
+one rename; stale partial uploads go."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tether.daemon.serve.results import STALE_SECONDS, ResultsSink, UploadRefused
+from tether.wire.errors import DataCorrupted
+
+DATA = os.urandom(5 << 20)
+SHA = hashlib.sha256(DATA).hexdigest()
+KEY = "ab" * 32
+
+
+class Cut(RuntimeError):
+    pass
+
+
+def _blocks(data: bytes, cut_after: int | None = None) -> Iterator[bytes]:
+    for start in range(0, len(data), 1 << 20):
+        if cut_after is not None and start >= cut_after:
+            raise Cut("the connection broke")
+        yield data[start:start + (1 << 20)]
+
+
+def test_a_broken_upload_resumes_in_a_new_sink_sending_only_the_rest(tmp_path: Path) -> None:
+    sink = ResultsSink(tmp_path / "results")
+    with pytest.raises(Cut):
+        sink.store("run/ckpt.bin", len(DATA), _blocks(DATA, cut_after=3 << 20), sha256=SHA)
+    restarted = ResultsSink(tmp_path / "results")  # the daemon started again
+    held = restarted.held("run/ckpt.bin", len(DATA), SHA)
+    assert held == 3 << 20
+    stored = restarted.store("run/ckpt.bin", len(DATA), _blocks(DATA[held:]), sha256=SHA,
+                             offset=held)
+    assert stored.sha256 == SHA
+    assert (tmp_path / "results" / "run" / "ckpt.bin").read_bytes() == DATA
+    assert restarted.held("run/ckpt.bin", len(DATA), SHA) == 0  # nothing left behind
+
+
+def test_a_resume_from_the_wrong_offset_or_with_other_bytes_is_refused(tmp_path: Path) -> None:
+    sink = ResultsSink(tmp_path / "results")
+    with pytest.raises(Cut):
+        sink.store("x.bin", len(DATA), _blocks(DATA, cut_after=2 << 20), sha256=SHA)
+    with pytest.raises(UploadRefused, match="the daemon holds 2097152"):
+        sink.store("x.bin", len(DATA), _blocks(DATA[1 << 20:]), sha256=SHA, offset=1 << 20)
+    forged = bytearray(DATA)
+    forged[-1] ^= 1
+    with pytest.raises(DataCorrupted, match="do not match the sha256"):
+        sink.store("x.bin", len(DATA), _blocks(bytes(forged)[2 << 20:]), sha256=SHA,
+                   offset=2 << 20)
+    assert sink.held("x.bin", len(DATA), SHA) == 0  # spoiled bytes are not kept
+    assert not (tmp_path / "results" / "x.bin").exists()
+
+
+def test_a_folder_appears_whole_by_one_rename(tmp_path: Path) -> None:
+    sink = ResultsSink(tmp_path / "results")
+    files = {"a.bin": b"1" * 10, "sub/b.bin": b"2" * 20, "sub/deeper/c.bin": b""}
+    for name, data in files.items():
+        sink.store(name, len(data), [data], sha256=hashlib.sha256(data).hexdigest(),
+                   folder=KEY)
+        assert not (tmp_path / "results" / "run").exists()
+    with pytest.raises(UploadRefused, match="incomplete: 1 of its 4 files"):
+        sink.finish_folder(KEY, "run/ckpt", [*files, "missing.bin"])
+    stored = sink.finish_folder(KEY, "run/ckpt", list(files))
+    assert stored.size == 30
+    for name, data in files.items():
+        assert (tmp_path / "results" / "run" / "ckpt" / name).read_bytes() == data
+    with pytest.raises(UploadRefused, match="has no files uploaded yet"):
+        sink.finish_folder(KEY, "run/ckpt", list(files))
+
+
+def test_an_existing_folder_is_replaced_only_with_overwrite(tmp_path: Path) -> None:
+    sink = ResultsSink(tmp_path / "results")
+    for round_, data in enumerate((b"old", b"new")):
+        sink.store("f.bin", 3, [data], sha256=hashlib.sha256(data).hexdigest(), folder=KEY)
+        if round_:
+            with pytest.raises(UploadRefused, match="exists; upload with overwrite=True"):
+                sink.finish_folder(KEY, "ckpt", ["f.bin"])
+        sink.finish_folder(KEY, "ckpt", ["f.bin"], overwrite=bool(round_))
+    assert (tmp_path / "results" / "ckpt" / "f.bin").read_bytes() == b"new"
+
+
+def test_stale_partial_uploads_are_removed(tmp_path: Path) -> None:
+    sink = ResultsSink(tmp_path / "results")
+    with pytest.raises(Cut):
+        sink.store("x.bin", len(DATA), _blocks(DATA, cut_after=1 << 20), sha256=SHA)
+    sink.store("f.bin", 1, [b"x"], sha256=hashlib.sha256(b"x").hexdigest(), folder=KEY)
+    assert sink.clean_stale() == 0  # fresh: kept for a resume
+    assert sink.clean_stale(now=time.time() + STALE_SECONDS + 60) == 2
+    assert sink.held("x.bin", len(DATA), SHA) == 0
+
+
+def test_upload_identities_are_checked(tmp_path: Path) -> None:
+    sink = ResultsSink(tmp_path / "results")
+    with pytest.raises(UploadRefused, match="not 64 hex digits"):
+        sink.store("x", 1, [b"x"], sha256="../../etc")
+    with pytest.raises(UploadRefused, match="whose key is not 64 hex digits"):
+        sink.store("x", 1, [b"x"], sha256=SHA, folder="../x")
+    with pytest.raises(UploadRefused, match="resumes without naming its content"):
+        sink.store("x", 1, [b"x"], offset=1)
