@@ -16,7 +16,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tether.wire.errors import TetherError
@@ -181,11 +181,26 @@ def _results(args: argparse.Namespace) -> int:
         print(f"no results yet ({folder} does not exist)", file=sys.stderr)
         return 0
     rows = list(ResultsSink(folder).listing())
-    for name, size, mtime in rows:
-        when = datetime.datetime.fromtimestamp(mtime).strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{when}  {size:>14,}  {safe_display(name)}")
+    for line in results_tree(rows):
+        print(line)
     print(f"{len(rows)} result(s) in {folder}", file=sys.stderr)
     return 0
+
+
+def results_tree(rows: list[tuple[str, int, float]]) -> Iterator[str]:
+    """The results as a tree: each folder once, its files indented under it, each
+    with its size and modification time (what client.list() gives the GPU side)."""
+    shown: set[str] = set()
+    for name, size, mtime in sorted(rows):
+        parts = name.split("/")
+        for depth, part in enumerate(parts[:-1]):
+            folder = "/".join(parts[:depth + 1])
+            if folder not in shown:
+                shown.add(folder)
+                yield f"{'  ' * depth}{safe_display(part)}/"
+        when = datetime.datetime.fromtimestamp(mtime).strftime("%Y-%m-%d %H:%M:%S")
+        label = f"{'  ' * (len(parts) - 1)}{safe_display(parts[-1])}"
+        yield f"{label:<48} {size:>14,}  {when}"
 
 
 def _path_or_database(text: str) -> Path | str:

@@ -20,6 +20,7 @@ _EXPORTS = {
     "RetryPolicy": "retry",
     "Endpoint": "wire.url", "parse_url": "wire.url",
     "transform": "wire.transforms",
+    "sync": "results", "restore": "results",
     **{name: "wire.errors" for name in (
         "AuthError", "Busy", "ColumnError", "ConnectionFailed", "DataCorrupted", "DatasetError",
         "DatasetNotFound", "ProtocolError", "RequestError", "SecurityError", "TetherError")},
@@ -43,6 +44,8 @@ __all__ = [
     "TetherError",
     "connect",
     "parse_url",
+    "restore",
+    "sync",
     "transform",
 ]
 
@@ -63,6 +66,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from .client import Client, connect
     from .loader import Loader
+    from .results import restore, sync
     from .retry import RetryPolicy
     from .wire.errors import (
         AuthError,

@@ -378,7 +378,8 @@ class Loader:
         compression ratio, the share of time the loop waited for data and those
         seconds by cause (network, daemon, loader: see tether.progress); and
         what it left out or cut: corrupt images skipped, sequences truncated by
-        `pad`, with `pack` the share of slots filled."""
+        `pad`, with `pack` the share of slots filled; with a `tether.sync`
+        running, the bytes it sent home (`synced_bytes`) over the same link."""
         figures: dict[str, Any] = dict(self._counts)
         if self._progress is not None:
             figures.update(self._progress.figures())
@@ -386,6 +387,9 @@ class Loader:
             figures.update(self._packer.stats.as_dict())
         if self._assembly is not None and self._assembly.cached is not None:
             figures.update(self._assembly.cached.cache.figures())
+        syncing = sys.modules.get("tether.results")  # tether.sync shares the link
+        if syncing is not None:
+            figures["synced_bytes"] = syncing.bytes_synced()
         return figures
 
     # Pickling: the request and where it is, never the connections (they open

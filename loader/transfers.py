@@ -78,6 +78,7 @@ class Transfers:
             rpc.method_path(rpc.DOWNLOAD), request_serializer=pb.DownloadRequest.SerializeToString,
             response_deserializer=pb.DownloadChunk.FromString)
         self.sent = self.received = 0  # bytes of file data, retries included
+        self.throttle: Callable[[int], None] | None = None  # tether.sync's max_rate
 
     # Uploads.
 
@@ -113,6 +114,8 @@ class Transfers:
         head = pb.UploadChunk(name=name, total_size=source.size, sha256=source.sha256,
                               offset=offset, folder=folder)
         for block in source.blocks(offset):
+            if self.throttle is not None:
+                self.throttle(len(block))
             self.sent += len(block)
             bar.advance(len(block))
             head.data = block

@@ -107,3 +107,13 @@ def test_upload_identities_are_checked(tmp_path: Path) -> None:
         sink.store("x", 1, [b"x"], sha256=SHA, folder="../x")
     with pytest.raises(UploadRefused, match="resumes without naming its content"):
         sink.store("x", 1, [b"x"], offset=1)
+
+
+def test_tether_results_shows_a_tree_with_sizes_and_times() -> None:
+    from tether.daemon.cli import results_tree
+
+    lines = list(results_tree([("run/ckpt/a.bin", 1_000, 0.0), ("run/metrics.json", 20, 0.0),
+                               ("top.txt", 3, 0.0), ("run/ckpt/\x1b[31m", 1, 0.0)]))
+    assert [line.split()[0] for line in lines] == ["run/", "ckpt/", "\\x1b[31m", "a.bin",
+                                                   "metrics.json", "top.txt"]
+    assert lines[3].startswith("    a.bin") and "1,000" in lines[3]

@@ -1,0 +1,135 @@
+"""`tether.sync` and `tether.restore` with the real daemon and real Orbax: a
+training process writes 5 checkpoint steps while sync sends them home, is
+killed (SIGKILL, as a runtime dies), and a new process restores the newest
+step and the loader's state from home and trains on with the exact next
+batch; no temporary step folder ever reaches home; max_rate holds."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("jax")
+pytest.importorskip("orbax.checkpoint")
+
+import tether  # noqa: E402
+
+from ..conftest import wait_until  # noqa: E402
+
+pytestmark = pytest.mark.jax
+
+TRAIN = """
+import sys, time
+import jax.numpy as jnp, numpy as np
+import orbax.checkpoint as ocp
+import tether
+url, ckpt = sys.argv[1], sys.argv[2]
+loader = tether.Loader(url, dataset="train", batch_size=16, shuffle=True, seed=3,
+                       num_epochs=None)
+manager = ocp.CheckpointManager(ckpt, options=ocp.CheckpointManagerOptions(max_to_keep=10))
+home = tether.sync(ckpt, "run-7/ckpt", every=0.2, url=url)
+w = jnp.zeros(8)
+for step, batch in enumerate(loader, start=1):
+    w = w + jnp.asarray(batch["x"]).mean(axis=0)  # a "training step"
+    if step % 10 == 0:
+        manager.save(step, args=ocp.args.Composite(
+            model=ocp.args.StandardSave({"w": w}),
+            loader=ocp.args.JsonSave(loader.state_dict())))
+    if step == 50:
+        manager.wait_until_finished()
+        home.flush()
+        print("SYNCED", [int(i) for i in batch["id"]], flush=True)
+        time.sleep(600)  # the runtime dies here
+"""
+
+RESUME = """
+import json, sys
+import orbax.checkpoint as ocp
+import tether
+url, ckpt = sys.argv[1], sys.argv[2]
+tether.restore("run-7/ckpt", ckpt, url=url)  # the first cell of a new runtime
+manager = ocp.CheckpointManager(ckpt)
+step = manager.latest_step()
+restored = manager.restore(step, args=ocp.args.Composite(
+    model=ocp.args.StandardRestore(), loader=ocp.args.JsonRestore()))
+loader = tether.Loader(url, dataset="train", batch_size=16, shuffle=True, seed=3,
+                       num_epochs=None)
+loader.load_state_dict(restored.loader)
+batch = next(iter(loader))
+print(json.dumps({"step": step, "w": [float(v) for v in restored.model["w"]],
+                  "next": [int(i) for i in batch["id"]]}))
+"""
+
+
+def test_sync_keeps_orbax_steps_home_and_restore_resumes_the_next_batch(
+        serve, npy_dataset, tmp_path: Path) -> None:
+    results = tmp_path / "state0" / "results"
+    daemon = serve(npy_dataset(2_000))
+    seen_temporary: list[str] = []
+    watching = threading.Event()
+
+    def watch() -> None:  # home must never hold a step that is not final
+        while not watching.is_set():
+            seen_temporary.extend(str(p) for p in results.rglob("*orbax-checkpoint-tmp*"))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    training = subprocess.Popen([sys.executable, "-c", TRAIN, daemon.url,
+                                 str(tmp_path / "content" / "ckpt")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = wait_until(lambda: training.stdout.readline(), "the training wrote step 50",
+                          timeout=240)
+        assert line.startswith("SYNCED"), training.stderr.read()[-3000:]
+        training.send_signal(signal.SIGKILL)  # no atexit, no flush: the runtime is gone
+        training.wait(30)
+    finally:
+        watching.set()
+        watcher.join()
+        if training.poll() is None:
+            training.kill()
+    assert not seen_temporary
+    steps = sorted(int(p.name) for p in (results / "run-7" / "ckpt").iterdir() if p.is_dir())
+    assert steps == [10, 20, 30, 40, 50]
+
+    done = subprocess.run([sys.executable, "-c", RESUME, daemon.url,
+                           str(tmp_path / "new-runtime" / "ckpt")],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = json.loads(done.stdout.splitlines()[-1])
+    with tether.Loader(daemon.url, dataset="train", batch_size=16, shuffle=True, seed=3,
+                       num_epochs=None) as loader:
+        batches = iter(loader)
+        uninterrupted = [next(batches) for _ in range(51)]
+    expected_w = np.sum([b["x"].mean(axis=0) for b in uninterrupted[:50]], axis=0)
+    assert resumed["step"] == 50
+    assert resumed["next"] == [int(i) for i in uninterrupted[50]["id"]]  # the exact next batch
+    np.testing.assert_allclose(resumed["w"], expected_w, rtol=1e-5)
+
+
+def test_sync_with_max_rate_stays_under_it(serve, npy_dataset, tmp_path: Path) -> None:
+    daemon = serve(npy_dataset(10))
+    local = tmp_path / "out"
+    local.mkdir()
+    (local / "big.bin").write_bytes(np.random.default_rng(0).bytes(6 << 20))
+    with tether.sync(local, "rated", every=3600, max_rate="2MB", url=daemon.url) as home:
+        start = time.monotonic()
+        home.flush(settled=0.1)
+        seconds = time.monotonic() - start - 0.1
+        status = home.status()
+    assert status["bytes_sent"] == 6 << 20 and status["files_sent"] == 1
+    with tether.Loader(daemon.url, dataset="train", batch_size=5) as loader:
+        assert loader.stats()["synced_bytes"] >= 6 << 20  # beside the stream's own figures
+    # a bucket of one second's worth, then 2 MB/s: at least 2 s for 6 MB (a limit,
+    # not a speed: a slower machine only takes longer)
+    assert status["bytes_sent"] / seconds <= 2e6 * 1.5
+    assert (tmp_path / "state0" / "results" / "rated" / "big.bin").stat().st_size == 6 << 20
