@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -29,6 +30,7 @@ from .client import Client, connect
 from .wire.sizes import parse_size
 
 log = logging.getLogger(__name__)
+LINK_SHARE = 0.25  # of the measured link, the default max_rate: the stream keeps the rest
 TEMPORARY = (".orbax-checkpoint-tmp-", ".tmp", ".partial")
 Signature = tuple[tuple[str, int, int], ...]  # (relative name, size, mtime_ns) of its files
 
@@ -62,8 +64,10 @@ class Sync:
         self.every = every
         self._client = client or connect()
         rate = parse_size(max_rate) if isinstance(max_rate, str) else max_rate
-        if rate is not None:
-            self._client.transfers.throttle = Throttle(float(rate)).take
+        self._fixed_rate = None if rate is None else float(rate)
+        self._rate = self._fixed_rate  # None: no cap (no loader has measured the link)
+        self._throttle = Throttle(self._fixed_rate or 1.0)
+        self._client.transfers.throttle = self._take
         self._seen: dict[str, Signature] = {}  # at the previous look
         self._sent: dict[str, Signature] = {}  # as sent home
         self._lock = threading.Lock()  # one round at a time
@@ -77,10 +81,16 @@ class Sync:
         while not self._stopping.wait(self.every):
             self._round()
 
+    def _take(self, nbytes: int) -> None:
+        if self._rate is not None:
+            self._throttle.rate = self._rate
+            self._throttle.take(nbytes)
+
     def _round(self, settled: float = 0.0) -> int:
         """Send what is ready; how many entries were sent. With `settled`, an
         entry counts as stopped changing if it did not change in that many seconds."""
         with self._lock:
+            self._rate = self._fixed_rate or link_share()
             try:
                 ready = self._ready(settled)
                 for name, signature in ready:
@@ -131,7 +141,7 @@ class Sync:
         """Files and bytes sent so far, rounds run, the last round's error ("" none),
         and the entries waiting to settle or to be sent."""
         waiting = sorted(n for n, sig in self._seen.items() if self._sent.get(n) != sig)
-        return {**self._figures, "waiting": waiting}
+        return {**self._figures, "waiting": waiting, "max_rate": self._rate}
 
     def stop(self, flush: bool = True) -> None:
         """Stop the thread, after a last flush unless `flush=False`."""
@@ -146,6 +156,18 @@ class Sync:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop(flush=exc[0] is None)
+
+
+def link_share() -> float | None:
+    """The default max_rate: LINK_SHARE of the fastest rate a live Loader of this
+    process receives on the wire (its link, when it waits on the network);
+    None, no cap, when no loader has measured one."""
+    loaders = sys.modules.get("tether.loader")
+    if loaders is None:
+        return None
+    rates = [loader.stats().get("wire_mb_per_s", 0.0) for loader in list(loaders._LIVE)]
+    fastest = max(rates, default=0.0)
+    return fastest * 1e6 * LINK_SHARE if fastest > 0 else None
 
 
 def _temporary(name: str) -> bool:
