@@ -421,6 +421,11 @@ class Loader:
         if self._assembly is not None:
             self._assembly.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called (the loader can no longer stream)."""
+        return self._channels.closed
+
     def close(self) -> None:
         """Stop streaming and free the connection."""
         self._stop()

@@ -165,7 +165,8 @@ def link_share() -> float | None:
     loaders = sys.modules.get("tether.loader")
     if loaders is None:
         return None
-    rates = [loader.stats().get("wire_mb_per_s", 0.0) for loader in list(loaders._LIVE)]
+    rates = [loader.stats().get("wire_mb_per_s", 0.0) for loader in list(loaders._LIVE)
+             if not loader.closed]
     fastest = max(rates, default=0.0)
     return fastest * 1e6 * LINK_SHARE if fastest > 0 else None
 
