@@ -158,7 +158,9 @@ def _serve_logged(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     print(url, flush=True)
     while not stop.wait(0.5):
-        pass
+        if args.stop_with and os.getppid() != args.stop_with:  # tether.serve's kernel died
+            log.info("the process that started this daemon (%d) has ended", args.stop_with)
+            break
     log.info("stopping")
     daemon.stop()
     _exit_now(0)
@@ -298,6 +300,7 @@ def _daemon_arguments(group: argparse._ArgumentGroup) -> None:
                        help=f"identity, caches and results ({default_state_dir()})")
     group.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
                        help="where uploads land (STATE_DIR/results)")
+    group.add_argument("--stop-with", type=int, default=0, help=argparse.SUPPRESS)
     group.add_argument("--share", type=_share, action="append", default=[],
                        metavar="NAME=PATH",
                        help="clients may download PATH as NAME/..., read-only (none)")

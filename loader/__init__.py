@@ -21,6 +21,9 @@ _EXPORTS = {
     "Endpoint": "wire.url", "parse_url": "wire.url",
     "transform": "wire.transforms",
     "sync": "results", "restore": "results",
+    # The owner's side (`pip install tether[daemon]`), loaded only when asked for:
+    # the loader itself never imports the daemon (tests/unit/test_architecture.py).
+    "serve": "daemon.api",
     **{name: "wire.errors" for name in (
         "AuthError", "Busy", "ColumnError", "ConnectionFailed", "DataCorrupted", "DatasetError",
         "DatasetNotFound", "ProtocolError", "RequestError", "SecurityError", "TetherError")},
@@ -45,6 +48,7 @@ __all__ = [
     "connect",
     "parse_url",
     "restore",
+    "serve",
     "sync",
     "transform",
 ]

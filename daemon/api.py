@@ -1,0 +1,228 @@
+"""`tether.serve(...)`: the daemon started from Python (a notebook, a script,
+`python -c`), serving files and databases like `tether serve` and, under
+their keyword names, tables and arrays that live in memory.
+
+In-memory objects are written once into the state folder as snapshots,
+named by their content's SHA-256, so the daemon memory-maps them (no second
+copy in memory), the notebook's object may change afterwards without
+changing what streams, and serving the same content again reuses its
+snapshot (same version: loaders' caches and states stay valid):
+
+- tables (pandas and polars DataFrames, pyarrow Tables, RecordBatchReaders
+  and Datasets) become an Arrow IPC file, every type and null kept;
+- a dict of equal-length numpy arrays becomes a folder of `.npy` columns,
+  any shape.
+
+The daemon is a subprocess that ends with the Python that started it: at
+`stop()`, at the interpreter's exit, and when that process dies (a kernel
+restart), which it watches (`--stop-with`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import html
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .spawn import DaemonProcess
+
+
+class Server:
+    """A running daemon: `url` is what `tether serve` prints (the password),
+    `stop()` ends it, `with tether.serve(...) as server:` too."""
+
+    def __init__(self, process: DaemonProcess, datasets: Sequence[str]) -> None:
+        self._process = process
+        self.datasets = list(datasets)  # the in-memory ones, by keyword
+
+    @property
+    def url(self) -> str:
+        return self._process.url
+
+    @property
+    def pid(self) -> int:
+        return self._process.proc.pid
+
+    def log(self) -> str:
+        """What the daemon wrote to its log so far."""
+        return self._process.stderr_text()
+
+    def stop(self) -> None:
+        """End the daemon (a clean stop: its streams end, its state is kept)."""
+        if self in _LIVE:
+            _LIVE.discard(self)
+            self._process.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self._process.proc.poll() is None else "stopped"
+        return f"<tether.Server {state} {self.url}>"
+
+    def _repr_html_(self) -> str:
+        """In Jupyter: the URL to copy (it is the password) and what is served."""
+        url = html.escape(self.url)
+        names = html.escape(", ".join(self.datasets) or "files")
+        return (f"<div><b>tether serve</b> ({names})<br><code>{url}</code> "
+                f"<button onclick=\"navigator.clipboard.writeText('{url}')\">copy</button>"
+                "<br><small>The URL is the password: paste it into the notebook's secret "
+                "TETHER_URL.</small></div>")
+
+
+def serve(*paths: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
+          tunnel: str | None = None, sql: Mapping[str, str] | None = None,
+          transforms: Mapping[str, str] | None = None, allow_sql: bool = False,
+          insecure: bool = False, state_dir: str | os.PathLike | None = None,
+          results_dir: str | os.PathLike | None = None,
+          share: Mapping[str, str | os.PathLike] | None = None,
+          max_memory: str | None = None, **objects: Any) -> Server:
+    """Start a daemon serving `paths` (files, folders, databases) and `objects`
+    (tables and dicts of arrays, under their keyword names); return at once.
+
+    Every option of `tether serve` is a keyword with its default: pinned TLS
+    and a token unless `insecure`, `tunnel="ngrok"`, `sql={"cheap": "SELECT
+    ..."}`, `transforms={"train": "prep:clean"}`, `allow_sql=True`.
+
+    >>> server = tether.serve("./data", train=df, arrays={"x": x, "y": y})  # doctest: +SKIP
+    >>> server.url                                                           # doctest: +SKIP
+    """
+    from .serve.server import default_state_dir
+
+    state = Path(state_dir) if state_dir is not None else default_state_dir()
+    served = [*map(Path, paths), *(snapshot(name, obj, state / "objects")
+                                   for name, obj in objects.items())]
+    if not served:
+        raise ValueError("tether.serve: give paths to serve, or objects as keywords "
+                         "(tether.serve(train=df))")
+    args = [*_options(host, port, tunnel, sql, transforms, allow_sql, insecure, results_dir,
+                      share, max_memory), "--stop-with", str(os.getpid())]
+    server = Server(DaemonProcess(served, state, *args), list(objects))
+    _LIVE.add(server)
+    return server
+
+
+def _options(host: str, port: int, tunnel: str | None, sql: Mapping[str, str] | None,
+             transforms: Mapping[str, str] | None, allow_sql: bool, insecure: bool,
+             results_dir: Any, share: Mapping[str, Any] | None,
+             max_memory: str | None) -> Iterator[str]:
+    """`tether serve`'s flags for these keywords."""
+    yield from ("--host", host, "--port", str(port))
+    if tunnel:
+        yield from ("--tunnel", tunnel)
+    for name, query in (sql or {}).items():
+        yield from ("--sql", f"{name}={query}")
+    for name, function in (transforms or {}).items():
+        yield from ("--transform", f"{name}={function}")
+    if allow_sql:
+        yield "--allow-sql"
+    if insecure:
+        yield "--insecure"
+    if results_dir is not None:
+        yield from ("--results-dir", str(results_dir))
+    for name, folder in (share or {}).items():
+        yield from ("--share", f"{name}={folder}")
+    if max_memory is not None:
+        yield from ("--max-memory", str(max_memory))
+
+
+def snapshot(name: str, obj: Any, folder: Path) -> Path:
+    """`obj` written under `folder` as what the daemon serves as `name`: the same
+    path for the same content (kept), another for other content."""
+    if not name.isidentifier():
+        raise ValueError(f"tether.serve: {name!r} cannot name a dataset")
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(obj, Mapping):
+        return _arrays(name, obj, folder)
+    return _table(name, obj, folder)
+
+
+def _arrays(name: str, columns: Mapping[str, Any], folder: Path) -> Path:
+    import numpy as np
+
+    arrays = {str(k): np.ascontiguousarray(v) for k, v in columns.items()}
+    lengths = {k: len(v) for k, v in arrays.items() if v.ndim}
+    if not arrays or len(set(lengths.values())) != 1 or len(lengths) != len(arrays):
+        raise ValueError(f"tether.serve({name}=...): a dict of numpy arrays of one length "
+                         f"(rows first); got lengths {lengths}")
+    digest = hashlib.sha256(name.encode())
+    for key in sorted(arrays):
+        array = arrays[key]
+        digest.update(f"{key}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(memoryview(array).cast("B"))
+    target = folder / digest.hexdigest()[:32] / name
+    if not target.is_dir():
+        staging = Path(tempfile.mkdtemp(dir=folder))
+        for key, array in arrays.items():
+            np.save(staging / f"{key}.npy", array)
+        target.parent.mkdir(exist_ok=True)
+        os.replace(staging, target)  # whole or not at all
+    return target
+
+
+def _table(name: str, obj: Any, folder: Path) -> Path:
+    import pyarrow as pa
+
+    schema, batches = _record_batches(name, obj)
+    fd, temporary = tempfile.mkstemp(dir=folder, suffix=".arrow")
+    os.close(fd)
+    try:
+        with pa.OSFile(temporary, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            for batch in batches:  # a reader or a dataset streams: memory stays a batch
+                writer.write_batch(batch)
+        digest = hashlib.sha256(name.encode())
+        with open(temporary, "rb") as written:
+            while block := written.read(1 << 20):
+                digest.update(block)
+        target = folder / digest.hexdigest()[:32] / f"{name}.arrow"
+        if not target.exists():
+            target.parent.mkdir(exist_ok=True)
+            os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return target
+
+
+def _record_batches(name: str, obj: Any) -> tuple[Any, Iterator[Any]]:
+    """The object's schema and record batches, whatever table it is."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    kind = type(obj).__module__.split(".")[0]
+    if kind == "pandas":
+        obj = pa.Table.from_pandas(obj)
+    elif kind == "polars":
+        obj = obj.to_arrow()
+    elif kind == "dask":
+        raise TypeError(f"tether.serve({name}=...): Dask collections are not served yet; "
+                        "compute() a DataFrame that fits, or write it to Parquet and serve "
+                        "the folder")
+    if isinstance(obj, pa.Table):
+        return obj.schema, iter(obj.to_batches())
+    if isinstance(obj, pa.RecordBatch):
+        return obj.schema, iter([obj])
+    if isinstance(obj, pa.RecordBatchReader):
+        return obj.schema, iter(obj)
+    if isinstance(obj, ds.Dataset):
+        return obj.schema, obj.to_batches()
+    raise TypeError(f"tether.serve({name}=...): cannot serve a {type(obj).__name__}; give a "
+                    "pandas or polars DataFrame, a pyarrow Table, RecordBatchReader or "
+                    "Dataset, or a dict of numpy arrays")
+
+
+_LIVE: set[Server] = set()  # running: stopped at exit even when the caller kept no handle
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_LIVE):
+        server.stop()
