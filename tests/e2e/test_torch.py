@@ -143,7 +143,9 @@ def test_stateful_dataloader_resumes_mid_epoch_in_a_new_process(daemon) -> None:
 
 def test_dataloader_workers_are_refused_saying_why_and_what_to_do(daemon) -> None:
     with _loader(daemon.url) as loader:
-        dl = DataLoader(loader.to_torch_dataset(), batch_size=None, num_workers=2)
+        # spawn: a fork of this multithreaded process (gRPC, JAX) could deadlock the child
+        dl = DataLoader(loader.to_torch_dataset(), batch_size=None, num_workers=2,
+                        multiprocessing_context="spawn")
         with pytest.raises(RequestError, match="num_workers=0"):
             list(dl)
 
