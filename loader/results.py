@@ -27,11 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from .client import Client, connect
+from .retry import RetryPolicy
+from .transfers import PARTIAL
+from .wire.errors import RequestError
 from .wire.sizes import parse_size
 
 log = logging.getLogger(__name__)
 LINK_SHARE = 0.25  # of the measured link, the default max_rate: the stream keeps the rest
-TEMPORARY = (".orbax-checkpoint-tmp-", ".tmp", ".partial")
+ORBAX_TEMPORARY = ".orbax-checkpoint-tmp-"  # a step Orbax has not finished writing
+TEMPORARY_SUFFIXES = (".tmp", ".partial")
+MIN_RATE = 1e6  # bytes a second: the default cap never starves the sync itself
+EXIT_RETRY_S = 10.0
 Signature = tuple[tuple[str, int, int], ...]  # (relative name, size, mtime_ns) of its files
 
 
@@ -66,13 +72,16 @@ class Sync:
         rate = parse_size(max_rate) if isinstance(max_rate, str) else max_rate
         self._fixed_rate = None if rate is None else float(rate)
         self._rate = self._fixed_rate  # None: no cap (no loader has measured the link)
-        self._throttle = Throttle(self._fixed_rate or 1.0)
+        # stop() ends its waits: the last flush goes at full speed
+        self._stopping = threading.Event()
+        self._throttle = Throttle(self._fixed_rate or 1.0, sleep=self._stopping.wait)
         self._client.transfers.throttle = self._take
         self._seen: dict[str, Signature] = {}  # at the previous look
         self._sent: dict[str, Signature] = {}  # as sent home
         self._lock = threading.Lock()  # one round at a time
-        self._stopping = threading.Event()
-        self._figures = {"files_sent": 0, "bytes_sent": 0, "rounds": 0, "last_error": ""}
+        self._refused: dict[str, Signature] = {}  # refused by the daemon, until changed
+        self._figures: dict[str, Any] = {"files_sent": 0, "bytes_sent": 0, "rounds": 0,
+                                         "last_error": "", "refused": []}
         self._thread = threading.Thread(target=self._run, name="tether-sync", daemon=True)
         self._thread.start()
         _LIVE.add(self)
@@ -91,24 +100,38 @@ class Sync:
         entry counts as stopped changing if it did not change in that many seconds."""
         with self._lock:
             self._rate = self._fixed_rate or link_share()
+            sent = 0
             try:
-                ready = self._ready(settled)
-                for name, signature in ready:
-                    self._send(name, signature)
+                for name, signature in self._ready(settled):
+                    sent += self._send_one(name, signature)
                 self._figures["rounds"] += 1
                 self._figures["last_error"] = ""
-                return len(ready)
             except Exception as exc:  # kept for status(); the next round tries again
                 self._figures["last_error"] = f"{type(exc).__name__}: {exc}"
-                return 0
+            return sent
+
+    def _send_one(self, name: str, signature: Signature) -> int:
+        """Send one entry; one the daemon refuses (a name it takes no upload
+        under, a link inside) is said once and skipped until it changes, so it
+        never holds back the entries after it."""
+        try:
+            self._send(name, signature)
+            return 1
+        except (RequestError, ValueError) as exc:
+            if self._refused.get(name) != signature:
+                log.warning("tether.sync: %s is not sent home: %s", self.local / name, exc)
+            self._refused[name] = signature
+            self._figures["refused"] = sorted(self._refused)
+            return 0
 
     def _ready(self, settled: float) -> list[tuple[str, Signature]]:
         now = self._look()
         if settled:
             time.sleep(settled)
             self._seen, now = now, self._look()
-        ready = [(name, sig) for name, sig in now.items()
-                 if self._seen.get(name) == sig and self._sent.get(name) != sig]
+        ready = [(name, sig) for name, sig in now.items()  # (an empty folder: nothing yet)
+                 if sig and self._seen.get(name) == sig and self._sent.get(name) != sig
+                 and self._refused.get(name) != sig]
         self._seen = now
         return ready
 
@@ -147,9 +170,11 @@ class Sync:
         """Stop the thread, after a last flush unless `flush=False`."""
         self._stopping.set()
         self._thread.join()
-        if flush:
-            self.flush()
-        _LIVE.discard(self)
+        try:
+            if flush:
+                self.flush()
+        finally:
+            _LIVE.discard(self)
 
     def __enter__(self) -> Sync:
         return self
@@ -167,12 +192,13 @@ def link_share() -> float | None:
         return None
     rates = [loader.stats().get("wire_mb_per_s", 0.0) for loader in list(loaders._LIVE)
              if not loader.closed]
-    fastest = max(rates, default=0.0)
-    return fastest * 1e6 * LINK_SHARE if fastest > 0 else None
+    fastest = max(rates, default=0.0)  # (an average since the loader began: a floor below)
+    return max(MIN_RATE, fastest * 1e6 * LINK_SHARE) if fastest > 0 else None
 
 
 def _temporary(name: str) -> bool:
-    return name.startswith(".") or any(mark in name for mark in TEMPORARY)
+    return name.startswith(".") or ORBAX_TEMPORARY in name or PARTIAL in name or \
+        name.endswith(TEMPORARY_SUFFIXES)
 
 
 def _signature(entry: Path) -> Signature:
@@ -218,6 +244,9 @@ def bytes_synced() -> int:
 def _flush_at_exit() -> None:
     """A script that ends (or a kernel that stops) sends what is ready first."""
     for handle in list(_LIVE):
+        # at most EXIT_RETRY_S of retries: a daemon gone must not hold the exit for minutes
+        handle._client.transfers.retry = RetryPolicy(timeout=EXIT_RETRY_S,
+                                                     connect_timeout=EXIT_RETRY_S)
         try:
             handle.stop()
         except Exception as exc:  # say it, and let the interpreter end

@@ -30,6 +30,7 @@ from .wire.errors import (
     DataCorrupted,
     DatasetError,
     DatasetNotFound,
+    RequestError,
     from_rpc_error,
 )
 from .wire.v1 import tether_pb2 as pb
@@ -44,23 +45,34 @@ class RemoteFile(NamedTuple):
 
 
 class _Source:
-    """Bytes to upload, read again from any offset (a resume), and their SHA-256."""
+    """Bytes to upload, read again from any offset (a resume), and their SHA-256.
+    A file is open only while it is read: a folder of thousands stays under the
+    open-files limit."""
 
     def __init__(self, data: bytes | str | os.PathLike) -> None:
-        stream, self.size = open_source(data)
-        self._stream: BinaryIO = stream
-        digest = hashlib.sha256()
-        while block := stream.read(CHUNK_BYTES):
-            digest.update(block)
+        self._data = data
+        with self._open() as stream:
+            self.size = _remaining(stream)
+            digest = hashlib.sha256()
+            while block := stream.read(CHUNK_BYTES):
+                digest.update(block)
         self.sha256 = digest.hexdigest()
 
-    def blocks(self, offset: int) -> Iterator[bytes]:
-        self._stream.seek(offset)
-        while block := self._stream.read(CHUNK_BYTES):
-            yield block
+    def _open(self) -> BinaryIO:
+        return open_source(self._data)[0]
 
-    def close(self) -> None:
-        self._stream.close()
+    def blocks(self, offset: int) -> Iterator[bytes]:
+        with self._open() as stream:
+            stream.seek(offset)
+            while block := stream.read(CHUNK_BYTES):
+                yield block
+
+
+def _remaining(stream: BinaryIO) -> int:
+    here = stream.tell()
+    size = stream.seek(0, os.SEEK_END) - here
+    stream.seek(here)
+    return size
 
 
 class Transfers:
@@ -69,7 +81,7 @@ class Transfers:
     def __init__(self, channel: grpc.Channel, metadata: tuple, retry: RetryPolicy,
                  call: Callable[[str, object], object]) -> None:
         self._metadata = metadata
-        self._retry = retry
+        self.retry = retry
         self._unary = call  # Client._call: a unary call, its errors as Tether's
         self._upload = channel.stream_unary(
             rpc.method_path(rpc.UPLOAD), request_serializer=pb.UploadChunk.SerializeToString,
@@ -87,11 +99,7 @@ class Transfers:
         if isinstance(data, str | os.PathLike) and Path(data).is_dir():
             return self._upload_folder(name, Path(data), progress, overwrite)
         source = _Source(data)
-        try:
-            bar = _bar(name, source.size, progress)
-            return self._upload_file(name, source, overwrite, "", bar)
-        finally:
-            source.close()
+        return self._upload_file(name, source, overwrite, "", _bar(name, source.size, progress))
 
     def _upload_file(self, name: str, source: _Source, overwrite: bool, folder: str,
                      bar: Progress) -> pb.UploadResult:
@@ -107,7 +115,7 @@ class Transfers:
             except grpc.RpcError as exc:
                 raise _retryable(from_rpc_error(exc)) from None
 
-        return self._retry.call(attempt)
+        return self.retry.call(attempt)
 
     def _chunks(self, name: str, source: _Source, offset: int, folder: str,
                 bar: Progress) -> Iterator[pb.UploadChunk]:
@@ -128,20 +136,14 @@ class Transfers:
                        overwrite: bool) -> pb.UploadResult:
         files = _files_of(folder)
         sources = {relative: _Source(folder / relative) for relative in files}
-        try:
-            manifest = json.dumps([[r, s.size, s.sha256] for r, s in sources.items()])
-            key = hashlib.sha256(f"{name}\0{manifest}".encode()).hexdigest()
-            bar = _bar(name, sum(s.size for s in sources.values()), progress)
-            for relative, source in sources.items():
-                done = bar.done
-                self._upload_file(relative, source, True, key,
-                                  _Shifted(bar, done))
-            request = pb.FinishFolderRequest(folder=key, name=name, files=files,
-                                             overwrite=overwrite)
-            return self._retry.call(lambda: self._unary("FinishFolder", request))
-        finally:
-            for source in sources.values():
-                source.close()
+        manifest = json.dumps([[r, s.size, s.sha256] for r, s in sources.items()])
+        key = hashlib.sha256(f"{name}\0{manifest}".encode()).hexdigest()
+        bar = _bar(name, sum(s.size for s in sources.values()), progress)
+        for relative, source in sources.items():
+            self._upload_file(relative, source, True, key, _Shifted(bar, bar.done))
+        request = pb.FinishFolderRequest(folder=key, name=name, files=files,
+                                         overwrite=overwrite)
+        return self.retry.call(lambda: self._unary("FinishFolder", request))
 
     # Downloads.
 
@@ -186,10 +188,13 @@ class Transfers:
                 raise error from None
             _check_and_place(partial, version, dest, info)
 
-        self._retry.call(attempt)
+        self.retry.call(attempt)
 
     def list(self, prefix: str = "") -> list[RemoteFile]:
         listed = self._unary("Files", pb.FilesRequest(prefix=prefix))
+        if listed.truncated:  # a restore must never be silently partial
+            raise RequestError(f"more files start with {prefix!r} than the daemon lists at "
+                               f"once ({len(listed.files)}): list or download a narrower prefix")
         return [RemoteFile(f.name, f.size, f.modified) for f in listed.files]
 
 

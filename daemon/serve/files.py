@@ -27,15 +27,29 @@ from ..logsafe import clip
 from .results import DIR_FLAGS, INCOMING, safe_relative
 
 MAX_LISTED = 100_000  # entries a listing returns at most
+MAX_LISTING_BYTES = 32 << 20  # and of names: a reply stays under gRPC's message cap
 _HASHES_KEPT = 4096
 
 
 class SharedFiles:
-    def __init__(self, results: Path, shares: Mapping[str, Path] | None = None) -> None:
+    def __init__(self, results: Path, shares: Mapping[str, Path] | None = None,
+                 state_dir: Path | None = None) -> None:
         self.results = results
         self.shares = {name: Path(folder).resolve() for name, folder in (shares or {}).items()}
+        private = [results.resolve(), *([state_dir.resolve()] if state_dir else [])]
+        for name, folder in self.shares.items():
+            _check_share(name, folder, private)
         self._hashes: dict[tuple[int, ...], str] = {}
+        self._hashing: dict[tuple[int, ...], threading.Lock] = {}  # one hasher a version
         self._lock = threading.Lock()
+
+    def check_not_shared(self, name: str) -> None:
+        """Refuse an upload under a share's name: downloads of that name would find
+        the share, never the upload (shares are read-only)."""
+        first = name.split("/", 1)[0]
+        if first in self.shares:
+            raise RequestError(f"upload name {clip(name, 100)!r} starts with {first!r}, the "
+                               "name of a folder this daemon shares read-only: choose another")
 
     def _root(self, parts: tuple[str, ...]) -> tuple[Path, tuple[str, ...], str]:
         """The folder a name is under, the rest of the name, and the name's prefix."""
@@ -47,14 +61,16 @@ class SharedFiles:
         """Files whose names start with `prefix`, sorted; and whether more were left out."""
         found: list[pb.FileEntry] = []
         roots = [(self.results, "")] + [(root, f"{n}/") for n, root in sorted(self.shares.items())]
+        names_bytes = 0
         for root, shown in roots:
             for name, info in _walk(root, root == self.results):
                 full = shown + name
                 if full.startswith(prefix):
                     found.append(pb.FileEntry(name=full, size=info.st_size,
                                               modified=info.st_mtime))
-                    if len(found) > MAX_LISTED:
-                        return sorted(found[:MAX_LISTED], key=lambda e: e.name), True
+                    names_bytes += len(full) + 32
+                    if len(found) > MAX_LISTED or names_bytes > MAX_LISTING_BYTES:
+                        return sorted(found[:-1], key=lambda e: e.name), True
         return sorted(found, key=lambda e: e.name), False
 
     def open(self, name: str) -> tuple[BinaryIO, pb.FileEntry]:
@@ -72,20 +88,38 @@ class SharedFiles:
         return handle, entry
 
     def _sha256(self, handle: BinaryIO, info: os.stat_result) -> str:
+        """Hashed once per version, however many downloads ask at once."""
         key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
         with self._lock:
-            known = self._hashes.get(key)
-        if known is None:
-            digest = hashlib.sha256()
-            while block := handle.read(1 << 20):
-                digest.update(block)
-            known = digest.hexdigest()
+            hashing = self._hashing.setdefault(key, threading.Lock())
+        with hashing:
             with self._lock:
-                if len(self._hashes) >= _HASHES_KEPT:
-                    self._hashes.clear()
-                self._hashes[key] = known
+                known = self._hashes.get(key)
+            if known is None:
+                digest = hashlib.sha256()
+                while block := handle.read(1 << 20):
+                    digest.update(block)
+                known = digest.hexdigest()
+                with self._lock:
+                    if len(self._hashes) >= _HASHES_KEPT:
+                        self._hashes.clear()
+                    self._hashes[key] = known
+        with self._lock:
+            self._hashing.pop(key, None)
         handle.seek(0)
         return known
+
+
+def _check_share(name: str, folder: Path, private: list[Path]) -> None:
+    """A share may neither hold nor sit inside the daemon's own folders (its TLS
+    key, its token, the results and unfinished uploads), the default state
+    folder included."""
+    from .server import default_state_dir
+
+    for inside in (*private, default_state_dir().resolve()):
+        if inside == folder or folder in inside.parents or inside in folder.parents:
+            raise ValueError(f"--share {name}={folder}: it overlaps {inside}, which holds the "
+                             "daemon's key, token or uploads; share a folder beside it")
 
 
 def _open_below(root: Path, parts: tuple[str, ...], name: str) -> int:

@@ -50,6 +50,7 @@ OVERWRITE_METADATA = "tether-overwrite"  # call metadata: "1" replaces an existi
 INCOMING = ".incoming"
 _FOLDERS = "folders"  # .incoming/folders/KEY: a folder upload's staging area
 STALE_SECONDS = 24 * 3600  # a partial upload untouched this long is removed
+MAX_UNFINISHED = 1000  # partial uploads and folder staging areas waiting at once
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
                      *(f"{port}{n}" for port in ("COM", "LPT")
                        for n in "123456789\u00b9\u00b2\u00b3")}
@@ -97,7 +98,8 @@ def safe_relative(name: str) -> Path:
     if name.startswith("/"):
         raise _refuse_name(name, "is absolute; give a path inside the folder")
     parts = name.split("/")
-    if any(part in ("", ".", "..") for part in parts) or parts[0] == INCOMING:
+    # (case-folded: on a case-insensitive disk, macOS's, ".INCOMING" is the same folder)
+    if any(part in ("", ".", "..") for part in parts) or parts[0].casefold() == INCOMING:
         raise _refuse_name(name, "has an empty, '.' or '..' component")
     if len(parts) > MAX_DEPTH:
         raise _refuse_name(name, f"is {len(parts)} folders deep; at most {MAX_DEPTH}")
@@ -139,14 +141,15 @@ class _Upload:
         try:
             with os.fdopen(fd, "r+b") as out:
                 if self.sha256:
-                    self._resume(out)
+                    self._resume(out, incoming)
                 yield out, self.partial_name
         finally:
-            if not keep or self._spoiled:
-                with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):
+                empty = os.stat(self.partial_name, dir_fd=incoming).st_size == 0
+                if not keep or self._spoiled or empty:  # nothing worth resuming
                     os.unlink(self.partial_name, dir_fd=incoming)
 
-    def _resume(self, out: BinaryIO) -> None:
+    def _resume(self, out: BinaryIO, incoming: int) -> None:
         import fcntl  # (not at import: Windows has none, and its daemon is not resumable)
 
         try:
@@ -154,7 +157,16 @@ class _Upload:
         except BlockingIOError:
             raise Busy(f"upload {clip(self.name, 100)!r} is going on over another connection; "
                        "try again when it has ended") from None
-        held = os.fstat(out.fileno()).st_size
+        mine = os.fstat(out.fileno())
+        try:
+            named = os.stat(self.partial_name, dir_fd=incoming, follow_symlinks=False)
+        except FileNotFoundError:
+            named = None
+        # Placed meanwhile by the call that held the lock: that inode is the result now.
+        if named is None or named.st_ino != mine.st_ino or mine.st_nlink != 1:
+            raise Busy(f"upload {clip(self.name, 100)!r} has just been completed by another "
+                       "connection; ask where to resume (UploadStatus)")
+        held = mine.st_size
         if self.offset == 0:
             out.truncate(0)
         elif held != self.offset:
@@ -215,14 +227,15 @@ class ResultsSink:
             count += len(dirs) + len(files)
         return count
 
-    def _reserve(self, size: int) -> None:
+    def _reserve(self, size: int, entries: int = 1) -> None:
+        """Room for `size` more bytes and `entries` more files and folders, or UploadRefused."""
         if size > self.max_bytes:
             raise UploadRefused(f"upload of {size} bytes is over the daemon's cap of "
                                 f"{self.max_bytes} bytes (tether serve --max-upload)")
         with self._lock:
             if self._entries is None:
                 self._entries = self._count_entries()
-            if self._entries >= self.max_entries:
+            if self._entries + entries > self.max_entries:
                 raise UploadRefused(f"the results folder holds {self._entries} files and "
                                     f"folders; the daemon takes at most {self.max_entries}")
             free = shutil.disk_usage(self.root).free
@@ -252,10 +265,12 @@ class ResultsSink:
         upload = _Upload(name, size, sha256, offset, folder)
         if time.monotonic() - self._cleaned > 3600:
             self.clean_stale()
+        if sha256 and not offset:
+            self._check_unfinished(name)
         self._reserve(size - offset)
         unwritten = size - offset
         fds: list[int] = []  # the results folder (or staging), then each folder below
-        made: list[tuple[int, str]] = []  # folders this upload made: (parent's fd, name)
+        made: list[tuple[int, str]] = []  # counted folders this upload made: (parent's fd, name)
         incoming = None
         done = False
         try:
@@ -291,6 +306,16 @@ class ResultsSink:
         log.info("stored result %s (%d bytes)", clip(str(relative)), size)
         return Stored(str(relative), size, digest)
 
+    def _check_unfinished(self, name: str) -> None:
+        """Refuse a new resumable upload when MAX_UNFINISHED wait already: each
+        keeps its bytes for a day, and the holder of the URL may not fill the disk."""
+        incoming = self.root / INCOMING
+        waiting = sum(1 for _ in incoming.glob("*.partial")) + \
+            sum(1 for _ in incoming.glob(f"{_FOLDERS}/*"))
+        if waiting >= MAX_UNFINISHED:
+            raise _refuse_name(name, f"cannot start: {waiting} unfinished uploads wait to be "
+                                     "resumed (each is removed a day after its last byte)")
+
     def held(self, name: str, size: int, sha256: str, folder: str = "") -> int:
         """Bytes of this resumable upload the daemon holds (0: none)."""
         safe_relative(name)
@@ -317,6 +342,7 @@ class ResultsSink:
             raise _refuse_name(name, f"is incomplete: {len(missing)} of its {len(files)} files "
                                      f"are missing ({', '.join(missing[:3])})")
         entries = sum(1 for _ in staging.rglob("*")) + 1
+        self._reserve(0, entries)
         fds: list[int] = [os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
         folders = os.open(f"{INCOMING}/{_FOLDERS}", DIR_FLAGS, dir_fd=fds[0])
         try:
@@ -351,7 +377,11 @@ class ResultsSink:
             return
         aside = f"replaced-{secrets.token_hex(8)}"
         os.rename(leaf, aside, src_dir_fd=parent, dst_dir_fd=folders)
-        os.rename(key, leaf, src_dir_fd=folders, dst_dir_fd=parent)
+        try:
+            os.rename(key, leaf, src_dir_fd=folders, dst_dir_fd=parent)
+        except OSError:  # (something appeared there meanwhile): the old folder goes back
+            os.rename(aside, leaf, src_dir_fd=folders, dst_dir_fd=parent)
+            raise
         old = self.root / INCOMING / _FOLDERS / aside
         self._add_entries(-sum(1 for _ in old.rglob("*")) - 1)
         shutil.rmtree(old, ignore_errors=True)
@@ -376,8 +406,8 @@ class ResultsSink:
         for part in folders:
             try:
                 os.mkdir(part, DIR_MODE, dir_fd=fds[-1])
-                made.append((fds[-1], part))
-                if counted:
+                if counted:  # (a staging area's folders are neither counted nor uncounted)
+                    made.append((fds[-1], part))
                     self._add_entries(1)
             except FileExistsError:
                 pass

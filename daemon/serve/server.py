@@ -196,7 +196,7 @@ class Daemon:
         self.stats = Stats()
         servicer = Servicer(self.catalog, self.encode_pool, workers, self.stats, self.results,
                             MemoryBudget(config.max_memory), config.stall_seconds,
-                            SharedFiles(self.results.root, dict(config.shares)))
+                            SharedFiles(self.results.root, dict(config.shares), state_dir))
         open_files = raise_open_files_limit()
         self.max_connections = connection_cap(open_files)
         log.info("open files limit %d: at most %d connections at once, each given %d s to "

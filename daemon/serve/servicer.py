@@ -110,6 +110,8 @@ class Servicer:
             for chunk in chunks:
                 yield chunk.data
 
+        if not first.folder:  # (a folder's files are named inside it; FinishFolder checks)
+            self.files.check_not_shared(first.name)
         stored = self.results.store(first.name, first.total_size, data(),
                                     overwrite=overwrite_requested(context.invocation_metadata()),
                                     sha256=first.sha256, offset=first.offset, folder=first.folder)
@@ -120,6 +122,7 @@ class Servicer:
                                                         request.sha256, request.folder))
 
     def FinishFolder(self, request: pb.FinishFolderRequest, context) -> pb.UploadResult:
+        self.files.check_not_shared(request.name)
         stored = self.results.finish_folder(request.folder, request.name, list(request.files),
                                             request.overwrite)
         return pb.UploadResult(name=stored.name, size=stored.size, sha256=stored.sha256)
@@ -130,20 +133,21 @@ class Servicer:
 
     def Download(self, request: pb.DownloadRequest, context) -> Iterator[pb.DownloadChunk]:
         """A file of the results folder or a share, from `offset`, its version pinned."""
-        with self._admitted(context, "download") as entry:
-            handle, info = self.files.open(request.name)
-            with handle:
-                if request.sha256 and request.sha256 != info.sha256:
-                    raise DatasetError(f"{clip(request.name, 100)!r} changed since this "
-                                       "download began; download it again")
-                if request.offset > info.size:
-                    raise RequestError(f"a download resumes at byte {request.offset} of a "
-                                       f"{info.size}-byte file")
-                yield pb.DownloadChunk(file=info)
-                handle.seek(request.offset)
-                while data := handle.read(DOWNLOAD_CHUNK_BYTES):
-                    self.stats.sent(entry, len(data))
-                    yield pb.DownloadChunk(data=data)
+        handle, info = self.files.open(request.name)  # hashed before taking a stream's place
+        with handle, self._admitted(context, "download") as entry:
+            if request.sha256 and request.sha256 != info.sha256:
+                raise DatasetError(f"{clip(request.name, 100)!r} changed since this "
+                                   "download began; download it again")
+            if request.offset > info.size:
+                raise RequestError(f"a download resumes at byte {request.offset} of a "
+                                   f"{info.size}-byte file")
+            yield pb.DownloadChunk(file=info)
+            handle.seek(request.offset)
+            left = info.size - request.offset  # never past what was announced
+            while left and (data := handle.read(min(DOWNLOAD_CHUNK_BYTES, left))):
+                left -= len(data)
+                self.stats.sent(entry, len(data))
+                yield pb.DownloadChunk(data=data)
 
     def Stream(self, requests: Iterator[pb.StreamRequest], context) -> Iterator[bytes]:
         first = next(requests, None)

@@ -182,3 +182,16 @@ def test_a_download_of_a_file_changed_at_home_starts_again(serve, npy_dataset,
     assert not partial.exists()
     wait_until(lambda: not (tmp_path / "notes.bin.tether-partial.sha256").exists(),
                "the partial download's version file removed", timeout=5)
+
+
+def test_no_upload_under_a_share_name_and_no_share_over_the_daemons_own(
+        serve, npy_dataset, tmp_path) -> None:
+    """Found by a review: an upload named like a share was hidden by it, and a share
+    holding the state folder served the daemon's key and token."""
+    share = tmp_path / "pretrained"
+    share.mkdir()
+    daemon = serve(npy_dataset(10), args=("--share", f"models={share}"))
+    with daemon.client() as client, pytest.raises(tether.RequestError, match="shares"):
+        client.upload("models/mine.txt", b"x")
+    with pytest.raises(RuntimeError, match="overlaps"):
+        serve(npy_dataset(10, name="other"), args=("--share", f"home={tmp_path}"))

@@ -117,3 +117,44 @@ def test_tether_results_shows_a_tree_with_sizes_and_times() -> None:
     assert [line.split()[0] for line in lines] == ["run/", "ckpt/", "\\x1b[31m", "a.bin",
                                                    "metrics.json", "top.txt"]
     assert lines[3].startswith("    a.bin") and "1,000" in lines[3]
+
+
+def test_failed_folder_uploads_and_finished_folders_keep_the_entry_count_true(
+        tmp_path: Path) -> None:
+    """Found by a review: staging folders were uncounted when a failed upload removed
+    them (the count went below zero), and finish_folder never checked the cap."""
+    sink = ResultsSink(tmp_path / "results", max_entries=5)
+    for attempt in range(5):
+        with pytest.raises(UploadRefused, match="ended after"):
+            sink.store(f"d/e/f/g{attempt}", 10, [b"abc"], sha256=SHA, folder=KEY)
+    assert sink._entries == 0
+    for index in range(6):
+        sink.store(f"f{index}.bin", 1, [b"x"], sha256=hashlib.sha256(b"x").hexdigest(),
+                   folder=KEY)
+    with pytest.raises(UploadRefused, match="takes at most 5"):
+        sink.finish_folder(KEY, "ckpt", [f"f{index}.bin" for index in range(6)])
+
+
+def test_a_refused_resume_leaves_no_empty_partial(tmp_path: Path) -> None:
+    sink = ResultsSink(tmp_path / "results")
+    with pytest.raises(UploadRefused, match="the daemon holds 0"):
+        sink.store("x.bin", len(DATA), _blocks(DATA[1 << 20:]), sha256=SHA, offset=1 << 20)
+    assert not list((tmp_path / "results" / ".incoming").glob("*.partial"))
+
+
+def test_the_internal_folder_is_refused_in_any_case() -> None:
+    from tether.daemon.serve.results import safe_relative
+
+    for name in (".incoming/x", ".INCOMING/x", ".Incoming/folders/k/x"):
+        with pytest.raises(UploadRefused):
+            safe_relative(name)
+
+
+def test_what_sync_takes_for_temporary() -> None:
+    from tether.results import _temporary
+
+    for name in ("5.orbax-checkpoint-tmp-1733", "x.tmp", "y.partial", ".hidden",
+                 "w.bin.tether-partial", "w.bin.tether-partial.sha256"):
+        assert _temporary(name), name
+    for name in ("5", "config.tmpl", "metrics.tmp.json", "ckpt.partially.json"):
+        assert not _temporary(name), name
