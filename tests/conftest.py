@@ -84,6 +84,20 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = 30.0,
     return value
 
 
+# For scripts run in a child process: its own peak memory. A child's ru_maxrss
+# starts at its parent's peak (Linux keeps it across exec), so a growth measured
+# with it can read 0 whatever the child does; VmHWM, reset where the measure
+# starts, is the child's own.
+OWN_PEAK = """
+def reset_peak():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+def peak_mb():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+"""
+
+
 def make_features(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
     """A small mixed table: a row id (to check exactly-once), floats, an image, labels."""
     rng = np.random.default_rng(seed)

@@ -17,7 +17,7 @@ import pytest
 import tether
 from tether.bench.link import Link, ShapedProxy
 
-from ..conftest import wait_until
+from ..conftest import OWN_PEAK, wait_until
 
 GB = 1 << 30
 
@@ -72,20 +72,20 @@ def test_a_folder_upload_appears_whole_or_not_at_all(serve, npy_dataset, tmp_pat
     assert all(f.size == 1 << 20 and f.modified > 0 for f in listed)
 
 
-MEASURE = """
-import json, resource, sys
+MEASURE = OWN_PEAK + """
+import json, sys
 import tether
 from tether.retry import RetryPolicy
 url, what, name, path = sys.argv[1:5]
 client = tether.connect(url, retry=RetryPolicy(initial=0.05))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+reset_peak()
+before = peak_mb()
 if what == "upload":
     client.upload(name, path, progress=False)
 else:
     client.download(name, path)
-grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
 print(json.dumps({"sent": client.transfers.sent, "received": client.transfers.received,
-                  "grew_mb": grew}))
+                  "grew_mb": peak_mb() - before}))
 """
 
 

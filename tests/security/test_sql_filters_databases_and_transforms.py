@@ -36,7 +36,7 @@ from tether.daemon.stream.filtering import FilterIndex
 from tether.wire import filters
 from tether.wire.errors import TetherError
 
-from ..conftest import DaemonProcess
+from ..conftest import OWN_PEAK, DaemonProcess
 
 duckdb = pytest.importorskip("duckdb")
 
@@ -209,8 +209,8 @@ def test_remote_query_snapshots_do_not_accumulate_without_bound(served) -> None:
 
 
 def test_a_remote_querys_memory_limit_bounds_the_daemon(tmp_path: Path) -> None:
-    script = textwrap.dedent(f"""
-        import resource, sys
+    script = OWN_PEAK + textwrap.dedent(f"""
+        import sys
         from pathlib import Path
         import numpy as np, pyarrow as pa, pyarrow.parquet as pq
         from tether.daemon.prepare.remote_sql import run_remote_query
@@ -220,13 +220,14 @@ def test_a_remote_querys_memory_limit_bounds_the_daemon(tmp_path: Path) -> None:
         pq.write_table(pa.table({{"id": np.arange(10)}}), data / "train.parquet")
         found, cache = discover(data), data.parent / "cache"
         run_remote_query("SELECT 1 AS warm", found, cache)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        reset_peak()  # (a child's ru_maxrss starts at pytest's peak: tests/conftest.py)
+        before = peak_mb()
         try:
             run_remote_query("SELECT repeat('x', 4000) AS s FROM range(100000)", found,
                              cache, memory_limit="64MB")
         except Exception as exc:
             print("refused", type(exc).__name__)
-        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+        print(int(peak_mb() - before))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=60, cwd=HERE, check=True).stdout
