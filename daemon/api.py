@@ -29,6 +29,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tether.wire.checksums import sha256_of
+
 from .spawn import DaemonProcess
 
 
@@ -178,11 +180,9 @@ def _table(name: str, obj: Any, folder: Path) -> Path:
         with pa.OSFile(temporary, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
             for batch in batches:  # a reader or a dataset streams: memory stays a batch
                 writer.write_batch(batch)
-        digest = hashlib.sha256(name.encode())
         with open(temporary, "rb") as written:
-            while block := written.read(1 << 20):
-                digest.update(block)
-        target = folder / digest.hexdigest()[:32] / f"{name}.arrow"
+            digest = sha256_of(written, hashlib.sha256(name.encode()))
+        target = folder / digest[:32] / f"{name}.arrow"
         if not target.exists():
             target.parent.mkdir(exist_ok=True)
             os.replace(temporary, target)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
@@ -24,6 +25,7 @@ import grpc
 from .retry import RetryPolicy
 from .upload import CHUNK_BYTES, PROGRESS_FROM_BYTES, Progress, open_source
 from .wire import rpc
+from .wire.checksums import sha256_of
 from .wire.errors import (
     Busy,
     ConnectionFailed,
@@ -36,6 +38,7 @@ from .wire.errors import (
 from .wire.v1 import tether_pb2 as pb
 
 PARTIAL = ".tether-partial"  # a download in progress, beside its destination
+OVERWRITE_METADATA = "tether-overwrite"  # the daemon's results.OVERWRITE_METADATA
 
 
 class RemoteFile(NamedTuple):
@@ -51,12 +54,9 @@ class _Source:
 
     def __init__(self, data: bytes | str | os.PathLike) -> None:
         self._data = data
-        with self._open() as stream:
-            self.size = _remaining(stream)
-            digest = hashlib.sha256()
-            while block := stream.read(CHUNK_BYTES):
-                digest.update(block)
-        self.sha256 = digest.hexdigest()
+        stream, self.size = open_source(data)
+        with stream:
+            self.sha256 = sha256_of(stream)
 
     def _open(self) -> BinaryIO:
         return open_source(self._data)[0]
@@ -66,13 +66,6 @@ class _Source:
             stream.seek(offset)
             while block := stream.read(CHUNK_BYTES):
                 yield block
-
-
-def _remaining(stream: BinaryIO) -> int:
-    here = stream.tell()
-    size = stream.seek(0, os.SEEK_END) - here
-    stream.seek(here)
-    return size
 
 
 class Transfers:
@@ -103,7 +96,7 @@ class Transfers:
 
     def _upload_file(self, name: str, source: _Source, overwrite: bool, folder: str,
                      bar: Progress) -> pb.UploadResult:
-        metadata = (*self._metadata, ("tether-overwrite", "1")) if overwrite else self._metadata
+        metadata = (*self._metadata, (OVERWRITE_METADATA, "1")) if overwrite else self._metadata
 
         def attempt() -> pb.UploadResult:
             offset = self._unary("UploadStatus", pb.UploadProbe(
@@ -217,8 +210,6 @@ class _Shifted:
 
 
 def _bar(name: str, total: int, progress: bool | None) -> Progress:
-    import sys
-
     show = progress if progress is not None else total >= PROGRESS_FROM_BYTES and \
         sys.stderr.isatty()
     return Progress(name, total, show)
@@ -246,11 +237,9 @@ def _files_of(folder: Path) -> list[str]:
 
 def _check_and_place(partial: Path, version: Path, dest: Path, info: pb.FileEntry) -> None:
     """Rename the download into place once its size and SHA-256 are the daemon's."""
-    digest = hashlib.sha256()
     with open(partial, "rb") as written:
-        for block in iter(lambda: written.read(CHUNK_BYTES), b""):
-            digest.update(block)
-    if partial.stat().st_size != info.size or digest.hexdigest() != info.sha256:
+        sha256 = sha256_of(written)
+    if partial.stat().st_size != info.size or sha256 != info.sha256:
         partial.unlink(missing_ok=True)
         version.unlink(missing_ok=True)
         raise DataCorrupted(f"download of {info.name!r} does not match the daemon's copy "

@@ -12,7 +12,6 @@ once per version (device, inode, size, modification time).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import threading
@@ -20,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
+from tether.wire.checksums import sha256_of
 from tether.wire.errors import DatasetNotFound, RequestError
 from tether.wire.v1 import tether_pb2 as pb
 
@@ -96,10 +96,7 @@ class SharedFiles:
             with self._lock:
                 known = self._hashes.get(key)
             if known is None:
-                digest = hashlib.sha256()
-                while block := handle.read(1 << 20):
-                    digest.update(block)
-                known = digest.hexdigest()
+                known = sha256_of(handle)
                 with self._lock:
                     if len(self._hashes) >= _HASHES_KEPT:
                         self._hashes.clear()

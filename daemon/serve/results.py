@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from tether.wire.checksums import sha256_of
 from tether.wire.errors import Busy, DataCorrupted, RequestError
 
 from ..logsafe import clip, escape, unsafe_char
@@ -190,11 +191,8 @@ class _Upload:
         out.flush()
         if not self.sha256:
             return self._digest.hexdigest()
-        digest = hashlib.sha256()
         out.seek(0)
-        while block := out.read(1 << 20):  # what is on disk, parts from several calls
-            digest.update(block)
-        if digest.hexdigest() != self.sha256:
+        if sha256_of(out) != self.sha256:  # what is on disk, parts from several calls
             self._spoiled = True
             raise DataCorrupted(f"upload {clip(self.name, 100)!r}: its bytes do not match the "
                                 "sha256 it was sent with; send it again")

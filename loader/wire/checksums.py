@@ -8,9 +8,11 @@ per 2 GB/s on each side, hence the faster one where it can be had.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import zlib
 from collections.abc import Callable, Sequence
+from typing import Any, BinaryIO
 
 from .errors import ProtocolError
 
@@ -44,3 +46,13 @@ def get_checksum(name: str) -> Checksum:
 def choose_checksum(accepted: Sequence[str]) -> str:
     """The best algorithm both this process and the peer can compute."""
     return next((n for n in available_checksums() if n in accepted), "crc32")
+
+
+def sha256_of(stream: BinaryIO, digest: Any = None) -> str:
+    """The hex SHA-256 of what `stream` holds from where it is, read 1 MiB at a
+    time (memory flat whatever the size); `digest`, a hashlib object, seeds it.
+    What names a whole file across the wire: uploads, downloads, snapshots."""
+    digest = digest or hashlib.sha256()
+    while block := stream.read(1 << 20):
+        digest.update(block)
+    return digest.hexdigest()
