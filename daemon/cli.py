@@ -340,9 +340,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _share(text: str) -> tuple[str, Path]:
     """--share NAME=PATH: a folder clients may download from, as NAME/..."""
-    name, sep, path = text.partition("=")
+    try:
+        name, path = _named(text)
+    except argparse.ArgumentTypeError:
+        name = path = ""
     folder = Path(path).expanduser()
-    if not sep or not name or "/" in name or name.startswith(".") or not folder.is_dir():
+    if not name or "/" in name or name.startswith(".") or not folder.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r}: give NAME=PATH, a plain name and an "
                                          "existing folder (e.g. models=./pretrained)")
     return name, folder

@@ -15,7 +15,7 @@ import gc
 import os
 import sys
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -327,8 +327,7 @@ class Loader:
         """
         from .jax import DeviceIterator
 
-        initial = self.state_dict()
-        with_states = ((self._jax_ready(batch), self.state_dict()) for batch in self)
+        initial, with_states = self._with_states(self._jax_ready)
         return DeviceIterator(with_states, sharding, buffer_size, initial_state=initial,
                               layout=(self.spec.process_index, self.spec.process_count),
                               length=self.__len__)
@@ -346,10 +345,15 @@ class Loader:
         """
         from .torch import TorchIterator
 
-        initial = self.state_dict()
-        with_states = ((batch, self.state_dict()) for batch in self)
+        initial, with_states = self._with_states(lambda batch: batch)
         return TorchIterator(with_states, device, pin_memory, buffer_size,
                              initial_state=initial, length=self.__len__)
+
+    def _with_states(self, ready: Callable[[Batch], Any]
+                     ) -> tuple[dict[str, Any], Iterator[tuple[Any, dict[str, Any]]]]:
+        """The state now, and each batch (through `ready`) with the state after it:
+        what a hand-off that buffers ahead (tether.ahead) checkpoints."""
+        return self.state_dict(), ((ready(batch), self.state_dict()) for batch in self)
 
     def to_torch_dataset(self) -> Any:
         """This loader as a `torch.utils.data.IterableDataset` of whole batches,

@@ -91,12 +91,12 @@ class LoaderDataset(IterableDataset):
         epoch's last batch is that epoch's end: the pass is then the next epoch."""
         self._state = start = self._next_pass
         while True:
-            epoch, handed = LoaderState.from_dict(start).spec.start.epoch, False
-            for batch in self._one_epoch(start, epoch):
+            position, handed = LoaderState.from_dict(start).spec.start, False
+            for batch in self._one_epoch(start, position.epoch):
                 handed = True
                 yield batch
-            self._state = self._next_pass = self._after(epoch)
-            if handed or LoaderState.from_dict(start).spec.start.row == 0:
+            self._state = self._next_pass = self._after(position.epoch)
+            if handed or position.row == 0:
                 return
             start = self._next_pass
 

@@ -331,16 +331,12 @@ def handler(servicer: Servicer) -> grpc.GenericRpcHandler:
         request_deserializer=pb.UploadChunk.FromString,
         response_serializer=pb.UploadResult.SerializeToString,
     )
-    handlers[rpc.READ] = grpc.unary_stream_rpc_method_handler(
-        _guard_stream(servicer, servicer.Read),
-        request_deserializer=pb.ReadRequest.FromString,
-        response_serializer=pb.TableChunk.SerializeToString,
-    )
-    handlers[rpc.DOWNLOAD] = grpc.unary_stream_rpc_method_handler(
-        _guard_stream(servicer, servicer.Download),
-        request_deserializer=pb.DownloadRequest.FromString,
-        response_serializer=pb.DownloadChunk.SerializeToString,
-    )
+    for name, (request, response) in rpc.methods(server_streaming=True).items():  # Read, ...
+        handlers[name] = grpc.unary_stream_rpc_method_handler(
+            _guard_stream(servicer, getattr(servicer, name)),
+            request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString,
+        )
     handlers[rpc.STREAM] = grpc.stream_stream_rpc_method_handler(
         _guard_stream(servicer, servicer.Stream),
         request_deserializer=pb.StreamRequest.FromString,

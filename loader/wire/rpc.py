@@ -85,13 +85,19 @@ def message_class(descriptor) -> type:
     return getattr(pb, descriptor.name)
 
 
-def unary_methods() -> dict[str, tuple[type, type]]:
-    """name -> (request class, response class) for every unary method."""
+def methods(client_streaming: bool = False,
+            server_streaming: bool = False) -> dict[str, tuple[type, type]]:
+    """name -> (request class, response class) of the methods of that shape."""
     return {
         m.name: (message_class(m.input_type), message_class(m.output_type))
         for m in SERVICE.methods
-        if not (m.client_streaming or m.server_streaming)
+        if (m.client_streaming, m.server_streaming) == (client_streaming, server_streaming)
     }
+
+
+def unary_methods() -> dict[str, tuple[type, type]]:
+    """name -> (request class, response class) for every unary method."""
+    return methods()
 
 
 def open_channel(endpoint: Endpoint, proxy: str | None = None) -> grpc.Channel:
