@@ -77,6 +77,12 @@ class LoaderDataset(IterableDataset):
         """Batches this process gets in a full epoch (the loader's `len()`)."""
         return len(self._loader)
 
+    @property
+    def categories(self) -> dict[str, list[str]]:
+        """Each category column's vocabulary (as `Loader.categories`), of the
+        loader's copy this dataset streams from: known once a pass began."""
+        return self._loader.categories
+
     def state_dict(self) -> dict[str, Any]:
         """Where the next batch comes from: `Loader.state_dict()`'s dict (JSON-able)."""
         return copy.deepcopy(self._state)

@@ -103,6 +103,7 @@ def test_each_pass_over_the_dataset_is_the_next_epoch_and_none_past_the_last(dae
         first = list(dl)  # pinned where there is an accelerator (torch warns here: none)
         assert isinstance(first[0]["x"], torch.Tensor)
         second = list(dl)
+        assert dataset.categories == {}  # the stream's vocabularies: none in this dataset
         assert _ids(first) == expected[0] and _ids(second) == expected[1]
         assert expected[0] != expected[1] and sorted(expected[1]) == list(range(ROWS))
         with pytest.raises(RequestError, match="num_epochs=None"):
