@@ -8,6 +8,7 @@
     tether bench --data ./pets --link 100mbit                     # your own image folder
     tether bench --data text --link loopback                      # packed against pre-padded
     tether bench --data filter --link 100mbit --repeat 3          # filter pushdown
+    tether bench --data transform --size 1GB                      # --transform: local vs Dask
     tether bench --epochs 3 --cache --link loopback,100mbit       # the loader's disk cache
     tether bench --targets --repeat 3 --plot targets.png          # issue 13's targets, one table
 
@@ -97,6 +98,10 @@ def _bench(args: argparse.Namespace) -> int:
             raise SystemExit(f"unknown parts {unknown}; choose from {', '.join(targets.PARTS)}")
         return targets.run(args.targets.split(","), args.size or 1 << 30, args.repeat,
                            args.json, args.plot)
+    if args.data == ["transform"]:
+        from . import transform_prep
+
+        return transform_prep.run(args.size or 1 << 30, args.repeat, args.json, args.plot)
     links = _links(args)
     if args.epochs:
         return _bench_epochs(args, links)
@@ -207,7 +212,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--data", nargs="+", default=[",".join(data.TENSOR_NAMES)],
                        help=f"comma-separated: {', '.join(data.NAMES)} (default: "
                             f"{','.join(data.TENSOR_NAMES)}); or a path to any dataset Tether "
-                            "serves (with --dataset); or imagefolder PATH")
+                            "serves (with --dataset); or imagefolder PATH; or transform "
+                            "(--transform on the local pool against Dask)")
     bench.add_argument("--dataset", help="which dataset under a --data path")
     bench.add_argument("--systems", default=None,
                        help=f"comma-separated: {', '.join(SYSTEMS)} (default: every one "

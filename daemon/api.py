@@ -11,7 +11,10 @@ snapshot (same version: loaders' caches and states stay valid):
 - tables (pandas and polars DataFrames, pyarrow Tables, RecordBatchReaders
   and Datasets) become an Arrow IPC file, every type and null kept;
 - a dict of equal-length numpy arrays becomes a folder of `.npy` columns,
-  any shape.
+  any shape;
+- a Dask DataFrame or Array (or a dict holding Dask arrays) is computed into
+  one of those, partition by partition, by the caller's Dask client, while
+  the daemon already serves the rest (tether.daemon.dask_objects).
 
 The daemon is a subprocess that ends with the Python that started it: at
 `stop()`, at the interpreter's exit, and when that process dies (a kernel
@@ -25,12 +28,14 @@ import hashlib
 import html
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from tether.wire.checksums import sha256_of
 
+from .dask_objects import Materialization, is_dask, target_of
 from .spawn import DaemonProcess
 
 
@@ -38,9 +43,18 @@ class Server:
     """A running daemon: `url` is what `tether serve` prints (the password),
     `stop()` ends it, `with tether.serve(...) as server:` too."""
 
-    def __init__(self, process: DaemonProcess, datasets: Sequence[str]) -> None:
+    def __init__(self, process: DaemonProcess, datasets: Sequence[str],
+                 computing: Sequence[Materialization] = ()) -> None:
         self._process = process
         self.datasets = list(datasets)  # the in-memory ones, by keyword
+        self._computing = list(computing)  # Dask collections being written
+
+    def ready(self, timeout: float | None = None) -> bool:
+        """Wait until every Dask collection is computed and served (True), or
+        `timeout` s (False); raises what failed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return all(each.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                   for each in self._computing)
 
     @property
     def url(self) -> str:
@@ -58,6 +72,8 @@ class Server:
         """End the daemon (a clean stop: its streams end, its state is kept)."""
         if self in _LIVE:
             _LIVE.discard(self)
+            for each in self._computing:
+                each.stop()
             self._process.close()
 
     def __enter__(self) -> Server:
@@ -86,9 +102,12 @@ def serve(*paths: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
           insecure: bool = False, state_dir: str | os.PathLike | None = None,
           results_dir: str | os.PathLike | None = None,
           share: Mapping[str, str | os.PathLike] | None = None,
-          max_memory: str | None = None, **objects: Any) -> Server:
+          max_memory: str | None = None, dask: Any = None, **objects: Any) -> Server:
     """Start a daemon serving `paths` (files, folders, databases) and `objects`
-    (tables and dicts of arrays, under their keyword names); return at once.
+    (tables, dicts of arrays, Dask collections, under their keyword names);
+    return at once. `dask`: a `distributed.Client` (or its scheduler's
+    address) that computes Dask collections and runs `transforms`; without
+    it, Dask's default scheduler computes them and transforms run locally.
 
     Every option of `tether serve` is a keyword with its default: pinned TLS
     and a token unless `insecure`, `tunnel="ngrok"`, `sql={"cheap": "SELECT
@@ -100,16 +119,54 @@ def serve(*paths: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
     from .serve.server import default_state_dir
 
     state = Path(state_dir) if state_dir is not None else default_state_dir()
+    lazy = {name: obj for name, obj in objects.items() if is_dask(obj)}
     served = [*map(Path, paths), *(snapshot(name, obj, state / "objects")
-                                   for name, obj in objects.items())]
-    if not served:
+                                   for name, obj in objects.items() if name not in lazy)]
+    if not served and not lazy:
         raise ValueError("tether.serve: give paths to serve, or objects as keywords "
                          "(tether.serve(train=df))")
+    address = _scheduler_address(dask) if dask is not None and transforms else None
+    client = _dask_client(dask, bool(lazy))
+    computing = [_computed(name, obj, state / "objects", client) for name, obj in lazy.items()]
     args = [*_options(host, port, tunnel, sql, transforms, allow_sql, insecure, results_dir,
                       share, max_memory), "--stop-with", str(os.getpid())]
-    server = Server(DaemonProcess(served, state, *args), list(objects))
+    args += [f"--awaiting={each.name}={each.target}" for each in computing]
+    if address is not None:
+        args += ["--dask", address]
+    try:
+        server = Server(DaemonProcess(served, state, *args), list(objects), computing)
+    except BaseException:
+        for each in computing:
+            each.stop()
+        raise
     _LIVE.add(server)
     return server
+
+
+def _computed(name: str, obj: Any, folder: Path, client: Any) -> Materialization:
+    if not name.isidentifier():
+        raise ValueError(f"tether.serve: {name!r} cannot name a dataset")
+    return Materialization(name, obj, target_of(name, obj, folder), client)
+
+
+def _dask_client(dask: Any, needed: bool) -> Any:
+    """The client that computes Dask collections: the one given, one for the
+    address given, or None (Dask's default scheduler, or its default client)."""
+    if not needed or dask is None or not isinstance(dask, str):
+        return dask
+    from distributed import Client
+
+    return Client(dask, set_as_default=False)
+
+
+def _scheduler_address(dask: Any) -> str:
+    """The address the daemon, another process, reaches the scheduler at."""
+    address = dask if isinstance(dask, str) else dask.scheduler.address
+    if address.startswith("inproc://"):
+        raise ValueError("tether.serve(dask=client): this client's cluster runs inside this "
+                         "process (LocalCluster(processes=False)), where the daemon cannot "
+                         "reach it; use LocalCluster() or a scheduler's tcp:// address")
+    return address
 
 
 def _options(host: str, port: int, tunnel: str | None, sql: Mapping[str, str] | None,
@@ -202,10 +259,6 @@ def _record_batches(name: str, obj: Any) -> tuple[Any, Iterator[Any]]:
         obj = pa.Table.from_pandas(obj)
     elif kind == "polars":
         obj = obj.to_arrow()
-    elif kind == "dask":
-        raise TypeError(f"tether.serve({name}=...): Dask collections are not served yet; "
-                        "compute() a DataFrame that fits, or write it to Parquet and serve "
-                        "the folder")
     if isinstance(obj, pa.Table):
         return obj.schema, iter(obj.to_batches())
     if isinstance(obj, pa.RecordBatch):
@@ -216,7 +269,7 @@ def _record_batches(name: str, obj: Any) -> tuple[Any, Iterator[Any]]:
         return obj.schema, obj.to_batches()
     raise TypeError(f"tether.serve({name}=...): cannot serve a {type(obj).__name__}; give a "
                     "pandas or polars DataFrame, a pyarrow Table, RecordBatchReader or "
-                    "Dataset, or a dict of numpy arrays")
+                    "Dataset, a dict of numpy arrays, or a Dask DataFrame or Array")
 
 
 _LIVE: set[Server] = set()  # running: stopped at exit even when the caller kept no handle

@@ -120,8 +120,13 @@ def _serve(args: argparse.Namespace) -> int:
 def _serve_logged(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.paths and not args.awaiting:
+        print("tether serve: give at least one PATH: a data file or folder "
+              "(docs/datasets.md), or postgresql://USER@HOST/DB", file=sys.stderr)
+        return 2
     try:
         token = _given_token(args)
+        _check_dask(args)
     except (OSError, ValueError) as exc:
         print(f"tether serve: {exc}", file=sys.stderr)
         return 2
@@ -146,7 +151,8 @@ def _serve_logged(args: argparse.Namespace) -> int:
             max_upload=args.max_upload,
             follow_symlinks=args.follow_symlinks, images_column=args.images,
             preparation=Preparation(sql=tuple(args.sql), transforms=tuple(args.transform),
-                                    refresh=args.refresh, allow_sql=args.allow_sql),
+                                    refresh=args.refresh, allow_sql=args.allow_sql,
+                                    dask=args.dask, awaited=tuple(args.awaiting)),
             max_memory=args.max_memory,
             stall_seconds=args.stall_timeout))
         url = daemon.start()
@@ -165,6 +171,19 @@ def _serve_logged(args: argparse.Namespace) -> int:
     daemon.stop()
     _exit_now(0)
     return 0  # not reached
+
+
+def _check_dask(args: argparse.Namespace) -> None:
+    if not args.dask:
+        return
+    if not args.transform:
+        raise ValueError(f"--dask {args.dask} runs --transform functions on that cluster, and "
+                         "none was given")
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ValueError("--dask needs Dask's distributed scheduler here: "
+                         "pip install 'tether[dask]'") from None
 
 
 def _exit_now(code: int) -> None:
@@ -234,7 +253,8 @@ SERVE_DESCRIPTION = (
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """`tether serve`'s arguments, in groups, each flag with one line and its default."""
-    parser.add_argument("paths", nargs="+", type=_path_or_database, metavar="PATH",
+    # (none only for tether.serve(train=ddf), which passes --awaiting instead)
+    parser.add_argument("paths", nargs="*", type=_path_or_database, metavar="PATH",
                         help="a data file or folder (docs/datasets.md), or postgresql://USER@HOST/DB")
     _reach_arguments(parser.add_argument_group("reach"))
     _security_arguments(parser.add_argument_group("security"))
@@ -291,6 +311,8 @@ def _limit_arguments(group: argparse._ArgumentGroup) -> None:
 def _preparation_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--refresh", action="store_true",
                        help="take new snapshots of queries and databases (off: reuse)")
+    group.add_argument("--dask", default=None, metavar="ADDRESS",
+                       help="run --transform on this Dask scheduler's workers (off: local)")
     group.add_argument("--allow-sql", action="store_true",
                        help="let loaders send read-only, limited SQL (off)")
 
@@ -301,6 +323,9 @@ def _daemon_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
                        help="where uploads land (STATE_DIR/results)")
     group.add_argument("--stop-with", type=int, default=0, help=argparse.SUPPRESS)
+    # tether.serve(name=dask_collection): a snapshot its caller is writing.
+    group.add_argument("--awaiting", type=_named, action="append", default=[],
+                       help=argparse.SUPPRESS)
     group.add_argument("--share", type=_share, action="append", default=[],
                        metavar="NAME=PATH",
                        help="clients may download PATH as NAME/..., read-only (none)")

@@ -7,6 +7,7 @@ derive more from them, all on this machine:
     --sql NAME=QUERY            a query's result (DuckDB over the served files,
                                 or in a served database when NAME is "db.x")
     --transform NAME=MOD:FUNC   a dataset passed through the owner's function
+    tether.serve(NAME=ddf)      a Dask collection the caller computes (awaited.py)
 
 Each becomes a `Found`, like a file, so the catalog opens, lists and
 reopens it the same way; what it opens is a snapshot (tether.daemon.sources.snapshots)
@@ -34,6 +35,8 @@ class Preparation:
     transforms: tuple[tuple[str, str], ...] = ()  # (dataset name, "module:function")
     refresh: bool = False  # new snapshots, not the cached ones
     allow_sql: bool = False  # Loader(sql=...) from the remote side
+    dask: str | None = None  # a Dask scheduler whose workers run the transforms
+    awaited: tuple[tuple[str, str], ...] = ()  # (dataset name, snapshot path being written)
 
 
 def derive(found: Sequence[Found], databases: Sequence[str],
@@ -49,6 +52,12 @@ def derive(found: Sequence[Found], databases: Sequence[str],
         from .sql_datasets import query_dataset
 
         found.append(query_dataset(name, query, found, preparation.refresh))
+    for name, path in preparation.awaited:
+        from pathlib import Path
+
+        from .awaited import awaited
+
+        found.append(awaited(name, Path(path)))
     names = {f.name for f in found}
     for name, target in preparation.transforms:
         from .transforms import transformed
@@ -56,6 +65,7 @@ def derive(found: Sequence[Found], databases: Sequence[str],
         if name not in names:
             raise ValueError(f"--transform {name}={target}: no dataset {name!r}; served: "
                              f"{', '.join(sorted(names))}")
-        found = [transformed(f, target, preparation.refresh) if f.name == name else f
+        found = [transformed(f, target, preparation.refresh, preparation.dask)
+                 if f.name == name else f
                  for f in found]
     return found

@@ -16,9 +16,11 @@ served from it: shuffle, exactly-once and resume work unchanged.
 
 Making the snapshot can take long and burn CPU, so it runs in the background
 (the dataset is listed as preparing; `Catalog.get` waits a while for it) and
-the function runs in worker processes (spawned, not forked: the daemon has
-gRPC threads), a bounded number of chunks in flight, so the daemon's RPCs
-and other streams go on and memory stays bounded.
+the function runs in worker processes (tether.daemon.prepare.workers: local
+ones, or a Dask cluster's with --dask), a bounded number of chunks in
+flight, so the daemon's RPCs and other streams go on and memory stays
+bounded. Where the function ran changes nothing in the output, so the
+snapshot's key does not name it.
 """
 
 from __future__ import annotations
@@ -33,12 +35,9 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -49,13 +48,12 @@ from tether.wire.transforms import batch_format_of
 from ..sources import Found, Source
 from ..sources.arrow_columns import read_names
 from ..sources.snapshots import SnapshotSource, snapshot, snapshot_key
+from .workers import WorkerDied, workers
 
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 65_536  # rows handed to the function at once, at most...
 CHUNK_BYTES = 64 << 20  # ...and about this many bytes of them (wide rows: fewer)
-# One core is left to the daemon itself; more than 4 rarely pays for the copies.
-WORKERS = max(1, min(4, (os.cpu_count() or 2) - 1))
 IN_FLIGHT_PER_WORKER = 2  # chunks sent ahead of the writer: bounds memory
 
 
@@ -297,6 +295,7 @@ class TransformReader:
     base: Found
     function: Function
     refresh: bool
+    dask: str | None = None  # a Dask scheduler's address: its workers run the function
 
     @property
     def format(self) -> str:
@@ -346,7 +345,7 @@ class TransformReader:
 
     def _batches(self, job: _Job, base: Source) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         job.settled.set()  # not in the cache: made now, in the background
-        chunks = _run(base, self.function.target)
+        chunks = _run(base, self.function, self.dask)
         _, first = next(chunks)  # the schema is the first chunk's
         return first.schema, _conform(first, chunks, self.function.target)
 
@@ -371,28 +370,25 @@ def _columns(schema: pa.Schema) -> str:
     return ", ".join(f"{f.name} ({f.type})" for f in schema)
 
 
-def _run(base: Source, target: str) -> Iterator[tuple[str, pa.RecordBatch]]:
+def _run(base: Source, function: Function,
+         dask: str | None) -> Iterator[tuple[str, pa.RecordBatch]]:
     """The function's output over `base`, chunk by chunk, in order, with the
     rows each came from; at most IN_FLIGHT_PER_WORKER chunks a worker are
     read ahead of the writer."""
-    pool = _start_workers()
-    pending: deque[tuple[int, int, Future]] = deque()
-    try:
+    target = function.target
+    with workers(dask, function.file) as running:
+        pending: deque[tuple[int, int, Any]] = deque()
         for start, stop, chunk in _chunks(base):
             try:
-                pending.append((start, stop, pool.submit(apply_chunk, target, chunk)))
+                pending.append((start, stop, running.submit(apply_chunk, target, chunk)))
             except RuntimeError:  # the interpreter is exiting: no new work
                 raise TransformError(f"transform {target} stopped before rows {start}-"
                                      f"{stop - 1}: the daemon is stopping") from None
             del chunk  # the worker has its copy
-            if len(pending) >= WORKERS * IN_FLIGHT_PER_WORKER:
+            if len(pending) >= running.slots * IN_FLIGHT_PER_WORKER:
                 yield _result(*pending.popleft(), target)
         while pending:
             yield _result(*pending.popleft(), target)
-    finally:
-        with _pools_lock:
-            _pools.discard(pool)
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _chunks(base: Source) -> Iterator[tuple[int, int, bytes]]:
@@ -440,67 +436,16 @@ def _one_batch(table: pa.Table) -> pa.RecordBatch:
     return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
 
 
-_stderr_lock = threading.Lock()
-_pools: set[ProcessPoolExecutor] = set()  # running, so that stopping can end them
-_pools_lock = threading.Lock()
-
-
-def stop_workers() -> None:
-    """End every transform's worker processes now (the daemon is stopping): a
-    function that never returns must not keep `tether serve` from exiting."""
-    with _pools_lock:
-        pools = list(_pools)
-    for pool in pools:
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()  # its jobs fail as "worker process died"
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _start_workers() -> ProcessPoolExecutor:
-    """Worker processes, started now, with the daemon's real stderr as theirs.
-
-    `tether serve` points fd 2 at a pipe read into logging (gRPC's native
-    lines) and, stopping, waits until every holder of that pipe closed it: a
-    worker, or multiprocessing's resource tracker (started with the first
-    pool, alive till the daemon exits), holding it would delay each stop by
-    that wait's 5 s. So fd 2 is the real stderr while they are started.
-    """
-    with _stderr_lock, _real_stderr():
-        pool = ProcessPoolExecutor(WORKERS, mp_context=get_context("spawn"))
-        pool.submit(int).result()  # spawns them all (a spawn pool starts its workers at once)
-    with _pools_lock:
-        _pools.add(pool)
-    return pool
-
-
-@contextmanager
-def _real_stderr() -> Iterator[None]:
-    try:
-        real = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # replaced by something without one
-        real = 2
-    if real == 2:
-        yield
-        return
-    routed = os.dup(2)
-    os.dup2(real, 2)
-    try:
-        yield
-    finally:
-        os.dup2(routed, 2)
-        os.close(routed)
-
-
 def _plain(values: np.ndarray | Ragged) -> np.ndarray:
     """A column as the function sees it: text, bytes and lists as object arrays."""
     return values.to_numpy() if isinstance(values, Ragged) else values
 
 
-def _result(start: int, stop: int, future: Future, target: str) -> tuple[str, pa.RecordBatch]:
+def _result(start: int, stop: int, future: Any, target: str) -> tuple[str, pa.RecordBatch]:
     rows = f"{start}-{stop - 1}" if stop > start else f"{start}-{start} (none)"
     try:
         ok, payload = future.result()
-    except BrokenProcessPool:
+    except WorkerDied:
         raise TransformError(f"transform {target}: its worker process died on rows {rows} "
                              "(a crash, or killed for memory)") from None
     if not ok:
@@ -508,10 +453,11 @@ def _result(start: int, stop: int, future: Future, target: str) -> tuple[str, pa
     return rows, pa.ipc.open_stream(payload).read_next_batch()
 
 
-def transformed(found: Found, target: str, refresh: bool = False) -> Found:
+def transformed(found: Found, target: str, refresh: bool = False,
+                dask: str | None = None) -> Found:
     """`found` (a dataset named NAME) as --transform NAME=TARGET serves it: the
     same files, read through the owner's function into a snapshot."""
     function = resolve(found.name, target)
     return Found(found.name, list(found.paths), found.root,
-                 TransformReader(found, function, refresh),
+                 TransformReader(found, function, refresh, dask),
                  origin=f"--transform {found.name}={target}")

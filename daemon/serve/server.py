@@ -19,7 +19,7 @@ from tether.wire.url import Endpoint
 
 from ..prepare.catalog import Catalog
 from ..prepare.preparation import Preparation, is_database_url
-from ..prepare.transforms import stop_workers as stop_transform_workers
+from ..prepare.workers import stop_all as stop_transform_workers
 from ..stream.budget import MemoryBudget
 from ..stream.stats import Stats
 from .auth import TokenAuth
@@ -178,7 +178,8 @@ class Daemon:
         if not state_dir.exists():  # a folder given that exists keeps its mode
             state_dir.mkdir(parents=True, mode=0o700)
             os.chmod(state_dir, 0o700)
-        folder = identity_dir(state_dir, config.paths, config.host)
+        awaited = [Path(path) for _, path in config.preparation.awaited]  # (their own daemon)
+        folder = identity_dir(state_dir, [*config.paths, *awaited], config.host)
         self._lock = IdentityLock(folder)  # OSError when another daemon holds it
         self.identity = Identity.load(folder)
         if config.new_token:

@@ -187,9 +187,18 @@ class Assembly:
 
     def describe_parts(self, spec: StreamSpec) -> list[pb.DatasetInfo]:
         """Each daemon's part of `spec`'s dataset, checked to be parts of one dataset."""
+        _distinct_daemons(self.reach.endpoints)
         infos = [self._describe(i, spec) for i in range(len(self.reach.endpoints))]
         if len(infos) == 1:
             return infos
+        versions: dict[str, str] = {}
+        for endpoint, info in zip(self.reach.endpoints, infos, strict=True):
+            twin = versions.setdefault(info.fingerprint, endpoint.target)
+            if twin != endpoint.target:
+                raise DatasetError(
+                    f"{twin} and {endpoint.target} serve the same version of {spec.dataset!r} "
+                    "(the same files): as two parts, every row would come twice; give "
+                    "each part once")
         variable = [c.name for c in infos[0].columns if c.kind and
                     (not spec.columns or c.name in spec.columns)]
         require(not variable, f"columns {variable} vary in length or are images: a dataset "
@@ -229,3 +238,17 @@ def _schema(info: pb.DatasetInfo, columns: Sequence[str]) -> list[tuple[str, str
     """(name, dtype, shape) of the requested columns (all when none named)."""
     return [(c.name, c.dtype, tuple(c.shape)) for c in info.columns
             if not columns or c.name in columns]
+
+
+def _distinct_daemons(endpoints: Sequence[Any]) -> None:
+    """The parts' daemons are all different: not one listed twice, by its
+    address or by its certificate (another name for the same daemon)."""
+    seen: dict[str, str] = {}
+    for endpoint in endpoints:
+        names = [endpoint.target] + ([endpoint.fingerprint] if endpoint.fingerprint else [])
+        for key in names:
+            first = seen.get(key)
+            require(first is None, f"{first} and {endpoint.target} are the same daemon: as "
+                    "two parts, every row would come twice; list each daemon once")
+        for key in names:
+            seen[key] = endpoint.target

@@ -162,3 +162,23 @@ def test_parts_with_other_columns_are_refused_at_open(parts, tmp_path: Path) -> 
                                columns=["id"]))
     finally:
         assert stranger.stop() == 0
+
+
+def test_the_same_daemon_listed_twice_is_refused(parts) -> None:
+    """Issue 23 (6): `Loader([url_a, url_a])` delivered every row twice without
+    a word. The same daemon (its URL, or another name for it: the same
+    certificate) or the same dataset version twice is refused, saying which."""
+    daemons, _, _ = parts
+    url = daemons[0].url
+    with pytest.raises(tether.RequestError, match="the same daemon"):
+        next(iter(tether.Loader([url, url], dataset="train", batch_size=100)))
+    other_name = url.replace("127.0.0.1", "localhost")  # the same daemon, another host name
+    with pytest.raises(tether.RequestError, match="the same daemon"):
+        next(iter(tether.Loader([url, other_name], dataset="train", batch_size=100)))
+
+
+def test_the_same_dataset_version_from_two_daemons_is_refused(parts, tmp_path) -> None:
+    daemons, (a, _), _ = parts
+    with DaemonProcess([a], tmp_path / "state-copy") as twin, \
+            pytest.raises(tether.DatasetError, match="the same version"):  # same files
+        next(iter(tether.Loader([daemons[0].url, twin.url], dataset="train", batch_size=100)))
