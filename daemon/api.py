@@ -35,7 +35,7 @@ from typing import Any
 
 from tether.wire.checksums import sha256_of
 
-from .dask_objects import Materialization, is_dask, target_of
+from .dask_objects import STOP_SECONDS, Materialization, checked, is_dask, target_of
 from .spawn import DaemonProcess
 
 
@@ -44,8 +44,11 @@ class Server:
     `stop()` ends it, `with tether.serve(...) as server:` too."""
 
     def __init__(self, process: DaemonProcess, datasets: Sequence[str],
-                 computing: Sequence[Materialization] = ()) -> None:
+                 computing: Sequence[Materialization] = (), passfile: Path | None = None,
+                 dask_client: Any = None) -> None:
         self._process = process
+        self._passfile = passfile
+        self._dask_client = dask_client  # one tether.serve made for an address
         self.datasets = list(datasets)  # the in-memory ones, by keyword
         self._computing = list(computing)  # Dask collections being written
 
@@ -72,9 +75,12 @@ class Server:
         """End the daemon (a clean stop: its streams end, its state is kept)."""
         if self in _LIVE:
             _LIVE.discard(self)
-            for each in self._computing:
-                each.stop()
+            _stop_computing(self._computing)
             self._process.close()
+            if self._passfile:
+                self._passfile.unlink(missing_ok=True)
+            if self._dask_client is not None:
+                self._dask_client.close()
 
     def __enter__(self) -> Server:
         return self
@@ -119,34 +125,96 @@ def serve(*paths: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
     from .serve.server import default_state_dir
 
     state = Path(state_dir) if state_dir is not None else default_state_dir()
-    lazy = {name: obj for name, obj in objects.items() if is_dask(obj)}
-    served = [*map(Path, paths), *(snapshot(name, obj, state / "objects")
-                                   for name, obj in objects.items() if name not in lazy)]
-    if not served and not lazy:
+    lazy = {name: checked(name, obj) for name, obj in objects.items() if is_dask(obj)}
+    if not paths and not objects:
         raise ValueError("tether.serve: give paths to serve, or objects as keywords "
                          "(tether.serve(train=df))")
     address = _scheduler_address(dask) if dask is not None and transforms else None
-    client = _dask_client(dask, bool(lazy))
-    computing = [_computed(name, obj, state / "objects", client) for name, obj in lazy.items()]
     args = [*_options(host, port, tunnel, sql, transforms, allow_sql, insecure, results_dir,
                       share, max_memory), "--stop-with", str(os.getpid())]
-    args += [f"--awaiting={each.name}={each.target}" for each in computing]
+    targets = {name: target_of(name, obj, state / "objects") for name, obj in lazy.items()}
+    args += [f"--awaiting={name}={target}" for name, target in targets.items()]
     if address is not None:
         args += ["--dask", address]
+    served = [snapshot(name, obj, state / "objects")
+              for name, obj in objects.items() if name not in lazy]
+    client = _dask_client(dask, bool(lazy))
+    own_client = client if client is not dask else None  # made here: closed at stop
+    computing: list[Materialization] = []
+    bare, passfile = _passwords_apart(paths, state)
     try:
-        server = Server(DaemonProcess(served, state, *args), list(objects), computing)
+        for name, obj in lazy.items():
+            computing.append(Materialization(name, obj, targets[name], client))
+        env = {"PGPASSFILE": str(passfile)} if passfile else None
+        server = Server(DaemonProcess([*bare, *served], state, *args, env=env), list(objects),
+                        computing, passfile, own_client)
     except BaseException:
-        for each in computing:
-            each.stop()
+        _stop_computing(computing)
+        if own_client is not None:
+            own_client.close()
+        if passfile:
+            passfile.unlink(missing_ok=True)
         raise
     _LIVE.add(server)
     return server
 
 
-def _computed(name: str, obj: Any, folder: Path, client: Any) -> Materialization:
-    if not name.isidentifier():
-        raise ValueError(f"tether.serve: {name!r} cannot name a dataset")
-    return Materialization(name, obj, target_of(name, obj, folder), client)
+def _passwords_apart(paths: Sequence[Any], state: Path) -> tuple[list[Any], Path | None]:
+    """Database URLs without their passwords, and a private passfile (libpq's
+    .pgpass format, mode 0600) holding them, ahead of the user's own: the
+    daemon's command line, which `ps` shows, never carries one."""
+    from .prepare.preparation import is_database_url
+
+    lines, bare = [], []
+    for path in paths:
+        text = str(path)
+        if is_database_url(text) and _redacted(text) != text:
+            lines.append(_passfile_line(text))
+            text = _bare(text)
+        bare.append(text if is_database_url(text) else Path(path))
+    if not lines:
+        return bare, None
+    mine = Path(os.environ.get("PGPASSFILE", Path.home() / ".pgpass"))
+    if mine.is_file():
+        lines.append(mine.read_text(errors="replace"))
+    private = state / "private"
+    private.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, name = tempfile.mkstemp(dir=private, prefix="pgpass-")  # 0600
+    with os.fdopen(fd, "w") as out:
+        out.write("\n".join(lines) + "\n")
+    return bare, Path(name)
+
+
+def _redacted(url: str) -> str:
+    from .sources.postgres import redact
+
+    return redact(url)
+
+
+def _bare(url: str) -> str:
+    from .sources.postgres import without_password
+
+    return without_password(url)
+
+
+def _passfile_line(url: str) -> str:
+    """host:port:database:user:password for `url` ("*" where it names none)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    given = conninfo_to_dict(url)
+    fields = [str(given.get(key) or "*") for key in ("host", "port", "dbname", "user")]
+    fields = ["*" if "," in value else value for value in fields]  # several hosts
+    return ":".join(f.replace("\\", "\\\\").replace(":", "\\:")
+                    for f in [*fields, str(given["password"])])
+
+
+def _stop_computing(computing: Sequence[Materialization]) -> None:
+    """Every one told to stop first, then waited for together."""
+    deadline = time.monotonic() + STOP_SECONDS
+    for each in computing:
+        each.stop(deadline=time.monotonic())  # (sets its flag, waits for nothing)
+    for each in computing:
+        each.stop(deadline)
 
 
 def _dask_client(dask: Any, needed: bool) -> Any:

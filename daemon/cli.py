@@ -225,8 +225,19 @@ def results_tree(rows: list[tuple[str, int, float]]) -> Iterator[str]:
 
 
 def _path_or_database(text: str) -> Path | str:
-    """A served path, or a database server's URL (kept as text)."""
-    return text if is_database_url(text) else Path(text)
+    """A served path, or a database server's URL (kept as text), without a
+    password: one on the command line is visible in `ps` for the daemon's
+    life, as a token would be (--token is refused for the same reason)."""
+    if not is_database_url(text):
+        return Path(text)
+    from .sources.postgres import redact
+
+    if redact(text) != text:
+        raise argparse.ArgumentTypeError(
+            f"{redact(text)}: a password in the URL stays visible in the process list "
+            "(ps) while the daemon runs; give it in PGPASSWORD, in ~/.pgpass or a "
+            "passfile= parameter, or serve from Python: tether.serve(URL) takes it there")
+    return text
 
 
 def _named(text: str) -> tuple[str, str]:

@@ -57,7 +57,31 @@ def target_of(name: str, obj: Any, folder: Path) -> Path:
 
 
 def _is_frame(obj: Any) -> bool:
-    return not isinstance(obj, Mapping) and hasattr(obj, "columns") and hasattr(obj, "dtypes")
+    return type(obj).__name__ == "DataFrame"
+
+
+def checked(name: str, obj: Any) -> Any:
+    """`obj` as served (a Series as a one-column frame), or a TypeError now,
+    before any work starts, for what cannot be served."""
+    if not name.isidentifier():
+        raise ValueError(f"tether.serve: {name!r} cannot name a dataset")
+    if type(obj).__name__ == "Series" and hasattr(obj, "to_frame"):
+        return obj.to_frame()
+    arrays = obj.values() if isinstance(obj, Mapping) else [obj]
+    if _is_frame(obj) or all(_plain_array(a) or _dask_array(a) for a in arrays):
+        return obj
+    raise TypeError(f"tether.serve({name}=...): a Dask DataFrame or Series, a Dask Array of "
+                    f"numbers, dates or fixed-size text, or a dict of such arrays (Dask or "
+                    f"numpy); not a {type(obj).__name__}")
+
+
+def _dask_array(obj: Any) -> bool:
+    return type(obj).__name__ == "Array" and hasattr(obj, "chunks") and \
+        getattr(obj.dtype, "kind", "O") != "O"
+
+
+def _plain_array(obj: Any) -> bool:
+    return type(obj).__module__.split(".")[0] == "numpy"
 
 
 class Materialization:
@@ -69,9 +93,9 @@ class Materialization:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(obj, client), daemon=True,
                                         name=f"tether-serve-{name}")
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        error_path(target).unlink(missing_ok=True)  # an earlier failure: try again
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            error_path(target).unlink(missing_ok=True)  # an earlier failure: try again
             self._thread.start()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -84,12 +108,13 @@ class Materialization:
             raise self.error
         return True
 
-    def stop(self) -> None:
+    def stop(self, deadline: float | None = None) -> None:
         """Stop between partitions; a partition still computing is left to
         finish on its own (the thread is a daemon's: exiting does not wait)."""
         self._stopping.set()
         if self._thread.is_alive():
-            self._thread.join(STOP_SECONDS)
+            left = STOP_SECONDS if deadline is None else deadline - time.monotonic()
+            self._thread.join(max(0.0, left))
 
     def _run(self, obj: Any, client: Any) -> None:
         staging = Path(tempfile.mkdtemp(dir=self.target.parent, prefix=".writing-"))
@@ -99,11 +124,11 @@ class Materialization:
             else:
                 _write_arrays(self.name, obj, staging / self.target.name,
                               lambda array: self._computed(array, client))
-            os.replace(staging / self.target.name, self.target)  # whole or not at all
+            _move_into_place(staging / self.target.name, self.target)
         except BaseException as exc:
             self.error = RuntimeError(f"tether.serve({self.name}=...): {exc}")
-            error_path(self.target).write_text(str(self.error))  # the daemon says it
-            if not self._stopping.is_set():
+            if not self._stopping.is_set():  # (stopped: nothing is wrong with the data)
+                _write_error(self.target, str(self.error))
                 print(self.error, file=sys.stderr)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -119,6 +144,24 @@ class Materialization:
                 progress.update()
 
 
+def _move_into_place(written: Path, target: Path) -> None:
+    """Whole or not at all; another serve of the same collection that got
+    there first made the same thing."""
+    try:
+        os.replace(written, target)
+    except OSError:
+        if not target.exists():
+            raise
+
+
+def _write_error(target: Path, text: str) -> None:
+    """Why `target` was not made, for the daemon, written whole."""
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".error-")
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(temporary, error_path(target))
+
+
 def _in_order(parts: list[Any], client: Any) -> Iterator[Any]:
     """Each part computed, in order, a window of them running at once: on the
     client's workers (their results stay there until taken), or in windows
@@ -126,7 +169,7 @@ def _in_order(parts: list[Any], client: Any) -> Iterator[Any]:
     if client is None:
         import dask
 
-        window = max(2, os.cpu_count() or 2)
+        window = max(2, min(4, os.cpu_count() or 2))  # the caller holds a window
         for start in range(0, len(parts), window):
             with _naming(start, min(start + window, len(parts)), len(parts)):
                 computed = dask.compute(*parts[start:start + window])
@@ -169,7 +212,10 @@ def _write_frame(ddf: Any, path: Path, computed: Iterator[tuple[int, int, Any]])
     categories: dict[str, dict] = {}  # a category column's, in order of first appearance
     with pa.OSFile(str(path), "wb") as sink:
         for index, count, frame in computed:
-            table = pa.Table.from_pandas(_growing(frame, categories), preserve_index=keep_index)
+            if not len(frame) and writer is None:
+                continue  # its columns may be typeless (all-None): the first with rows decides
+            table = _wide_codes(pa.Table.from_pandas(_growing(frame, categories),
+                                                     preserve_index=keep_index))
             if writer is None:
                 schema = table.schema
                 writer = pa.ipc.new_file(sink, schema, options=pa.ipc.IpcWriteOptions(
@@ -181,6 +227,17 @@ def _write_frame(ddf: Any, path: Path, computed: Iterator[tuple[int, int, Any]])
             writer = pa.ipc.new_file(sink, pa.Schema.from_pandas(ddf._meta,
                                                                  preserve_index=keep_index))
         writer.close()
+
+
+def _wide_codes(table: Any) -> Any:
+    """Category codes as int32 whatever pandas chose (int8 up to 127 categories,
+    int16 past): the dictionary grows between partitions, its type may not."""
+    import pyarrow as pa
+
+    schema = pa.schema([field.with_type(pa.dictionary(pa.int32(), field.type.value_type))
+                        if pa.types.is_dictionary(field.type) else field for field in table.schema],
+                       metadata=table.schema.metadata)
+    return table if schema.equals(table.schema) else table.cast(schema)
 
 
 def _growing(frame: Any, categories: dict[str, dict]) -> Any:
@@ -207,7 +264,7 @@ def _conformed(table: Any, schema: Any, index: int, count: int) -> Any:
     except (KeyError, ValueError, pa.ArrowException) as exc:
         raise ValueError(f"partition {index + 1} of {count} has other columns or types than "
                          f"the first ({exc}); give every partition the same dtypes "
-                         "(ddf.astype(...), ddf.categorize())") from None
+                         "(ddf.astype(...))") from None
 
 
 def _write_arrays(name: str, obj: Any, folder: Path, computed: Any) -> None:

@@ -41,16 +41,18 @@ def stop_process(proc: subprocess.Popen, signum: int = signal.SIGTERM,
 
 
 def start_module(module: str, *args: str, python: str = sys.executable,
-                 stderr: int | IO | None = None,
-                 timeout: float | None = START_TIMEOUT_S) -> tuple[subprocess.Popen, str]:
+                 stderr: int | IO | None = None, timeout: float | None = START_TIMEOUT_S,
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """Start `python -u -m MODULE ARGS`; return it and the first line it prints on stdout.
 
-    `stderr` is handed to Popen (None: this process's own). RuntimeError, with
+    `stderr` is handed to Popen (None: this process's own); `env`, variables
+    added to this process's environment for it. RuntimeError, with
     the process ended, when no line comes in `timeout` s (None: no limit) or
     it exits first.
     """
     proc = subprocess.Popen([python, "-u", "-m", module, *args], stdout=subprocess.PIPE,
-                            stderr=stderr, text=True)
+                            stderr=stderr, text=True,
+                            env={**os.environ, **env} if env else None)
     with selectors.DefaultSelector() as selector:
         selector.register(proc.stdout, selectors.EVENT_READ)
         ready = selector.select(timeout)
@@ -86,12 +88,12 @@ class DaemonProcess:
 
     def __init__(self, paths: Sequence[Path | str], state_dir: Path | str, *args: str,
                  python: str = sys.executable, timeout: float = START_TIMEOUT_S,
-                 capture_stderr: bool = True) -> None:
+                 capture_stderr: bool = True, env: dict[str, str] | None = None) -> None:
         fd, self._stderr = _stderr_file() if capture_stderr else (None, None)
         try:
             self.proc, self.url = start_module(
                 "tether.daemon", *map(str, paths), "--port", "0", "--state-dir", str(state_dir),
-                *args, python=python, stderr=fd, timeout=timeout)
+                *args, python=python, stderr=fd, timeout=timeout, env=env)
         except RuntimeError as exc:
             raise self._failed(str(exc)) from None
         finally:

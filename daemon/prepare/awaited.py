@@ -40,7 +40,7 @@ class AwaitedReader:
 
     def __call__(self, name: str, paths: list[Path], cache_dir: Path) -> Source:
         failed = error_path(self.path)
-        if failed.exists():
+        if not self.path.exists() and failed.exists():
             raise ValueError(failed.read_text(errors="replace").strip())
         if not self.path.exists():
             raise Preparing(f"preparing: computing {name} on Dask in the process that called "

@@ -376,7 +376,7 @@ def _run(base: Source, function: Function,
     rows each came from; at most IN_FLIGHT_PER_WORKER chunks a worker are
     read ahead of the writer."""
     target = function.target
-    with workers(dask, function.file) as running:
+    with workers(dask, target, function.file) as running:
         pending: deque[tuple[int, int, Any]] = deque()
         for start, stop, chunk in _chunks(base):
             try:

@@ -54,16 +54,20 @@ class DaskWorkers:
     module is sent to them (`upload_file`) when it is one file; a package
     must be installed on the workers, like tether itself."""
 
-    def __init__(self, address: str, module_file: str) -> None:
+    def __init__(self, address: str, module: str, module_file: str) -> None:
         from distributed import Client
 
         try:
             self._client = Client(address, timeout=CONNECT_SECONDS, set_as_default=False)
         except OSError as exc:
             raise OSError(f"--dask {address}: cannot reach the Dask scheduler: {exc}") from None
-        if module_file and os.path.basename(module_file) != "__init__.py":
-            self._client.upload_file(module_file)
-        self.slots = max(1, sum(self._client.nthreads().values()))
+        try:
+            if module_file and "." not in module:  # a module inside a package is installed
+                self._client.upload_file(module_file)
+            self.slots = max(1, sum(self._client.nthreads().values()))
+        except BaseException:
+            self._client.close()
+            raise
 
     def submit(self, function: Callable, *args: Any) -> _Future:
         from distributed.scheduler import KilledWorker
@@ -96,9 +100,12 @@ _live_lock = threading.Lock()
 
 
 @contextmanager
-def workers(dask: str | None, module_file: str) -> Iterator[LocalWorkers | DaskWorkers]:
-    """Workers for one transform, ended when it is done (or the daemon stops)."""
-    started = DaskWorkers(dask, module_file) if dask else LocalWorkers()
+def workers(dask: str | None, target: str,
+            module_file: str) -> Iterator[LocalWorkers | DaskWorkers]:
+    """Workers for one transform (`module:function`), ended when it is done (or
+    the daemon stops)."""
+    module = target.partition(":")[0]
+    started = DaskWorkers(dask, module, module_file) if dask else LocalWorkers()
     with _live_lock:
         _live.add(started)
     try:

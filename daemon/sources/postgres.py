@@ -72,6 +72,13 @@ def redact(url: str) -> str:
     return scheme + sep + re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", rest)
 
 
+def without_password(url: str) -> str:
+    """`url` with no password at all (redact's "***" would be taken for one)."""
+    url = redact(url)
+    url = re.sub(r"(?i)([?&])password=\*\*\*(&|$)", r"\1", url)
+    return url.rstrip("?&")
+
+
 def scrub(text: str, url: str) -> str:
     """`text` (an error from psycopg or libpq) with any password it quotes removed."""
     text = _URL_PASSWORD.sub(r"\1@", text)

@@ -262,3 +262,27 @@ def test_dask_refusals_say_what_to_give(tmp_path: Path, cluster) -> None:
     with pytest.raises(RuntimeError, match="unknown size"):
         tether.serve(x={"x": da.ones(10, chunks=5)[da.arange(10, chunks=5) > 3]},
                      state_dir=tmp_path / "state").ready(30)
+
+
+def many_categories(index: int) -> pd.DataFrame:
+    """Found by a review: an empty first partition (typeless text), and 200 new
+    categories a partition (pandas' codes widen from int8 to int16)."""
+    if index == 0:
+        return pd.DataFrame({"tag": pd.Categorical([]), "note": pd.Series([], dtype=object)})
+    tags = [f"tag{index}-{k}" for k in range(200)]
+    return pd.DataFrame({"tag": pd.Categorical(tags), "note": ["x"] * 200})
+
+
+def test_partitions_whose_types_pandas_chose_differently_are_served(tmp_path: Path) -> None:
+    frame = dd.from_map(many_categories, range(3))
+    with tether.serve(tags=frame, ids=frame.tag.cat.codes, state_dir=tmp_path / "state") \
+            as server:
+        assert server.ready(120)
+        with tether.connect(server.url) as client:
+            read = client.read("tags").to_pandas()
+    assert read["tag"].astype(str).tolist() == [f"tag{i}-{k}" for i in (1, 2) for k in range(200)]
+    assert read["note"].tolist() == ["x"] * 400
+    with pytest.raises(TypeError, match="not a Delayed"):
+        import dask
+
+        tether.serve(bad=dask.delayed(sum)([1, 2]), state_dir=tmp_path / "state")

@@ -25,7 +25,7 @@ from tether.daemon.sources.postgres import (
     scrub,
 )
 
-from ..conftest import DaemonProcess, collect
+from ..conftest import collect
 
 # The daemon's postgres extra; CI's oldest-versions run (the loader's side) lacks it.
 psycopg = pytest.importorskip("psycopg", reason="pip install -e '.[postgres]'")
@@ -210,7 +210,10 @@ def test_an_unreachable_server_is_logged_without_its_password(
 
 
 def test_daemon_streams_a_table_and_never_shows_the_password(
-        database: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        database: tuple[str, str], tmp_path: Path) -> None:
+    """Served from Python (tether.serve), where a password in the URL is
+    accepted: it reaches the daemon through a private passfile, never its
+    command line (which `ps` shows) nor its log."""
     name, url = database
     run_sql(url, "CREATE TABLE items (id int8, price float8, qty int4, weight numeric)",
             "INSERT INTO items SELECT g, g * 0.25, g % 7, g / 3.0 "
@@ -218,15 +221,20 @@ def test_daemon_streams_a_table_and_never_shows_the_password(
     run_sql(url, "CREATE TABLE other (x int4)")
     (tmp_path / "files").mkdir()
     np.save(tmp_path / "files" / "local.npy", np.arange(10))
-    unreachable = f"postgresql://ann:{PASSWORD}@127.0.0.1:1/gone"
-    # The password both in the URL and in PGPASSWORD (which the daemon inherits).
-    monkeypatch.setenv("PGPASSWORD", PASSWORD)
-    with DaemonProcess([url, unreachable, tmp_path / "files"], tmp_path / "state") as daemon:
-        loader = tether.Loader(daemon.url, dataset=f"{name}.items", batch_size=64,
+    unreachable = f"postgresql://ann:{PASSWORD}@127.0.0.1:1/gone?password={PASSWORD}"
+    with tether.serve(url, unreachable, tmp_path / "files", state_dir=tmp_path / "state") \
+            as server:
+        command_line = Path(f"/proc/{server.pid}/cmdline").read_bytes()
+        passfile = Path(server._passfile)
+        assert passfile.stat().st_mode & 0o077 == 0  # the owner's alone
+        loader = tether.Loader(server.url, dataset=f"{name}.items", batch_size=64,
                                shuffle=True, seed=0)
         _, got = collect(loader)
-        listing = {d.name: d for d in daemon.client().datasets()}
-        stderr = daemon.stderr_text()
+        with tether.connect(server.url) as client:
+            listing = {d.name: d for d in client.datasets()}
+        stderr = server.log()
+    assert PASSWORD.encode() not in command_line and b"127.0.0.1:1/gone" in command_line
+    assert not passfile.exists()  # removed with the daemon
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT id, price, qty, weight::float8 FROM items").fetchall()
     order = np.argsort(got["id"])
@@ -242,13 +250,26 @@ def test_daemon_streams_a_table_and_never_shows_the_password(
     assert PASSWORD not in stderr
 
 
+def test_a_password_on_the_command_line_is_refused(tmp_path: Path) -> None:
+    """Issue 23 (7): `tether serve postgresql://ann:S3cret@host/shop` was
+    accepted, the password in `ps` for the daemon's life."""
+    for url in (f"postgresql://ann:{PASSWORD}@127.0.0.1:1/shop",
+                f"postgres://ann@127.0.0.1:1/shop?sslmode=disable&password={PASSWORD}"):
+        done = subprocess.run([sys.executable, "-m", "tether.daemon", url, "--state-dir",
+                               str(tmp_path)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2
+        assert "PGPASSWORD" in done.stderr and "tether.serve" in done.stderr
+        assert PASSWORD not in done.stderr
+
+
 def test_a_daemon_with_only_an_unreachable_database_fails_clearly(tmp_path: Path) -> None:
     unreachable = f"postgresql://ann:{PASSWORD}@127.0.0.1:1/gone"
     with pytest.raises(RuntimeError) as raised:
-        DaemonProcess([unreachable], tmp_path / "state")
+        tether.serve(unreachable, state_dir=tmp_path / "state")
     assert "postgresql://ann@127.0.0.1:1/gone" in str(raised.value)
     assert "no dataset found" in str(raised.value)
     assert PASSWORD not in str(raised.value)
+    assert not list((tmp_path / "state" / "private").glob("pgpass-*"))
 
 
 _SNAPSHOT_MEMORY = textwrap.dedent("""

@@ -31,6 +31,7 @@ import tether
 import tether.daemon.prepare.remote_sql as remote_sql
 from tether.daemon.prepare.remote_sql import run_remote_query
 from tether.daemon.sources import discover
+from tether.daemon.sources.postgres import without_password
 from tether.daemon.stream import filtering
 from tether.daemon.stream.filtering import FilterIndex
 from tether.wire import filters
@@ -533,7 +534,7 @@ def test_postgres_hostile_table_names_and_no_password_anywhere(
             conn.execute("INSERT INTO plain VALUES (1)")
         monkeypatch.setenv("PGPASSWORD", PASSWORD)
         weird = 'hostile.we"ird; DROP TABLE plain; --'
-        with DaemonProcess([url], tmp_path / "state", "--allow-sql",
+        with DaemonProcess([without_password(url)], tmp_path / "state", "--allow-sql",
                            "--log-level", "debug") as daemon:
             client = daemon.client()
             listing = {d.name: d for d in client.datasets()}
