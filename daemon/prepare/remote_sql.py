@@ -29,6 +29,7 @@ is the same rows in the same order: a resumed stream finds them again.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -55,17 +56,23 @@ MAX_RUNNING = 2
 KEPT_RESULTS = 8  # the newest results kept on disk, for resumes; older ones go
 _running = threading.BoundedSemaphore(MAX_RUNNING)
 
-# Set when the connection is made, then locked: a query cannot change them.
+# Set in this order (folders first: they cannot change once external access
+# is off) before the query is parsed, then locked: a query cannot change them.
+# The folders name no place of the daemon's: duckdb_settings() and
+# current_setting() show them to the query (given at connect, DuckDB also
+# listed the working folder in allowed_paths).
+NOWHERE = "/nonexistent"
 _SANDBOX = {
-    "enable_external_access": False,  # no files, no network: only the registered tables
+    "home_directory": NOWHERE,  # not the daemon user's home
+    "secret_directory": NOWHERE,
+    "extension_directory": NOWHERE,
+    "temp_directory": "",  # no spilling: the memory limit is the limit
     "python_enable_replacements": False,  # no daemon variable visible as a table
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
     "allow_unsigned_extensions": False,
     "allow_community_extensions": False,
-    "temp_directory": "",  # no spilling: the memory limit is the limit
-    "secret_directory": "",  # nor the daemon's home folder in duckdb_settings()
-    "extension_directory": "",
+    "enable_external_access": False,  # no files, no network: only the registered tables
     "lock_configuration": True,
 }
 
@@ -92,8 +99,7 @@ def run_remote_query(sql: str, found: Sequence[Found], cache_dir: Path,
 
 def _query(duckdb, sql: str, found: Sequence[Found], cache_dir: Path, time_limit_s: float,
            memory_limit: str) -> SnapshotSource:
-    con = duckdb.connect(":memory:", config={**_SANDBOX, "memory_limit": memory_limit,
-                                             "threads": THREADS})
+    con = sandboxed(duckdb, memory_limit)
     try:
         _check(con, sql)
         tables = _visible(con, sql, found, cache_dir)
@@ -106,6 +112,29 @@ def _query(duckdb, sql: str, found: Sequence[Found], cache_dir: Path, time_limit
     finally:
         con.close()
     return SnapshotSource(f"sql.{digest}", path, paths, "sql")
+
+
+def sandboxed(duckdb, memory_limit: str):
+    """An in-memory DuckDB with the sandbox's settings, locked."""
+    con = duckdb.connect(":memory:", config={"memory_limit": memory_limit, "threads": THREADS})
+    try:
+        for name, value in _SANDBOX.items():
+            con.execute(f"SET {name} = '{value}'" if isinstance(value, str)
+                        else f"SET {name} = {str(value).lower()}")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def without_paths(text: str) -> str:
+    """An engine's message with the daemon's folders (its home, its working
+    folder) left out: some of DuckDB's errors quote where it looked."""
+    for folder, shown in ((os.getcwd(), "<daemon folder>"),
+                          (os.path.expanduser("~"), "<daemon home>")):
+        if len(folder) > 1:
+            text = text.replace(folder, shown)
+    return text
 
 
 def _forget_old_results(newest: Path) -> None:
@@ -127,7 +156,8 @@ def _check(con, sql: str) -> None:
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
-        raise RequestError(f"the query does not parse: {one_line(exc)}") from None
+        raise RequestError(f"the query does not parse: {without_paths(one_line(exc))}") \
+            from None
     if len(statements) != 1:
         raise RequestError(f"send one SELECT statement; the query holds {len(statements)}")
     kind = statements[0].type
@@ -157,7 +187,7 @@ def _visible(con, sql: str, found: Sequence[Found], cache_dir: Path
                 tables.append(_snapshot_table(f, cache_dir))
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise RequestError(f"dataset {f.name!r} cannot be read for the query: "
-                               f"{one_line(exc)}") from None
+                               f"{without_paths(one_line(exc))}") from None
     for name, data, _ in tables:
         con.register(name, data)
     return tables
@@ -198,7 +228,7 @@ def _run(con, sql: str, cache_dir: Path, name: str, key: str, time_limit_s: floa
         if late.is_set():
             raise RequestError(f"query ran past its {time_limit_s:g} s time limit "
                                "(ask for fewer rows, or filter before joining)") from None
-        raise RequestError(f"the query failed: {one_line(exc)}") from None
+        raise RequestError(f"the query failed: {without_paths(one_line(exc))}") from None
     finally:
         timer.cancel()
 
