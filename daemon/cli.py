@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tether.wire.errors import TetherError
+from tether.wire.images.decode import MAX_PIXELS, set_max_pixels
 from tether.wire.sizes import size_argument
 
 from .prepare.preparation import Preparation, is_database_url
@@ -127,6 +128,7 @@ def _serve_logged(args: argparse.Namespace) -> int:
     try:
         token = _given_token(args)
         _check_dask(args)
+        set_max_pixels(args.max_image_pixels)
     except (OSError, ValueError) as exc:
         print(f"tether serve: {exc}", file=sys.stderr)
         return 2
@@ -309,6 +311,8 @@ def _data_arguments(group: argparse._ArgumentGroup) -> None:
 def _limit_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--max-memory", type=size_argument, default=None, metavar="SIZE",
                        help="all streams' windows together (¼ of RAM, at most 2GiB)")
+    group.add_argument("--max-image-pixels", type=int, default=MAX_PIXELS, metavar="N",
+                       help=f"refuse larger images where the daemon decodes ({MAX_PIXELS:,})")
     group.add_argument("--stall-timeout", type=float, default=None, metavar="S",
                        help="cancel a stream whose client reads nothing this long (120)")
     group.add_argument("--max-upload", type=size_argument, default=DEFAULT_MAX_BYTES,

@@ -109,6 +109,7 @@ class Loader:
         image_size: tuple[int, int] | None = None,
         decode: str = StreamSpec.decode,
         on_bad_image: str = StreamSpec.on_bad_image,
+        max_image_pixels: int | None = None,
         pad: dict[str, int] | None = None,
         pack: dict[str, int] | None = None,
         pad_value: int = 0,
@@ -127,7 +128,8 @@ class Loader:
             shuffle_window=shuffle_window, num_epochs=num_epochs, process_index=process_index,
             process_count=process_count, drop_last=drop_last, codec=codec,
             shard_bytes=shard_bytes, image_size=image_size, decode=decode,
-            on_bad_image=on_bad_image, filter=filter, sql=sql, fill_null=fill_null,
+            on_bad_image=on_bad_image, max_image_pixels=max_image_pixels or 0, filter=filter,
+            sql=sql, fill_null=fill_null,
             null_masks=null_masks, categories=categories, images=images)
         self._seed_given = seed is not None  # else a drawn one, which a restored state replaces
         self.batch_size = batch_size  # rows of a batch handed out (packed rows with pack=)

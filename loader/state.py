@@ -23,7 +23,8 @@ ORDER_FIELDS = ("dataset", "shuffle", "seed", "shuffle_window_bytes", "filter", 
 
 _PER_PROCESS = ("process_index", "process_count")
 # Fields a state may lack: the per-process ones, and those added since version 2 began.
-_OPTIONAL = (*_PER_PROCESS, "image_size", "decode", "on_bad_image", "filter", "sql",
+_OPTIONAL = (*_PER_PROCESS, "image_size", "decode", "on_bad_image", "max_image_pixels",
+             "filter", "sql",
              "fill_null", "null_masks", "null_masks_all", "categories", "images")
 
 

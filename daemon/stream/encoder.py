@@ -49,6 +49,7 @@ class ImageDecoding:
     size: tuple[int, int]
     skip_bad: bool
     place: DecodePlace
+    max_pixels: int | None = None  # an image's budget: the loader's, if below the daemon's
 
 
 class ShardEncoder:
@@ -133,7 +134,7 @@ class ShardEncoder:
             return data, (), rows
         data, dropped, seconds, count = decode_shard_images(
             data, images.columns, images.size, images.skip_bad,
-            lambda row: self.source.row_name(int(rows[row])))
+            lambda row: self.source.row_name(int(rows[row])), images.max_pixels)
         images.place.observe_daemon(seconds, count)
         return data, dropped.tolist(), np.delete(rows, dropped)
 

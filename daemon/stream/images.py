@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 
+from tether.wire.images.decode import max_pixels
 from tether.wire.ragged import IMAGE
 from tether.wire.spec import StreamSpec
 from tether.wire.v1 import tether_pb2 as pb
@@ -49,5 +50,7 @@ def image_decoding(spec: StreamSpec, columns: Sequence[Column], link: LinkMeter,
     if spec.image_size is None or not names:
         return None
     shared = (os.cpu_count() or 1) if local_peer else None
+    own = max_pixels()
     return ImageDecoding(names, spec.image_size, spec.on_bad_image == "skip",
-                         DecodePlace(spec.decode, link, workers, shared, loader_threads))
+                         DecodePlace(spec.decode, link, workers, shared, loader_threads),
+                         min(spec.max_image_pixels or own, own))

@@ -39,7 +39,7 @@ def image_step(plan: pb.StreamPlan, spec: StreamSpec) -> Callable[[Shard], Shard
             raise ProtocolError(f"shard {shard.sequence} of epoch {shard.epoch} skips rows "
                                 "yet leaves its images undecoded")
         columns, dropped, seconds, images = decode_shard_images(
-            shard.columns, names, size, skip_bad, name_of)
+            shard.columns, names, size, skip_bad, name_of, spec.max_image_pixels or None)
         return replace(shard, columns=columns, num_rows=shard.num_rows - len(dropped),
                        skipped=tuple(dropped.tolist()) or shard.skipped,
                        decode_seconds=seconds, images_decoded=images)

@@ -124,6 +124,7 @@ class StreamSpec:
     image_size: tuple[int, int] | None = None
     decode: str = "auto"
     on_bad_image: str = "error"
+    max_image_pixels: int = 0  # an image's budget where the loader decodes; 0: 40 MP
     # Only the rows this expression selects (tether.wire.filters); "" all.
     filter: str = ""
     # A read-only query over the served datasets, its result the dataset
@@ -176,6 +177,8 @@ class StreamSpec:
         check_requested(self.codec)
         require(self.decode in DECODE_PLACES,
                 f"decode must be one of {', '.join(DECODE_PLACES)}, got {self.decode!r:.80}")
+        _set(self, max_image_pixels=_integer("max_image_pixels", self.max_image_pixels, 0,
+                                             MAX_SEED))
         require(self.on_bad_image in BAD_IMAGE_CHOICES,
                 f"on_bad_image must be 'error' or 'skip', got {self.on_bad_image!r:.80}")
         require(self.on_bad_image == "error" or self.process_count == 1,

@@ -154,3 +154,25 @@ def test_skip_refused_with_several_processes(pets) -> None:
     with pytest.raises(tether.RequestError, match="single process"):
         tether.Loader(daemon.url, dataset="pets", batch_size=4, image_size=SIZE,
                       on_bad_image="skip", process_index=0, process_count=2, seed=1)
+
+
+@pytest.mark.parametrize(("decode", "budget_on"), [("loader", "loader"), ("daemon", "loader"),
+                                                   ("daemon", "daemon")])
+def test_an_image_past_the_pixel_budget_is_a_bad_image_on_either_side(
+        tmp_path: Path, decode: str, budget_on: str) -> None:
+    """Issue 23 (3): `Loader(max_image_pixels=...)` bounds the loader's decodes
+    and, where the daemon decodes, the daemon's too (the smaller of the two);
+    `tether serve --max-image-pixels` bounds the daemon's."""
+    from ..conftest import DaemonProcess
+
+    written = write_folder(tmp_path / "pets")
+    PIL.new("RGB", (1500, 1000), (1, 2, 3)).save(tmp_path / "pets" / "cat" / "huge.webp",
+                                                 lossless=True)
+    args = ["--max-image-pixels", "1000000"] if budget_on == "daemon" else []
+    loader_budget = {"max_image_pixels": 1_000_000} if budget_on == "loader" else {}
+    with DaemonProcess([tmp_path / "pets"], tmp_path / "state", *args) as daemon, \
+            tether.Loader(daemon.url, dataset="pets", batch_size=8, image_size=SIZE,
+                          decode=decode, on_bad_image="skip", **loader_budget) as loader:
+        paths = [p for batch in loader for p in batch["path"]]
+        assert loader.stats()["images_skipped"] == 1
+    assert sorted(paths) == sorted(written)  # all but the 1.5 MP one, each once

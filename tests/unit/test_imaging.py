@@ -297,3 +297,83 @@ def test_exif_orientation_is_applied_before_the_resize(fmt: str, orientation: in
     assert small.shape == ((16, 10, 3) if turned else (10, 16, 3))  # no crop of a turned side
     reference = Image.fromarray(upright).resize(small.shape[1::-1], Image.Resampling.BILINEAR)
     assert np.abs(small.astype(int) - np.asarray(reference)).mean() < 8
+
+
+# -- issue 23 (3): image bombs under Pillow's own 89 MP cap ---------------------
+
+def webp_bomb(side: int) -> bytes:
+    """A lossless WebP of one colour: a few dozen bytes for side x side pixels."""
+    return encode(Image.new("RGB", (side, side), (9, 99, 199)), "WEBP", lossless=True)
+
+
+def gif_screen(width: int, height: int) -> bytes:
+    """A GIF whose logical screen is width x height, with one 1x1 frame in it."""
+    header = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
+    frame = b"," + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
+    return header + frame + b";"
+
+
+def test_image_bombs_under_pillows_cap_are_refused_before_decoding():
+    """A 7000x7000 WebP (49 MP, 2 KB) or 16-bit PNG, or a GIF whose screen is
+    8000x8000 (64 MP), passed Pillow's 89 MP cap and each cost hundreds of MB a
+    decode; the default budget, 40 MP, refuses them from their headers."""
+    bombs = {"bomb.webp": webp_bomb(7000),
+             "deep.png": encode(Image.new("I;16", (7000, 7000)), "PNG"),
+             "screen.gif": gif_screen(8000, 8000)}
+    assert len(bombs["bomb.webp"]) < 4000  # 2 KB for 147 MB of pixels
+    for name, data in bombs.items():
+        with pytest.raises(BadImage, match=rf"{name}.*more than 40,000,000 pixels"):
+            decode_image(data, SIZE, name)
+    small = webp_bomb(100)
+    assert decode_image(small, None, "ok.webp").shape == (100, 100, 3)
+    with pytest.raises(BadImage, match="more than 5,000 pixels"):
+        decode_image(small, None, "ok.webp", max_pixels=5_000)
+
+
+def test_only_the_documented_formats_are_opened():
+    """A TIFF named .png was decoded: only JPEG, PNG, WebP, BMP and GIF are."""
+    tiff = encode(Image.fromarray(noise(*SIZE)), "TIFF")
+    with pytest.raises(BadImage, match="x.png.*not a JPEG, PNG, WebP, BMP or GIF"):
+        decode_image(tiff, SIZE, "x.png")
+
+
+def test_the_process_wide_budget_is_settable(monkeypatch):
+    monkeypatch.setattr(imaging, "_max_pixels", imaging.MAX_PIXELS)
+    imaging.set_max_pixels(1_000)
+    with pytest.raises(BadImage, match="more than 1,000 pixels"):
+        decode_image(webp_bomb(40), None, "x.webp")
+    with pytest.raises(ValueError, match="positive"):
+        imaging.set_max_pixels(0)
+
+
+def test_decodes_at_once_share_one_memory_bound():
+    """Threads cannot multiply a large image's cost: a decode waits until the
+    bytes in progress leave it room; one larger than the bound runs alone."""
+    import threading
+
+    memory = imaging.DecodeMemory(100)
+    order = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    def hold(nbytes: int, name: str) -> None:
+        with memory.taking(nbytes):
+            order.append(f"{name} in")
+            inside.set()
+            release.wait(5)
+        order.append(f"{name} out")
+
+    first = threading.Thread(target=hold, args=(80, "first"))
+    first.start()
+    inside.wait(5)
+    second = threading.Thread(target=hold, args=(50, "second"))
+    second.start()
+    second.join(0.2)
+    assert order == ["first in"] and memory.taken == 80  # 80 + 50 > 100: it waits
+    release.set()
+    first.join(5)
+    second.join(5)
+    assert order == ["first in", "first out", "second in", "second out"]
+    with memory.taking(500):  # alone, past the bound: runs
+        assert memory.taken == 500
+    assert memory.taken == 0

@@ -34,13 +34,15 @@ class _Names(Sequence[str]):
 
 
 def decode_shard_images(columns: Columns, image_columns: Sequence[str], size: tuple[int, int],
-                        skip_bad: bool, name_of: Callable[[int], str]
+                        skip_bad: bool, name_of: Callable[[int], str],
+                        max_pixels: int | None = None
                         ) -> tuple[Columns, np.ndarray, float, int]:
     """`columns` with each of `image_columns` (files, a binary Ragged) decoded to
     uint8 [rows, H, W, 3]; with `skip_bad`, rows holding a corrupt image are
     left out of every column. Returns (columns, indices of the rows left out,
     seconds of CPU spent decoding, images decoded). `name_of(row)` names a row's
-    file in the error a corrupt image raises."""
+    file in the error a corrupt image raises; `max_pixels`, an image's budget
+    (None: this process's default)."""
     from .decode import decode_images
 
     out = dict(columns)
@@ -51,7 +53,8 @@ def decode_shard_images(columns: Columns, image_columns: Sequence[str], size: tu
         files = out[name]
         if not isinstance(files, Ragged):
             continue  # already pixels (decoded by the daemon)
-        pixels, bad = decode_images(files, size, _Names(rows, name_of), skip_bad=skip_bad)
+        pixels, bad = decode_images(files, size, _Names(rows, name_of), skip_bad=skip_bad,
+                                    max_pixels=max_pixels)
         images += len(files)
         if bad.any():  # other columns lose those rows below; earlier image columns too
             keep = np.flatnonzero(~bad)

@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
@@ -53,9 +54,61 @@ if TYPE_CHECKING:
 
 Blob = bytes | bytearray | memoryview | np.ndarray
 
-# Pillow's own default for Image.MAX_IMAGE_PIXELS (about 0.25 GiB of RGB). Pillow
-# only warns between 1x and 2x its limit; past ours the image is a BadImage.
-MAX_PIXELS = 89_478_485
+# Pixels an image may have (the width times the height its header declares,
+# checked before decoding): 40 MP fits a 4K frame (8.3 MP) and most camera
+# photos; Pillow's own cap, 89 MP, let a 34-byte WebP cost 350-700 MB a decode.
+MAX_PIXELS = 40_000_000
+# The documented formats, as Pillow names them: nothing else is opened.
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
+# Bytes the decodes running at once in this process may hold (their estimate);
+# one larger than this runs alone.
+DECODE_BYTES = 512 << 20
+_max_pixels = MAX_PIXELS  # this process's default: set_max_pixels
+
+
+def set_max_pixels(pixels: int) -> None:
+    """This process's default pixel budget (the daemon's --max-image-pixels)."""
+    global _max_pixels
+    if pixels < 1:
+        raise ValueError(f"the pixel budget must be positive, got {pixels}")
+    _max_pixels = pixels
+
+
+def max_pixels() -> int:
+    """This process's default pixel budget."""
+    return _max_pixels
+
+
+class DecodeMemory:
+    """Bytes of decodes in progress, at most `limit` (one larger runs alone)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.taken = limit, 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def taking(self, nbytes: int) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: self.taken == 0 or self.taken + nbytes <= self.limit)
+            self.taken += nbytes
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.taken -= nbytes
+                self._changed.notify_all()
+
+
+_decoding = DecodeMemory(DECODE_BYTES)
+
+
+def _decode_bytes(img: Image.Image) -> int:
+    """A decode's memory, estimated from the header: the decoded image in its
+    own mode (16-bit and 32-bit channels counted wide) and its RGB copy."""
+    width, height = img.size
+    mode = img.mode
+    wide = 2 if "16" in mode else 4 if mode in ("I", "F") else 1
+    return width * height * (len(mode if mode not in ("I", "F") else "L") * wide + 3)
 
 # Draft, measured on this (shared, noisy) 2-core machine, a 1500x1000 JPEG (q90) to
 # 224x224: full decode + bilinear resize 15-30 ms, draft (1/4 scale) + resize 5-7 ms;
@@ -123,55 +176,65 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def decode_image(data: Blob, size: tuple[int, int] | None, name: str = "",
-                 *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+                 *, max_pixels: int | None = None) -> np.ndarray:
     """uint8 RGB pixels [H, W, 3] of an encoded image, cover-resized and centre-cropped
     to `size` = (H, W), or at its own size when `size` is None (see the module doc).
     The array may be read-only. Raises `BadImage`, naming `name`, if it cannot."""
     image_module = _pil()
+    max_pixels = max_pixels or _max_pixels
     if isinstance(data, np.ndarray):
         data = memoryview(np.ascontiguousarray(data, dtype=np.uint8)).cast("B")
     try:
         # BytesIO shares a bytes object and copies other buffers: 10 us for 270 kB,
         # against milliseconds to decode it.
-        img = image_module.open(io.BytesIO(data))
+        img = image_module.open(io.BytesIO(data), formats=FORMATS)
         width, height = img.size
         if width * height > max_pixels:
-            raise ValueError(f"{width}x{height} is more than {max_pixels} pixels")
-        # A JPEG's orientation is known before decoding, which its draft needs;
-        # another format's is read after (reading a PNG's EXIF decodes it, and
-        # must not swallow a decoding error).
-        orientation = _orientation(img) if img.format == "JPEG" else None
-        box = None
-        if size is not None and (height, width) != tuple(size) and orientation == 1:
-            new_h, new_w = _cover(height, width, size)
-            # Decodes at 1/2, 1/4 or 1/8 scale if that still covers (new_w, new_h);
-            # `box` is the part of the smaller image that the full one maps to.
-            drafted = img.draft("RGB", (new_w, new_h))
-            box = drafted[1] if drafted else None
-        img.load()  # decoding errors show here (truncated, corrupt)
-        if orientation is None:
-            orientation = _orientation(img)
-        if orientation != 1:
-            from PIL import ImageOps
-
-            img = ImageOps.exif_transpose(img)
-            if orientation in _TURNED:  # upright, it is h x w
-                width, height = height, width
-        img = _to_rgb(img)
-        if size is not None and img.size != (size[1], size[0]):
-            new_h, new_w = _cover(height, width, size)
-            if img.size != (new_w, new_h) or box is not None:
-                img = img.resize((new_w, new_h), image_module.Resampling.BILINEAR, box=box)
-            left, top = (new_w - size[1]) // 2, (new_h - size[0]) // 2
-            img = img.crop((left, top, left + size[1], top + size[0]))
-        pixels = np.asarray(img)
+            raise ValueError(f"{width}x{height} is more than {max_pixels:,} pixels (the "
+                             "budget: --max-image-pixels, Loader(max_image_pixels=...))")
+        with _decoding.taking(_decode_bytes(img)):
+            pixels = _decoded(image_module, img, size)
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ...
         if isinstance(error, image_module.UnidentifiedImageError):
-            reason = "not an image file that Pillow can read"  # its own text shows a BytesIO
+            # (its own text shows a BytesIO)
+            reason = "not a JPEG, PNG, WebP, BMP or GIF file that Pillow can read"
         else:
             reason = str(error) or type(error).__name__
         raise BadImage(f"image {name!r} cannot be decoded: {reason}") from error
     return pixels
+
+
+def _decoded(image_module: Any, img: Image.Image, size: tuple[int, int] | None) -> np.ndarray:
+    """The opened image's pixels, as the module's doc says."""
+    width, height = img.size
+    # A JPEG's orientation is known before decoding, which its draft needs;
+    # another format's is read after (reading a PNG's EXIF decodes it, and
+    # must not swallow a decoding error).
+    orientation = _orientation(img) if img.format == "JPEG" else None
+    box = None
+    if size is not None and (height, width) != tuple(size) and orientation == 1:
+        new_h, new_w = _cover(height, width, size)
+        # Decodes at 1/2, 1/4 or 1/8 scale if that still covers (new_w, new_h);
+        # `box` is the part of the smaller image that the full one maps to.
+        drafted = img.draft("RGB", (new_w, new_h))
+        box = drafted[1] if drafted else None
+    img.load()  # decoding errors show here (truncated, corrupt)
+    if orientation is None:
+        orientation = _orientation(img)
+    if orientation != 1:
+        from PIL import ImageOps
+
+        img = ImageOps.exif_transpose(img)
+        if orientation in _TURNED:  # upright, it is h x w
+            width, height = height, width
+    img = _to_rgb(img)
+    if size is not None and img.size != (size[1], size[0]):
+        new_h, new_w = _cover(height, width, size)
+        if img.size != (new_w, new_h) or box is not None:
+            img = img.resize((new_w, new_h), image_module.Resampling.BILINEAR, box=box)
+        left, top = (new_w - size[1]) // 2, (new_h - size[0]) // 2
+        img = img.crop((left, top, left + size[1], top + size[0]))
+    return np.asarray(img)
 
 
 def _rows(blobs: Sequence[Blob] | Ragged) -> Sequence[Blob]:
@@ -184,7 +247,7 @@ def _rows(blobs: Sequence[Blob] | Ragged) -> Sequence[Blob]:
 
 def decode_images(blobs: Sequence[Blob] | Ragged, size: tuple[int, int], names: Sequence[str],
                   skip_bad: bool = False, pool: Executor | None = None,
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  max_pixels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Decode many images into one 64-byte-aligned uint8 array [n, H, W, 3].
 
     Returns (pixels, bad): `bad` marks the rows that failed. Without `skip_bad` the
@@ -201,7 +264,7 @@ def decode_images(blobs: Sequence[Blob] | Ragged, size: tuple[int, int], names: 
 
     def one(i: int) -> None:
         try:
-            out[i] = decode_image(rows[i], size, names[i])
+            out[i] = decode_image(rows[i], size, names[i], max_pixels=max_pixels)
         except BadImage:
             if not skip_bad:
                 raise
