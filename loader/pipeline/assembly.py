@@ -164,7 +164,7 @@ class Assembly:
         plan = stream.plan
         what = {"dataset": spec.dataset, "filter": spec.filter, "sql": spec.sql,
                 "image_size": spec.image_size, "num_rows": plan.num_rows,
-                "process": spec.process_index}
+                "process": spec.process_index, "daemon": _daemon_identity(self.reach)}
         cache = RowCache(self.cache.directory, self.cache.limit, cache_key(what),
                          {**what, "fingerprint": plan.fingerprint},
                          cached_columns(plan, spec.image_size), plan.num_rows)
@@ -252,3 +252,11 @@ def _distinct_daemons(endpoints: Sequence[Any]) -> None:
                     "two parts, every row would come twice; list each daemon once")
         for key in names:
             seen[key] = endpoint.target
+
+
+def _daemon_identity(reach: Reach) -> str:
+    """Which daemon(s) a cache entry is of: two daemons serving a dataset of one
+    name through one cache folder are two entries, not versions of one (each
+    would delete the other's). A daemon is its certificate where it has one
+    (the same across restarts), else its address."""
+    return ",".join(e.fingerprint or e.target for e in reach.endpoints)

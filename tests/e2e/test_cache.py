@@ -179,3 +179,21 @@ def test_wants_that_break_the_protocol_fail_the_stream_not_the_daemon(daemon) ->
     with tether.Loader(daemon.url, dataset="train", batch_size=100) as loader:
         _, columns = collect(loader)
     assert sorted(columns["id"]) == list(range(ROWS))  # still serving, exactly
+
+
+def test_two_daemons_serving_one_name_keep_their_entries_side_by_side(
+        npy_dataset, serve, tmp_path: Path) -> None:
+    """Issue 23 (8): two daemons serving a dataset named `train` through one cache
+    folder thrashed: making B's entry deleted A's (another version of the same
+    name), so alternating between them fetched everything every time."""
+    first = npy_dataset(ROWS, seed=1)
+    (tmp_path / "a").mkdir()
+    a = serve(first.rename(tmp_path / "a" / "train"))
+    b = serve(npy_dataset(ROWS, seed=2))  # another daemon, other rows, the same name
+    options = {**OPTIONS, "num_epochs": 1}
+    fetched = []
+    for daemon in (a, b, a, b):
+        with tether.Loader(daemon.url, cache=tmp_path / "cache", **options) as loader:
+            collect(loader)
+            fetched.append(loader.stats()["cache_rows_fetched"])
+    assert fetched == [ROWS, ROWS, 0, 0]  # the second visit of each: all from disk
