@@ -14,6 +14,10 @@ stamps, is rare). Rows a shard in flight still counts on are pinned, and
 rows being written are not written twice. A directory is only trusted if it
 was closed cleanly: a process killed while writing leaves one that the
 next loader wipes.
+
+Each slot keeps a checksum of its row (`row_sums`), checked when the row is
+looked up: a row changed on disk since it was stored (another program, a
+bad disk) is dropped, with a warning, and fetched again, never delivered.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ __all__ = ["DEFAULT_CACHE_LIMIT", "CacheError", "ColumnSpec", "RowCache", "cache
 
 _ROW_SLOTS = "row_slots.npy"
 _STAMPS = "stamps.npy"
+_SUMS = "sums.npy"
+_SUM_BYTES = 8  # a slot's checksum
+SUMS_VERSION = 1  # a directory's record says which checksums its slots hold
 _FREE = np.int32(-1)
 _STAMP_BYTES = 8  # a slot's last use
 _SLOT_INDEX_BYTES = 4  # a dataset row's slot
@@ -71,6 +78,7 @@ class RowCache:
         self._directory = CacheDirectory(Path(root).expanduser(), key)
         self.directory = self._directory.path
         self.hits = self.misses = 0  # rows served from here, rows that had to come
+        self.dropped = 0  # rows found changed on disk, fetched again
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # no store under way
         self._storing = 0
@@ -85,14 +93,14 @@ class RowCache:
     def _open(self, limit: int, name: str) -> None:
         record = self._directory.record()
         trusted = record.get("clean") and record.get("num_rows") == self.num_rows and \
-            record.get("limit") == limit
+            record.get("limit") == limit and record.get("sums") == SUMS_VERSION
         if record and not trusted:
             log.info("cache %s was not closed cleanly, or its limit changed; starting it "
                      "afresh", self.directory)
         if not trusted:
             self._directory.wipe()
             record = {"name": name, "num_rows": self.num_rows, "limit": limit,
-                      **self._plan_capacity(limit, name)}
+                      "sums": SUMS_VERSION, **self._plan_capacity(limit, name)}
         self.capacity = int(record["capacity"])
         self._record = {**record, "clean": False}
         self._directory.write_record(self._record)  # until close: a crash leaves it untrusted
@@ -100,6 +108,7 @@ class RowCache:
         self._slots = {c.name: files(f"column{i}.npy", c.dtype, (self.capacity, *c.shape))
                        for i, c in enumerate(self.columns)}
         self._stamps = files(_STAMPS, np.int64, (self.capacity,))
+        self._sums = files(_SUMS, np.uint64, (self.capacity,))
         if self.capacity:
             self._row_slots = files(_ROW_SLOTS, np.int32, (self.num_rows,))
             if not trusted:
@@ -116,7 +125,7 @@ class RowCache:
     def _plan_capacity(self, limit: int, name: str) -> dict[str, int]:
         """How many rows fit: each takes its columns' bytes and a stamp, and the
         index takes 4 bytes a dataset row (none at all when no row fits)."""
-        slot_bytes = sum(c.row_bytes for c in self.columns) + _STAMP_BYTES
+        slot_bytes = sum(c.row_bytes for c in self.columns) + _STAMP_BYTES + _SUM_BYTES
         index_bytes = self.num_rows * _SLOT_INDEX_BYTES
         wanted = self.num_rows * slot_bytes + index_bytes + OVERHEAD_BYTES
         room = self._directory.make_room(name, min(wanted, limit), limit)
@@ -131,15 +140,32 @@ class RowCache:
     # -- rows ---------------------------------------------------------------
 
     def pin(self, rows: np.ndarray) -> np.ndarray:
-        """The slot of each row (-1 where it is not here); those found stay
-        until `unpin`, whatever else arrives meanwhile."""
+        """The slot of each row (-1 where it is not here, or changed on disk
+        since stored); those found stay until `unpin`, whatever else arrives
+        meanwhile."""
         with self._lock:
             slots = self._row_slots[rows].astype(np.int64)
             found = slots[slots >= 0]
             np.add.at(self._pins, found, 1)
             self._clock += 1
             self._stamps[found] = self._clock
+        changed = found[row_sums([c[found] for c in self._slots.values()]) != self._sums[found]]
+        if len(changed):
+            self._drop(changed)
+            slots[np.isin(slots, changed)] = -1
         return slots
+
+    def _drop(self, slots: np.ndarray) -> None:
+        """Rows whose bytes changed on disk: unpinned, forgotten, their slots free."""
+        if not self.dropped:  # once; close() says how many in all
+            log.warning("cache %s: rows changed on disk since they were stored (another "
+                        "program, or the disk); fetching them again", self.directory)
+        with self._lock:
+            np.subtract.at(self._pins, slots, 1)
+            self._row_slots[self._owner[slots]] = _FREE
+            self._owner[slots] = -1
+            self._free.extend(slots.tolist())
+        self.dropped += len(slots)
 
     def unpin(self, slots: np.ndarray) -> None:
         with self._lock:
@@ -168,8 +194,10 @@ class RowCache:
             self._storing += 1
         try:
             whole = len(picked) == len(new)  # every row new, and room for all: no gather
-            for name, column in self._slots.items():
-                column[slots] = data[name] if whole else data[name][picked]
+            kept = [data[name] if whole else data[name][picked] for name in self._slots]
+            for column, values in zip(self._slots.values(), kept, strict=True):
+                column[slots] = values
+            self._sums[slots] = row_sums(kept)
         finally:
             with self._lock:  # only now do the rows count as here
                 self._owner[slots] = rows
@@ -206,7 +234,8 @@ class RowCache:
     def figures(self) -> dict[str, int]:
         """For loader.stats(): rows read from here, rows that had to come, rows kept."""
         return {"cache_rows_read": self.hits, "cache_rows_fetched": self.misses,
-                "cache_rows_held": self.rows_held, "cache_capacity_rows": self.capacity}
+                "cache_rows_held": self.rows_held, "cache_capacity_rows": self.capacity,
+                "cache_rows_changed": self.dropped}
 
     def close(self) -> None:
         """Wait for stores under way, flush, and mark the directory clean (trusted
@@ -217,8 +246,41 @@ class RowCache:
             self._closed = True
             while self._storing:
                 self._idle.wait()
-            for array in (*self._slots.values(), self._row_slots, self._stamps):
+            for array in (*self._slots.values(), self._row_slots, self._stamps, self._sums):
                 if isinstance(array, np.memmap):
                     array.flush()
             self._directory.write_record({**self._record, "clean": True})
         self._directory.close()
+        if self.dropped:
+            log.warning("cache %s: %d rows had changed on disk and were fetched again",
+                        self.directory, self.dropped)
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd: a changed word always changes its term
+
+
+def row_sums(columns: Sequence[np.ndarray]) -> np.ndarray:
+    """A 64-bit checksum of each row across `columns` (rows first): each
+    column's bytes as 64-bit words, weighted by position with odd weights
+    and summed, modulo 2**64. Any one word changed changes it; more than one,
+    all but surely. Vectorized: a pass over the rows' bytes."""
+    count = len(columns[0]) if columns else 0
+    total = np.zeros(count, dtype=np.uint64)
+    if not count:
+        return total
+    for column in columns:
+        raw = np.ascontiguousarray(column).reshape(count, -1).view(np.uint8)
+        width = -(-raw.shape[1] // 8) * 8
+        if width != raw.shape[1]:  # whole words: pad the row with zeros
+            padded = np.zeros((count, width), dtype=np.uint8)
+            padded[:, :raw.shape[1]] = raw
+            raw = padded
+        words = raw.view(np.uint64)
+        weights = (np.arange(words.shape[1], dtype=np.uint64) * np.uint64(2) + np.uint64(1)) \
+            * _MIX
+        # (wraps: modulo 2**64; a matrix product is 2-3x the multiply-and-sum
+        # on wide rows, and much slower on rows of a word or a few)
+        weighted = words @ weights if words.shape[1] > 4 else \
+            (words * weights).sum(axis=1, dtype=np.uint64)
+        total = total * np.uint64(1_000_003) + weighted
+    return total

@@ -80,7 +80,7 @@ def test_later_epochs_need_no_daemon(npy_dataset, tmp_path: Path) -> None:
 
 def test_a_cache_smaller_than_the_data_still_delivers_exactly(daemon, baseline,
                                                               tmp_path: Path) -> None:
-    limit = ROWS // 3 * (ROW_BYTES + 8) + ROWS * 4 + OVERHEAD_BYTES  # + use stamps, index
+    limit = ROWS // 3 * (ROW_BYTES + 16) + ROWS * 4 + OVERHEAD_BYTES  # + stamps, sums, index
     with tether.Loader(daemon.url, cache=tmp_path / "cache", cache_limit=limit,
                        **OPTIONS) as loader:
         batches, _ = collect(loader)
@@ -129,7 +129,7 @@ def test_cut_connections_with_the_cache_change_nothing(daemon, baseline, tmp_pat
                         cut_range=(30_000, 120_000), seed=3)
     try:
         through = tether.parse_url(daemon.url).with_address("127.0.0.1", proxy.port)
-        limit = ROWS // 2 * (ROW_BYTES + 8) + ROWS * 4 + OVERHEAD_BYTES  # shards stream partly
+        limit = ROWS // 2 * (ROW_BYTES + 16) + ROWS * 4 + OVERHEAD_BYTES  # shards stream partly
         with tether.Loader(through, cache=tmp_path / "cache", cache_limit=limit,
                            **OPTIONS) as loader:
             batches, _ = collect(loader)
@@ -197,3 +197,27 @@ def test_two_daemons_serving_one_name_keep_their_entries_side_by_side(
             collect(loader)
             fetched.append(loader.stats()["cache_rows_fetched"])
     assert fetched == [ROWS, ROWS, 0, 0]  # the second visit of each: all from disk
+
+
+def test_rows_changed_on_disk_are_fetched_again_not_delivered(daemon, baseline, tmp_path,
+                                                               caplog) -> None:
+    """Issue 23 (5): 50 cached ids overwritten in a column file between runs were
+    read back and delivered, although every wire frame is checksummed. Each
+    slot's checksum is checked at lookup: those rows are fetched again."""
+    with tether.Loader(daemon.url, cache=tmp_path / "cache", **OPTIONS) as loader:
+        collect(loader)
+    [entry] = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    ids = next(np.load(path, mmap_mode="r+") for path in sorted(entry.glob("column*.npy"))
+               if np.load(path, mmap_mode="r").dtype == np.int64)
+    tampered = np.random.default_rng(0).choice(len(ids), 50, replace=False)
+    ids[tampered] = -ids[tampered] - 1  # every one changed
+    ids.flush()
+    del ids
+    with caplog.at_level("WARNING", logger="tether.cache.row_cache"), \
+            tether.Loader(daemon.url, cache=tmp_path / "cache", **OPTIONS) as loader:
+        batches, _ = collect(loader)
+        stats = loader.stats()
+    assert_same(batches, baseline)  # not one wrong value
+    assert stats["cache_rows_changed"] == 50 and stats["cache_rows_fetched"] == 50
+    assert caplog.text.count("changed on disk since they were stored") == 1
+    assert "50 rows had changed on disk" in caplog.text

@@ -13,7 +13,7 @@ from tether.cache.directory import OVERHEAD_BYTES
 from tether.cache.row_cache import CacheError, ColumnSpec, RowCache
 
 COLUMNS = [ColumnSpec("x", "<f4", (4,)), ColumnSpec("id", "<i8", ())]
-ROW_BYTES = 4 * 4 + 8 + 8  # the columns, and a use stamp
+ROW_BYTES = 4 * 4 + 8 + 8 + 8  # the columns, a use stamp and a checksum
 
 
 def limit_for(rows: int, num_rows: int = 1000) -> int:
