@@ -91,7 +91,7 @@ class Servicer:
         source = self.catalog.get(request.dataset)  # a clear error for unknown or broken ones
         info = self.catalog.info(request.dataset)
         if request.filter:
-            source = self._filtered(source, parse_filter(request.filter))
+            source = self._filtered(source, parse_filter(request.filter), context)
             info.matching_rows = source.num_rows
         info.layout.CopyFrom(layout_to_proto(source_layout(source,
                                                            request.shuffle_window_bytes)))
@@ -192,16 +192,19 @@ class Servicer:
                                "query as a dataset with --sql NAME=QUERY")
         return run_remote_query(sql, self.catalog.found(), self.catalog.cache_dir)
 
-    def _filtered(self, source: Source, expression: filters.Expr) -> FilteredSource:
+    def _filtered(self, source: Source, expression: filters.Expr,
+                  context: grpc.ServicerContext | None = None) -> FilteredSource:
         filters.check_columns(expression, column_types(source))
-        return FilteredSource(source, expression, self.filter_index.rows(source, expression))
+        wanted = context.is_active if context is not None else (lambda: True)
+        return FilteredSource(source, expression,
+                              self.filter_index.rows(source, expression, wanted))
 
-    def _source(self, spec: StreamSpec) -> Source:
+    def _source(self, spec: StreamSpec, context: grpc.ServicerContext | None = None) -> Source:
         """The rows a stream reads: the dataset, or the loader's query; filtered."""
         source = self._query(spec.sql) if spec.sql else self.catalog.get(spec.dataset)
         if spec.expression is None:
             return source
-        source = self._filtered(source, spec.expression)
+        source = self._filtered(source, spec.expression, context)
         if not source.num_rows:
             raise RequestError(f"filter {spec.filter!r} selects no row of {spec.dataset!r} "
                                f"({source.base.num_rows} rows)")
@@ -209,7 +212,7 @@ class Servicer:
 
     def _open(self, request: pb.OpenStream, context, entry) -> ShardStream:
         spec, connection = StreamSpec.from_proto(request), Connection.from_proto(request)
-        source = self._source(spec)
+        source = self._source(spec, context)
         fingerprint = source.fingerprint  # a stat of every file: once per stream
         if connection.fingerprint and connection.fingerprint != fingerprint:
             raise DatasetError(f"dataset {source.name!r} changed since this stream was planned")

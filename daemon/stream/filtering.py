@@ -12,22 +12,31 @@ unmatched rows are never read for a shard nor sent.
 A filtered Parquet dataset keeps its row groups as chunks (those with no
 match dropped), and its shuffle window spans as many row groups as the whole
 dataset's would, so the stream's cache holds the same bytes.
+
+Finding the rows is bounded: a filter's operations are capped when it is
+parsed (tether.wire.filters: its cost grows with the rows only), at most
+FILTERS_AT_ONCE are evaluated at once (others wait a while, then are told
+the daemon is busy), each stops at its time limit (TETHER_FILTER_SECONDS,
+60 s), and each stops between blocks once its caller has gone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
+import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from tether.wire import filters
+from tether.wire.errors import Busy, RequestError
 from tether.wire.plan import Layout
 from tether.wire.ragged import TENSOR, UTF8, Ragged
 
@@ -37,7 +46,9 @@ from ..sources.row_blocks import BlockCache
 
 log = logging.getLogger(__name__)
 
-BLOCK_ROWS = 1 << 20  # rows evaluated at a time where a source has no blocks of its own
+BLOCK_ROWS = 1 << 18  # rows evaluated at a time where a source has no blocks of its own
+TIME_LIMIT_S = 60.0  # like a remote query's; TETHER_FILTER_SECONDS changes it
+FILTERS_AT_ONCE = 2  # evaluated at once: the rest of the daemon keeps its cores
 _KEPT = 8  # indexes kept open in memory (memory-mapped: pages, not copies)
 # Indexes kept on disk: each distinct filter a loader sends makes one (8 bytes a
 # matching row), so the oldest go; one asked for again is computed again.
@@ -79,10 +90,17 @@ def _blocks(source: Source, names: Sequence[str]) -> Iterator[pa.Table]:
         yield pa.table({name: _arrow(data[name]) for name in names})
 
 
-def matching_rows(source: Source, expr: filters.Expr) -> np.ndarray:
-    """Row numbers of `source` where `expr` is TRUE, in order (int64)."""
+def matching_rows(source: Source, expr: filters.Expr, deadline: float = math.inf,
+                  wanted: Callable[[], bool] = lambda: True) -> np.ndarray:
+    """Row numbers of `source` where `expr` is TRUE, in order (int64); stopped
+    between blocks past `deadline` (time.monotonic) or once not `wanted`."""
     parts, start = [], 0
     for table in _blocks(source, sorted(expr.columns)):
+        if time.monotonic() > deadline:
+            raise RequestError(f"filter {expr.text!r} on {source.name!r} ran past its time "
+                               "limit; simplify it, or serve a narrower dataset")
+        if not wanted():
+            raise RequestError("the caller left: filtering stopped")
         parts.append(np.flatnonzero(filters.evaluate(expr, table)) + start)
         start += table.num_rows
     if start != source.num_rows:
@@ -93,8 +111,11 @@ def matching_rows(source: Source, expr: filters.Expr) -> np.ndarray:
 class FilterIndex:
     """Matching rows per (dataset version, filter), computed once, kept on disk."""
 
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, time_limit_s: float | None = None) -> None:
         self._folder = cache_dir / "filters"
+        self.time_limit_s = time_limit_s or float(
+            os.environ.get("TETHER_FILTER_SECONDS") or TIME_LIMIT_S)
+        self._evaluating = threading.BoundedSemaphore(FILTERS_AT_ONCE)
         self._open: OrderedDict[str, np.ndarray] = OrderedDict()
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -106,7 +127,10 @@ class FilterIndex:
                         if not lock.locked() and k not in self._open]:
                 del self._locks[key]
 
-    def rows(self, source: Source, expr: filters.Expr) -> np.ndarray:
+    def rows(self, source: Source, expr: filters.Expr,
+             wanted: Callable[[], bool] = lambda: True) -> np.ndarray:
+        """The rows `expr` selects of `source`, found once and kept; `wanted`
+        says whether the caller is still there."""
         key = hashlib.sha256(f"{source.fingerprint}\0{expr.text}".encode()).hexdigest()[:24]
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
@@ -118,7 +142,7 @@ class FilterIndex:
             path = self._folder / f"{key}.npy"
             if not path.exists():
                 started = time.monotonic()
-                found = matching_rows(source, expr)
+                found = self._evaluated(source, expr, wanted)
                 private_dir(self._folder)
                 partial = path.with_suffix(".partial.npy")
                 np.save(partial, found)
@@ -133,6 +157,16 @@ class FilterIndex:
                 while len(self._open) > _KEPT:
                     self._open.popitem(last=False)
             return rows
+
+
+    def _evaluated(self, source: Source, expr: filters.Expr,
+                   wanted: Callable[[], bool]) -> np.ndarray:
+        if not self._evaluating.acquire(timeout=self.time_limit_s / 2):
+            raise Busy(f"{FILTERS_AT_ONCE} filters are being evaluated already; try again")
+        try:
+            return matching_rows(source, expr, time.monotonic() + self.time_limit_s, wanted)
+        finally:
+            self._evaluating.release()
 
 
 class FilteredSource(Source):

@@ -329,6 +329,67 @@ def test_filter_limits_refuse_clearly_and_quickly() -> None:
     assert time.monotonic() - started < 5
 
 
+def test_a_filter_whose_cost_is_its_length_is_refused() -> None:
+    """Issue 23 (2): `x*x*x*...*x > k or ...`, under 10,000 characters, cost 32 s
+    of daemon CPU on 4M rows. Operations are capped: the cost grows with rows."""
+    bomb = " or ".join([" * ".join(["x"] * 40) + " > 5"] * 20)
+    assert len(bomb) < 10_000
+    with pytest.raises(TetherError, match=r"1,6\d\d operations; the limit is 256"):
+        filters.parse(bomb)
+    assert filters.parse(" + ".join(["x * x"] * 60) + " > 1").nodes <= 256  # still allowed
+
+
+# 241 operations, under the cap, and 16M rows: several seconds of CPU a filter.
+HEAVY = " + ".join(["x * x"] * 60) + " > {}"
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.fixture(scope="module")
+def heavy_rows(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("heavy") / "big"
+    folder.mkdir()
+    np.save(folder / "x.npy", np.random.default_rng(0).random(16_000_000, dtype=np.float32))
+    return folder
+
+
+def test_filter_cpu_stops_when_its_callers_leave(heavy_rows: Path, tmp_path: Path) -> None:
+    """Four callers that gave up after 1 s left the daemon burning both cores for
+    about 50 s. Now each filter stops at its next block once its caller is gone,
+    and at most two are evaluated at once; the daemon serves on."""
+    with DaemonProcess([heavy_rows], tmp_path / "state") as daemon:
+        def give_up(i: int) -> None:
+            with tether.connect(daemon.url, timeout=1.0) as client, \
+                    pytest.raises(TetherError):
+                client.describe("big", filter=HEAVY.format(i))  # each its own filter
+
+        callers = [threading.Thread(target=give_up, args=(i,)) for i in range(4)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(30)
+        time.sleep(1.0)  # the blocks under way finish (a fraction of a second of CPU each)
+        before = _cpu_seconds(daemon.proc.pid)
+        time.sleep(2.0)
+        burnt = _cpu_seconds(daemon.proc.pid) - before
+        with tether.connect(daemon.url) as client:
+            assert client.describe("big").num_rows == 16_000_000
+    assert burnt < 0.5, f"{burnt:.1f} s of CPU after every caller had left"
+
+
+def test_a_filter_past_its_time_limit_is_a_clear_error(heavy_rows: Path, tmp_path: Path,
+                                                      monkeypatch) -> None:
+    monkeypatch.setenv("TETHER_FILTER_SECONDS", "0.5")
+    with DaemonProcess([heavy_rows], tmp_path / "state") as daemon, \
+            tether.connect(daemon.url) as client, \
+            pytest.raises(TetherError, match="ran past its time limit"):
+        client.describe("big", filter=HEAVY.format(-1))
+
+
 def test_the_largest_filter_allowed_evaluates_in_bounded_time() -> None:
     """A 10,000-item list on each of several columns and arithmetic near the depth limit."""
     n = 200_000

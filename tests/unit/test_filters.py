@@ -220,10 +220,13 @@ def test_limits():
         parse("- " * 101 + "x > 1")
     with pytest.raises(FilterError, match="deeper than 100"):
         parse("x" + " + x" * 100 + " > 1")  # a left-leaning chain is deep too
-    # and/or chains are flat, so many alternatives are fine (and evaluate).
-    e = parse(" or ".join(f"x == {i}" for i in range(800)))
-    assert len(e.operands) == 800
+    # and/or chains are flat, so alternatives are not deep (and evaluate) but each
+    # is paid on every row: past 256 operations in all, `in` says it cheaper.
+    e = parse(" or ".join(f"x == {i}" for i in range(80)))
+    assert len(e.operands) == 80
     assert evaluate(e, pa.table({"x": [5, 900, None]})).tolist() == [True, False, False]
+    with pytest.raises(FilterError, match=r"2,401 operations; the limit is 256.*x in \("):
+        parse(" or ".join(f"x == {i}" for i in range(800)))
 
 
 def test_list_limit(monkeypatch):

@@ -18,6 +18,7 @@ from .tree import (
     _UNARY,
     MAX_DEPTH,
     MAX_LIST,
+    MAX_NODES,
     MAX_TEXT,
     Binary,
     BoolOp,
@@ -143,6 +144,11 @@ def parse(text: str) -> Expr:
     if not text.strip():
         raise _error(text, 1, "the filter is empty; write a condition such as 'label >= 3'")
     expr = _Parser(text).parse()
+    if expr.nodes > MAX_NODES:
+        raise FilterError(
+            f"filter: {expr.nodes:,} operations; the limit is {MAX_NODES} (each is paid on "
+            "every row): x == 1 or x == 2 or ... is x in (1, 2, ...); else simplify it, or "
+            "compute the value once in a column (--transform)")
     expr.source = text
     return expr
 

@@ -9,6 +9,10 @@ from tether.wire.errors import RequestError
 MAX_TEXT = 10_000
 MAX_DEPTH = 100
 MAX_LIST = 10_000
+# Operations (names, literals, operators) in one filter: each is paid on every
+# row, so this bounds a filter's cost to a constant times the rows. A real
+# filter has tens; `x*x*x*...` under MAX_TEXT had thousands (32 s of CPU).
+MAX_NODES = 256
 
 
 class FilterError(RequestError):
@@ -26,13 +30,14 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 class Expr:
     """A parsed filter. Equal (and hashing alike) when their canonical `text` is equal."""
 
-    __slots__ = ("pos", "depth", "columns", "text", "source", "children")
+    __slots__ = ("pos", "depth", "nodes", "columns", "text", "source", "children")
     prec = _ATOM
 
     def _finish(self, pos: int, children: tuple[Expr, ...] = ()) -> None:
         self.children = children
         self.pos = pos  # 1-based column in the source, for error messages
         self.depth = 1 + max((c.depth for c in self.children), default=0)
+        self.nodes = 1 + sum(c.nodes for c in self.children)
         self.columns = frozenset().union(*(c.columns for c in self.children))
         self.text = self._render()
         self.source = ""  # set on the root by parse()
