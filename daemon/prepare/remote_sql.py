@@ -17,7 +17,13 @@ anything but the tables handed to it:
   daemon (pyarrow opens the files, DuckDB never does): Parquet, CSV, Arrow
   and Feather files, and the snapshots of database tables and queries,
   each a table named by its dataset (quoted: `SELECT * FROM "shop.items"`);
-- a time limit (the query is interrupted) and DuckDB's memory limit.
+- a time limit (the query is interrupted) and DuckDB's memory limit, and
+  the query runs in a worker process whose address space the operating
+  system bounds (RLIMIT_AS: the memory limit and 1.5 GiB): memory DuckDB
+  does not count (one huge string, `repeat(...)`) fails the query there, and
+  the daemon's own memory is untouched. The memory limit is taken from the
+  daemon's budget (`--max-memory`) while the query runs, and is at most half
+  of it.
 
 The result is a snapshot (snapshots.py) keyed by the query and the
 fingerprints of the files it reads, so the same query over the same data
@@ -29,23 +35,36 @@ is the same rows in the same order: a resumed stream finds them again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from tether.wire.errors import Busy, RequestError
+from tether.wire.sizes import parse_size
 
 from ..private import keep_newest
 from ..sources import Found
 from ..sources.base import fingerprint
 from ..sources.snapshots import SnapshotSource, snapshot, snapshot_key
 from .sql_datasets import FILE_FORMATS, THREADS, arrow_dataset, one_line, reader
+from .workers import LocalWorkers, WorkerDied
+
+if TYPE_CHECKING:
+    from ..stream.budget import MemoryBudget
 
 TIME_LIMIT_S = 60.0
 MEMORY_LIMIT = "1GB"
+# A query process's address space beyond DuckDB's memory limit: the
+# interpreter, pyarrow and DuckDB's code and threads (450 MB mapped at start;
+# a cross join interrupted at 0.5 s had mapped 1.97 GB with a 1 GB limit).
+# Each query has a fresh process, so none inherits another's.
+PROCESS_OVERHEAD = 3 << 29
+GRACE_S = 10.0  # past its time limit, a query not yet interrupted ends with its process
 # What one loader's query may take of the daemon beside DuckDB's memory limit:
 # its result on disk, one batch of it in memory (rows come a few thousand at
 # a time, so wide rows stay small), and a place among the queries running.
@@ -82,23 +101,95 @@ _locks_lock = threading.Lock()
 
 def run_remote_query(sql: str, found: Sequence[Found], cache_dir: Path,
                      time_limit_s: float = TIME_LIMIT_S,
-                     memory_limit: str = MEMORY_LIMIT) -> SnapshotSource:
+                     memory_limit: str = MEMORY_LIMIT, budget: MemoryBudget | None = None,
+                     max_result_bytes: int = MAX_RESULT_BYTES) -> SnapshotSource:
     """The rows of a remote `sql` over the served datasets `found`, as a
     snapshot source; a RequestError (with DuckDB's message) when the query
     is refused, fails, or runs past `time_limit_s` seconds."""
-    import duckdb
-
     if not _running.acquire(timeout=time_limit_s):
         raise Busy(f"{MAX_RUNNING} queries from loaders are running already; try again "
                    "when one has finished")
+    memory = parse_size(memory_limit)
+    if budget is not None:
+        memory = min(memory, budget.limit // 2)
+        budget.take(memory, 0)  # counted with the streams' windows while it runs
     try:
-        return _query(duckdb, sql, found, cache_dir, time_limit_s, memory_limit)
+        name, path, paths = _in_process(sql, found, cache_dir, time_limit_s,
+                                        f"{max(memory >> 20, 16)}MB", max_result_bytes)
     finally:
+        if budget is not None:
+            budget.give(memory)
         _running.release()
+    return SnapshotSource(name, Path(path), [Path(p) for p in paths], "sql")
+
+
+def _in_process(sql: str, found: Sequence[Found], cache_dir: Path, time_limit_s: float,
+                memory_limit: str, max_result_bytes: int) -> tuple[str, str, list[str]]:
+    """`query_here` in a query process; its process ended if it outlives its
+    time limit by GRACE_S (a call DuckDB cannot interrupt), or dies."""
+    processes = _query_processes()
+    future = processes.submit(query_here, sql, list(found), cache_dir, time_limit_s,
+                              memory_limit, max_result_bytes)
+    try:
+        return future.result(time_limit_s + GRACE_S)
+    except TimeoutError:
+        _stop_query_processes(processes)
+        raise RequestError(f"query ran past its {time_limit_s:g} s time limit, in a call "
+                           "that could not be interrupted; its process was ended") from None
+    except WorkerDied:
+        _stop_query_processes(processes)
+        raise RequestError(f"the query's process died: past its memory ({memory_limit} for "
+                           "DuckDB and its process's share), or a crash; ask for less") \
+            from None
+
+
+_processes: LocalWorkers | None = None
+_processes_lock = threading.Lock()
+
+
+def _query_processes() -> LocalWorkers:
+    global _processes
+    with _processes_lock:
+        if _processes is None:
+            limit = parse_size(MEMORY_LIMIT) + PROCESS_OVERHEAD
+            _processes = LocalWorkers(MAX_RUNNING, _limit_address_space, (limit,), fresh=True)
+        return _processes
+
+
+def _stop_query_processes(processes: LocalWorkers | None = None) -> None:
+    """End the query processes (all of them, or these if still current)."""
+    global _processes
+    with _processes_lock:
+        if _processes is None or (processes is not None and processes is not _processes):
+            return
+        stopping, _processes = _processes, None
+    stopping.kill()
+
+
+def stop_query_processes() -> None:
+    """The daemon is stopping."""
+    _stop_query_processes()
+
+
+def _limit_address_space(nbytes: int) -> None:
+    """In a query process, at its start: the operating system's bound."""
+    import resource
+
+    # Not enforced everywhere (macOS): there, DuckDB's own limit alone.
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))
+
+
+def query_here(sql: str, found: Sequence[Found], cache_dir: Path, time_limit_s: float,
+               memory_limit: str, max_result_bytes: int) -> tuple[str, str, list[str]]:
+    """In a query process: the query's snapshot, as (name, path, files read)."""
+    import duckdb
+
+    return _query(duckdb, sql, found, cache_dir, time_limit_s, memory_limit, max_result_bytes)
 
 
 def _query(duckdb, sql: str, found: Sequence[Found], cache_dir: Path, time_limit_s: float,
-           memory_limit: str) -> SnapshotSource:
+           memory_limit: str, max_result_bytes: int) -> tuple[str, str, list[str]]:
     con = sandboxed(duckdb, memory_limit)
     try:
         _check(con, sql)
@@ -107,11 +198,12 @@ def _query(duckdb, sql: str, found: Sequence[Found], cache_dir: Path, time_limit
         digest = snapshot_key("remote sql", sql)
         key = snapshot_key(digest, repr([n for n, _, _ in tables]), fingerprint(paths))
         with _lock(key):
-            path = _run(con, sql, cache_dir, f"sql.{digest}", key, time_limit_s)
+            path = _run(con, sql, cache_dir, f"sql.{digest}", key, time_limit_s,
+                        max_result_bytes)
         _forget_old_results(path)
     finally:
         con.close()
-    return SnapshotSource(f"sql.{digest}", path, paths, "sql")
+    return f"sql.{digest}", str(path), [str(p) for p in paths]
 
 
 def sandboxed(duckdb, memory_limit: str):
@@ -209,7 +301,8 @@ def _lock(key: str) -> threading.Lock:
         return _locks.setdefault(key, threading.Lock())
 
 
-def _run(con, sql: str, cache_dir: Path, name: str, key: str, time_limit_s: float) -> Path:
+def _run(con, sql: str, cache_dir: Path, name: str, key: str, time_limit_s: float,
+         max_result_bytes: int) -> Path:
     import duckdb
 
     late = threading.Event()
@@ -222,7 +315,7 @@ def _run(con, sql: str, cache_dir: Path, name: str, key: str, time_limit_s: floa
     timer.daemon = True
     timer.start()
     try:
-        return snapshot(cache_dir, name, key, lambda: _rows(con, sql))
+        return snapshot(cache_dir, name, key, lambda: _rows(con, sql, max_result_bytes))
     except (duckdb.Error, pa.ArrowException, ValueError, OSError) as exc:
         # (pyarrow's reader raises an interrupted or failed stream as OSError)
         if late.is_set():
@@ -233,20 +326,21 @@ def _run(con, sql: str, cache_dir: Path, name: str, key: str, time_limit_s: floa
         timer.cancel()
 
 
-def _rows(con, sql: str):
+def _rows(con, sql: str, max_result_bytes: int):
     rows = reader(con, sql, BATCH_ROWS)
-    return rows.schema, _bounded(rows)
+    return rows.schema, _bounded(rows, max_result_bytes)
 
 
-def _bounded(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """The result's batches, refused past MAX_RESULT_BYTES in all or
+def _bounded(batches: Iterable[pa.RecordBatch],
+             max_result_bytes: int) -> Iterator[pa.RecordBatch]:
+    """The result's batches, refused past `max_result_bytes` in all or
     MAX_BATCH_BYTES in one (the partial snapshot is then removed)."""
     total = 0
     for batch in batches:
         total += batch.nbytes
-        if batch.nbytes > MAX_BATCH_BYTES or total > MAX_RESULT_BYTES:
+        if batch.nbytes > MAX_BATCH_BYTES or total > max_result_bytes:
             raise RequestError(
-                f"the query's result is too large: over {MAX_RESULT_BYTES >> 20} MiB in all, "
+                f"the query's result is too large: over {max_result_bytes >> 20} MiB in all, "
                 f"or rows over {MAX_BATCH_BYTES >> 20} MiB per {BATCH_ROWS} (ask for fewer "
                 "rows or narrower columns)")
         yield batch

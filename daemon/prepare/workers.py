@@ -29,13 +29,20 @@ class WorkerDied(Exception):  # noqa: N818 - what happened, said as such
 
 
 class LocalWorkers:
-    """Spawned worker processes (not forked: the daemon has gRPC threads)."""
+    """Spawned worker processes (not forked: the daemon has gRPC threads),
+    each set up by `initializer(*initargs)` when it starts."""
 
-    def __init__(self) -> None:
+    def __init__(self, count: int = LOCAL_WORKERS, initializer: Callable | None = None,
+                 initargs: tuple = (), fresh: bool = False) -> None:
+        # fresh: a new process for each task (Python 3.11 and later), started
+        # beside the one finishing, so that no task inherits another's memory.
+        options = {"max_tasks_per_child": 1} if fresh and sys.version_info >= (3, 11) else {}
         with _stderr_lock, _real_stderr():
-            self._pool = ProcessPoolExecutor(LOCAL_WORKERS, mp_context=get_context("spawn"))
+            self._pool = ProcessPoolExecutor(count, mp_context=get_context("spawn"),
+                                             initializer=initializer, initargs=initargs,
+                                             **options)
             self._pool.submit(int).result()  # spawns them all (a spawn pool starts them at once)
-        self.slots = LOCAL_WORKERS
+        self.slots = count
 
     def submit(self, function: Callable, *args: Any) -> _Future:
         return _Future(self._pool.submit(function, *args), BrokenProcessPool)
@@ -88,9 +95,10 @@ class _Future:
     def __init__(self, future: Any, lost: type[BaseException]) -> None:
         self._future, self._lost = future, lost
 
-    def result(self) -> Any:
+    def result(self, timeout: float | None = None) -> Any:
+        """Its result (TimeoutError past `timeout` s; WorkerDied if its process was lost)."""
         try:
-            return self._future.result()
+            return self._future.result(timeout)
         except self._lost:
             raise WorkerDied from None
 

@@ -19,6 +19,7 @@ from tether.wire.url import Endpoint
 
 from ..prepare.catalog import Catalog
 from ..prepare.preparation import Preparation, is_database_url
+from ..prepare.remote_sql import stop_query_processes
 from ..prepare.workers import stop_all as stop_transform_workers
 from ..stream.budget import MemoryBudget
 from ..stream.stats import Stats
@@ -271,5 +272,6 @@ class Daemon:
             self.tunnel.close()
         self.server.stop(grace).wait()
         stop_transform_workers()
+        stop_query_processes()
         self.encode_pool.shutdown(wait=False, cancel_futures=True)
         self._lock.release()

@@ -190,7 +190,8 @@ class Servicer:
             raise RequestError("this daemon takes no SQL from loaders; its owner can allow "
                                "read-only queries with tether serve --allow-sql, or serve the "
                                "query as a dataset with --sql NAME=QUERY")
-        return run_remote_query(sql, self.catalog.found(), self.catalog.cache_dir)
+        return run_remote_query(sql, self.catalog.found(), self.catalog.cache_dir,
+                                budget=self.budget)
 
     def _filtered(self, source: Source, expression: filters.Expr,
                   context: grpc.ServicerContext | None = None) -> FilteredSource:
