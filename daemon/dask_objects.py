@@ -39,6 +39,7 @@ from .prepare.awaited import error_path
 
 PROGRESS_SECONDS = 5.0  # without tqdm: a line this often
 STOP_SECONDS = 10.0  # server.stop() waits this long for the partition being taken
+STALE_SECONDS = 3600.0  # a staging folder untouched this long: its writer died
 
 
 def is_dask(obj: Any) -> bool:
@@ -94,6 +95,7 @@ class Materialization:
         self._thread = threading.Thread(target=self._run, args=(obj, client), daemon=True,
                                         name=f"tether-serve-{name}")
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _clean_stale(target.parent)
         error_path(target).unlink(missing_ok=True)  # an earlier failure: try again
         if not target.exists():
             self._thread.start()
@@ -142,6 +144,19 @@ class Materialization:
                     raise RuntimeError("stopped")
                 yield index, len(parts), part
                 progress.update()
+
+
+def _clean_stale(folder: Path) -> None:
+    """Staging folders left by a writer that died (a kernel restarted mid-way):
+    nothing in them written for STALE_SECONDS. A live writer's are kept."""
+    for staging in folder.glob(".writing-*"):
+        try:
+            newest = max((p.stat().st_mtime for p in staging.rglob("*")),
+                         default=staging.stat().st_mtime)
+        except OSError:
+            continue  # (going away)
+        if time.time() - newest > STALE_SECONDS:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _move_into_place(written: Path, target: Path) -> None:

@@ -40,7 +40,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import pyarrow as pa
 
@@ -53,9 +53,6 @@ from ..sources.base import fingerprint
 from ..sources.snapshots import SnapshotSource, snapshot, snapshot_key
 from .sql_datasets import FILE_FORMATS, THREADS, arrow_dataset, one_line, reader
 from .workers import LocalWorkers, WorkerDied
-
-if TYPE_CHECKING:
-    from ..stream.budget import MemoryBudget
 
 TIME_LIMIT_S = 60.0
 MEMORY_LIMIT = "1GB"
@@ -101,11 +98,13 @@ _locks_lock = threading.Lock()
 
 def run_remote_query(sql: str, found: Sequence[Found], cache_dir: Path,
                      time_limit_s: float = TIME_LIMIT_S,
-                     memory_limit: str = MEMORY_LIMIT, budget: MemoryBudget | None = None,
+                     memory_limit: str = MEMORY_LIMIT, budget: Any = None,
                      max_result_bytes: int = MAX_RESULT_BYTES) -> SnapshotSource:
     """The rows of a remote `sql` over the served datasets `found`, as a
     snapshot source; a RequestError (with DuckDB's message) when the query
-    is refused, fails, or runs past `time_limit_s` seconds."""
+    is refused, fails, or runs past `time_limit_s` seconds. `budget`: the
+    daemon's MemoryBudget (tether.daemon.stream.budget), which the query's
+    memory counts against while it runs."""
     if not _running.acquire(timeout=time_limit_s):
         raise Busy(f"{MAX_RUNNING} queries from loaders are running already; try again "
                    "when one has finished")

@@ -286,3 +286,25 @@ def test_partitions_whose_types_pandas_chose_differently_are_served(tmp_path: Pa
         import dask
 
         tether.serve(bad=dask.delayed(sum)([1, 2]), state_dir=tmp_path / "state")
+
+
+def test_staging_left_by_a_dead_writer_is_cleared(tmp_path: Path) -> None:
+    """Found by a review: a kernel restarted mid-way left its `.writing-*` folder
+    (as large as the data) beside the snapshot forever; an idle one is removed
+    at the next serve, a live writer's (recent) one kept."""
+    import os
+    import time
+
+    from tether.daemon.dask_objects import STALE_SECONDS, target_of
+
+    frame = dd.from_map(partition, range(2))
+    target = target_of("train", frame, tmp_path / "state" / "objects")
+    dead, live = target.parent / ".writing-dead", target.parent / ".writing-live"
+    for staging in (dead, live):
+        staging.mkdir(parents=True)
+        (staging / "train.arrow").write_bytes(b"partial")
+    old = time.time() - STALE_SECONDS - 60
+    os.utime(dead / "train.arrow", (old, old))
+    with tether.serve(train=frame, state_dir=tmp_path / "state") as server:
+        assert server.ready(120)
+    assert not dead.exists() and live.exists() and target.exists()

@@ -45,8 +45,8 @@ def rows_of(ids) -> dict[str, np.ndarray]:
 
 
 def limit_for(rows: int, num_rows: int, row_bytes: int = ROW_BYTES) -> int:
-    """The cache_limit that holds `rows` rows (and a use stamp each) and the index."""
-    return rows * (row_bytes + 8) + num_rows * 4 + OVERHEAD_BYTES
+    """The cache_limit that holds `rows` rows (a use stamp and a checksum each) and the index."""
+    return rows * (row_bytes + 16) + num_rows * 4 + OVERHEAD_BYTES
 
 
 def open_cache(root: Path, limit_rows: int = 1000, num_rows: int = 1000) -> RowCache:
