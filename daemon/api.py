@@ -108,7 +108,8 @@ def serve(*paths: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
           insecure: bool = False, state_dir: str | os.PathLike | None = None,
           results_dir: str | os.PathLike | None = None,
           share: Mapping[str, str | os.PathLike] | None = None,
-          max_memory: str | None = None, dask: Any = None, **objects: Any) -> Server:
+          max_memory: str | None = None, max_image_pixels: int | None = None,
+          dask: Any = None, **objects: Any) -> Server:
     """Start a daemon serving `paths` (files, folders, databases) and `objects`
     (tables, dicts of arrays, Dask collections, under their keyword names);
     return at once. `dask`: a `distributed.Client` (or its scheduler's
@@ -122,16 +123,14 @@ def serve(*paths: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
     >>> server = tether.serve("./data", train=df, arrays={"x": x, "y": y})  # doctest: +SKIP
     >>> server.url                                                           # doctest: +SKIP
     """
-    from .serve.server import default_state_dir
-
-    state = Path(state_dir) if state_dir is not None else default_state_dir()
+    state = _private_state(state_dir)
     lazy = {name: checked(name, obj) for name, obj in objects.items() if is_dask(obj)}
     if not paths and not objects:
         raise ValueError("tether.serve: give paths to serve, or objects as keywords "
                          "(tether.serve(train=df))")
     address = _scheduler_address(dask) if dask is not None and transforms else None
     args = [*_options(host, port, tunnel, sql, transforms, allow_sql, insecure, results_dir,
-                      share, max_memory), "--stop-with", str(os.getpid())]
+                      share, max_memory, max_image_pixels), "--stop-with", str(os.getpid())]
     targets = {name: target_of(name, obj, state / "objects") for name, obj in lazy.items()}
     args += [f"--awaiting={name}={target}" for name, target in targets.items()]
     if address is not None:
@@ -157,6 +156,18 @@ def serve(*paths: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
         raise
     _LIVE.add(server)
     return server
+
+
+def _private_state(state_dir: str | os.PathLike | None) -> Path:
+    """The state folder, made private (0700) as the daemon makes it when it is
+    new: snapshots are written into it before the daemon starts."""
+    from .serve.server import default_state_dir
+
+    state = Path(state_dir) if state_dir is not None else default_state_dir()
+    if not state.exists():
+        state.mkdir(parents=True, mode=0o700)
+        os.chmod(state, 0o700)
+    return state
 
 
 def _passwords_apart(paths: Sequence[Any], state: Path) -> tuple[list[Any], Path | None]:
@@ -240,7 +251,7 @@ def _scheduler_address(dask: Any) -> str:
 def _options(host: str, port: int, tunnel: str | None, sql: Mapping[str, str] | None,
              transforms: Mapping[str, str] | None, allow_sql: bool, insecure: bool,
              results_dir: Any, share: Mapping[str, Any] | None,
-             max_memory: str | None) -> Iterator[str]:
+             max_memory: str | None, max_image_pixels: int | None) -> Iterator[str]:
     """`tether serve`'s flags for these keywords."""
     yield from ("--host", host, "--port", str(port))
     if tunnel:
@@ -259,6 +270,8 @@ def _options(host: str, port: int, tunnel: str | None, sql: Mapping[str, str] | 
         yield from ("--share", f"{name}={folder}")
     if max_memory is not None:
         yield from ("--max-memory", str(max_memory))
+    if max_image_pixels is not None:
+        yield from ("--max-image-pixels", str(max_image_pixels))
 
 
 def snapshot(name: str, obj: Any, folder: Path) -> Path:

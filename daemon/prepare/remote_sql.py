@@ -18,8 +18,8 @@ anything but the tables handed to it:
   and Feather files, and the snapshots of database tables and queries,
   each a table named by its dataset (quoted: `SELECT * FROM "shop.items"`);
 - a time limit (the query is interrupted) and DuckDB's memory limit, and
-  the query runs in a worker process whose address space the operating
-  system bounds (RLIMIT_AS: the memory limit and 1.5 GiB): memory DuckDB
+  the query runs in a worker process whose writable memory the operating
+  system bounds (RLIMIT_DATA: the memory limit and 512 MiB): memory DuckDB
   does not count (one huge string, `repeat(...)`) fails the query there, and
   the daemon's own memory is untouched. The memory limit is taken from the
   daemon's budget (`--max-memory`) while the query runs, and is at most half
@@ -56,11 +56,10 @@ from .workers import LocalWorkers, WorkerDied
 
 TIME_LIMIT_S = 60.0
 MEMORY_LIMIT = "1GB"
-# A query process's address space beyond DuckDB's memory limit: the
-# interpreter, pyarrow and DuckDB's code and threads (450 MB mapped at start;
-# a cross join interrupted at 0.5 s had mapped 1.97 GB with a 1 GB limit).
-# Each query has a fresh process, so none inherits another's.
-PROCESS_OVERHEAD = 3 << 29
+# A query process's writable memory beyond DuckDB's limit (RLIMIT_DATA: heap
+# and private mappings, not reserved address space, which a cap on would break
+# thread creation): the interpreter, pyarrow and DuckDB start with about 150 MB.
+PROCESS_OVERHEAD = 512 << 20
 GRACE_S = 10.0  # past its time limit, a query not yet interrupted ends with its process
 # What one loader's query may take of the daemon beside DuckDB's memory limit:
 # its result on disk, one batch of it in memory (rows come a few thousand at
@@ -171,12 +170,15 @@ def stop_query_processes() -> None:
 
 
 def _limit_address_space(nbytes: int) -> None:
-    """In a query process, at its start: the operating system's bound."""
+    """In a query process, at its start: the operating system's bound on its
+    writable memory. (RLIMIT_AS, the address space, also counts what
+    allocators and thread stacks only reserve: DuckDB's threads then failed to
+    start, "cannot allocate memory for thread-local data", on a plain query.)"""
     import resource
 
     # Not enforced everywhere (macOS): there, DuckDB's own limit alone.
     with contextlib.suppress(ValueError, OSError, AttributeError):
-        resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))
+        resource.setrlimit(resource.RLIMIT_DATA, (nbytes, nbytes))
 
 
 def query_here(sql: str, found: Sequence[Found], cache_dir: Path, time_limit_s: float,

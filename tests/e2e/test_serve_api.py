@@ -71,6 +71,15 @@ def test_every_kind_of_object_round_trips_exactly(tmp_path: Path) -> None:
         assert np.array_equal(columns[name], values) and columns[name].dtype == values.dtype
 
 
+def test_the_state_folder_it_makes_is_private(tmp_path: Path) -> None:
+    """Found by a review: snapshots were written before the daemon made the state
+    folder, so it got the umask's mode (0755 here), and the daemon keeps the
+    mode of a folder that exists: other users could read the snapshots."""
+    state = tmp_path / "new" / "state"
+    with tether.serve(train=_frame(10), state_dir=state):
+        assert state.stat().st_mode & 0o077 == 0
+
+
 def test_a_snapshot_is_the_contents_own(tmp_path: Path) -> None:
     frame = _frame(100)
     with tether.serve(train=frame, state_dir=tmp_path / "state") as first:
