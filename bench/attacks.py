@@ -1,7 +1,7 @@
 """The third hardening pass's attacks all at once, against one daemon, with an
 honest client beside them (docs/security.md, issue 23):
 
-    python -m tether.bench.attacks [--max-memory 256MB] [--seconds 20] [--plot FILE.png]
+    python -m tether.bench.attacks [--max-memory 256MB] [--seconds 20] [--attacks sql,filters]
 
 A daemon with `--allow-sql` and a memory budget serves an image folder
 holding bombs (a lossless WebP of 9400x9400, a 16-bit PNG of 7000x7000, a
@@ -15,9 +15,10 @@ and 16M rows for filters. Meanwhile:
   (`on_bad_image="skip"`: the bombs are left out);
 - an honest client asks `Describe` and reads a small table every 0.1 s.
 
-It reports the daemon's largest memory (VmRSS, sampled every 20 ms) against
-its budget, this process's (the loaders') growth, and the honest client's
-slowest answer.
+It reports the daemon's largest memory (VmRSS, and RssAnon: its own memory
+without the pages of files it maps; sampled every 20 ms) against its
+budget and its memory at start, this process's (the loaders') growth, and
+the honest client's slowest answer.
 """
 
 from __future__ import annotations
@@ -68,21 +69,31 @@ def write_data(root: Path) -> Path:
 
 
 class Sampler(threading.Thread):
-    """The largest VmRSS of `pid`, every 20 ms, until stopped."""
+    """The largest VmRSS and RssAnon (memory of its own, not pages of files it
+    maps) of `pid`, every 20 ms, until stopped; `first`, at the start."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
-        self.pid, self.peak_mb, self.stop = pid, 0.0, threading.Event()
+        self.pid, self.stop = pid, threading.Event()
+        self.first = self.peak = self._now()
+
+    def _now(self) -> dict[str, float]:
+        with open(f"/proc/{self.pid}/status") as status:
+            return {line.split(":")[0]: int(line.split()[1]) / 1024 for line in status
+                    if line.startswith(("VmRSS:", "RssAnon:"))}
 
     def run(self) -> None:
         while not self.stop.wait(0.02):
-            with contextlib.suppress(OSError), open(f"/proc/{self.pid}/status") as status:
-                rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-                self.peak_mb = max(self.peak_mb, rss / 1024)
+            with contextlib.suppress(OSError, StopIteration):
+                now = self._now()
+                self.peak = {k: max(v, now[k]) for k, v in self.peak.items()}
 
 
-def attack(url: str, until: float) -> list[threading.Thread]:
-    """The attackers, as threads that run until `until` (time.monotonic)."""
+ATTACKS = ("sql", "filters", "images")
+
+
+def attack(url: str, until: float, kinds: tuple[str, ...] = ATTACKS) -> list[threading.Thread]:
+    """The attackers of `kinds`, as threads that run until `until` (time.monotonic)."""
     import tether
 
     def repeat(action) -> None:
@@ -103,8 +114,11 @@ def attack(url: str, until: float) -> list[threading.Thread]:
                            decode=decode, on_bad_image="skip") as loader:
             list(loader)
 
-    jobs = [sql_bomb, sql_bomb, *(lambda i=i: filter_bomb(i) for i in range(4)),
-            lambda: images("daemon"), lambda: images("daemon"), lambda: images("loader")]
+    jobs = {"sql": [sql_bomb, sql_bomb],
+            "filters": [lambda i=i: filter_bomb(i) for i in range(4)],
+            "images": [lambda: images("daemon"), lambda: images("daemon"),
+                       lambda: images("loader")]}
+    jobs = [job for kind in kinds for job in jobs[kind]]
     return [threading.Thread(target=repeat, args=(job,), daemon=True) for job in jobs]
 
 
@@ -123,21 +137,22 @@ def honest(url: str, until: float) -> list[float]:
     return took
 
 
-def run(max_memory: str, seconds: float) -> dict[str, float]:
+def run(max_memory: str, seconds: float, kinds: tuple[str, ...] = ATTACKS) -> dict[str, float]:
     from tether.daemon.spawn import DaemonProcess
 
     from .client import peak_rss
 
     with tempfile.TemporaryDirectory(prefix="tether-attacks-") as folder:
         root = write_data(Path(folder) / "data")
-        with DaemonProcess([root], Path(folder) / "state", "--allow-sql", "--max-memory",
+        served = [root / "photos", root / "big", root / "small.parquet"]
+        with DaemonProcess(served, Path(folder) / "state", "--allow-sql", "--max-memory",
                            max_memory, "--log-level", "error") as daemon:
             sampler = Sampler(daemon.proc.pid)
             sampler.start()
             Path("/proc/self/clear_refs").write_text("5")  # (writing the bombs raised it)
             before = peak_rss() / 2**20
             until = time.monotonic() + seconds
-            attackers = attack(daemon.url, until)
+            attackers = attack(daemon.url, until, kinds)
             for thread in attackers:
                 thread.start()
             took = honest(daemon.url, until)
@@ -146,7 +161,11 @@ def run(max_memory: str, seconds: float) -> dict[str, float]:
             sampler.stop.set()
             sampler.join()
             alive = daemon.proc.poll() is None
-    return {"budget_mb": parse_size(max_memory) / 2**20, "daemon_peak_mb": sampler.peak_mb,
+    return {"budget_mb": parse_size(max_memory) / 2**20,
+            "daemon_rss_at_start_mb": sampler.first["VmRSS"],
+            "daemon_peak_rss_mb": sampler.peak["VmRSS"],
+            "daemon_anon_at_start_mb": sampler.first["RssAnon"],
+            "daemon_peak_anon_mb": sampler.peak["RssAnon"],
             "loaders_growth_mb": peak_rss() / 2**20 - before, "honest_calls": len(took),
             "honest_slowest_s": max(took), "honest_median_s": float(np.median(took)),
             "daemon_alive": alive}
@@ -157,8 +176,13 @@ def main(argv: list[str] | None = None) -> None:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-memory", default="256MB")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--attacks", default=",".join(ATTACKS),
+                        help=f"comma-separated, of: {', '.join(ATTACKS)} (default: all)")
     args = parser.parse_args(argv)
-    figures = run(args.max_memory, args.seconds)
+    kinds = tuple(args.attacks.split(","))
+    if set(kinds) - set(ATTACKS):
+        parser.error(f"--attacks: choose from {', '.join(ATTACKS)}")
+    figures = run(args.max_memory, args.seconds, kinds)
     for name, value in figures.items():
         print(f"{name:>20}: {value:.2f}" if isinstance(value, float) else f"{name:>20}: {value}")
 

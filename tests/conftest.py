@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -96,6 +97,33 @@ def peak_mb():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
 """
+
+
+class AnonPeak:
+    """The largest anonymous memory (RssAnon) a process reaches while watched:
+    the daemon memory-maps its snapshot, and the file's pages, the kernel's
+    cache, are not what a budget bounds."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self.first = self.peak = self._now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _now(self) -> float:
+        with open(f"/proc/{self._pid}/status") as status:
+            return next(int(line.split()[1]) for line in status
+                        if line.startswith("RssAnon:")) / 1024
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self._now())
+
+    def growth(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak - self.first
 
 
 def make_features(rows: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -26,6 +26,7 @@ import hashlib
 import logging
 import math
 import os
+import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -90,22 +91,42 @@ def _blocks(source: Source, names: Sequence[str]) -> Iterator[pa.Table]:
         yield pa.table({name: _arrow(data[name]) for name in names})
 
 
-def matching_rows(source: Source, expr: filters.Expr, deadline: float = math.inf,
-                  wanted: Callable[[], bool] = lambda: True) -> np.ndarray:
-    """Row numbers of `source` where `expr` is TRUE, in order (int64); stopped
-    between blocks past `deadline` (time.monotonic) or once not `wanted`."""
-    parts, start = [], 0
+def matching_parts(source: Source, expr: filters.Expr, deadline: float = math.inf,
+                   wanted: Callable[[], bool] = lambda: True) -> Iterator[np.ndarray]:
+    """Row numbers of `source` where `expr` is TRUE, in order (int64), a block
+    at a time; stopped between blocks past `deadline` (time.monotonic) or once
+    not `wanted`."""
+    start = 0
     for table in _blocks(source, sorted(expr.columns)):
         if time.monotonic() > deadline:
             raise RequestError(f"filter {expr.text!r} on {source.name!r} ran past its time "
                                "limit; simplify it, or serve a narrower dataset")
         if not wanted():
             raise RequestError("the caller left: filtering stopped")
-        parts.append(np.flatnonzero(filters.evaluate(expr, table)) + start)
+        yield np.flatnonzero(filters.evaluate(expr, table)).astype(np.int64) + start
         start += table.num_rows
     if start != source.num_rows:
         raise RuntimeError(f"filtering {source.name!r} read {start} of {source.num_rows} rows")
-    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def _write_index(path: Path, parts: Iterator[np.ndarray]) -> int:
+    """`parts` as one int64 .npy file, one part in memory at a time (a filter
+    that keeps 16M rows makes 128 MB of row numbers: on disk, not in the
+    daemon). Returns how many."""
+    raw = path.with_name(path.name + ".raw")
+    count = 0
+    try:
+        with open(raw, "wb") as out:
+            for part in parts:
+                out.write(part.tobytes())
+                count += len(part)
+        with open(path, "wb") as out, open(raw, "rb") as rows:
+            np.lib.format.write_array_header_1_0(out, {"descr": "<i8", "fortran_order": False,
+                                                      "shape": (count,)})
+            shutil.copyfileobj(rows, out, 1 << 20)
+    finally:
+        raw.unlink(missing_ok=True)
+    return count
 
 
 class FilterIndex:
@@ -142,15 +163,18 @@ class FilterIndex:
             path = self._folder / f"{key}.npy"
             if not path.exists():
                 started = time.monotonic()
-                found = self._evaluated(source, expr, wanted)
                 private_dir(self._folder)
                 partial = path.with_suffix(".partial.npy")
-                np.save(partial, found)
+                try:
+                    found = self._evaluated(source, expr, wanted, partial)
+                except BaseException:
+                    partial.unlink(missing_ok=True)
+                    raise
                 make_private(partial)
                 partial.replace(path)
                 self._forget_old(path)
                 log.info("filter %r on %s: %d of %d rows (%.1f s)", expr.text, source.name,
-                         len(found), source.num_rows, time.monotonic() - started)
+                         found, source.num_rows, time.monotonic() - started)
             rows = np.load(path, mmap_mode="r")
             with self._lock:
                 self._open[key] = rows
@@ -159,12 +183,14 @@ class FilterIndex:
             return rows
 
 
-    def _evaluated(self, source: Source, expr: filters.Expr,
-                   wanted: Callable[[], bool]) -> np.ndarray:
+    def _evaluated(self, source: Source, expr: filters.Expr, wanted: Callable[[], bool],
+                   path: Path) -> int:
+        """The rows `expr` selects, written to `path`; how many."""
         if not self._evaluating.acquire(timeout=self.time_limit_s / 2):
             raise Busy(f"{FILTERS_AT_ONCE} filters are being evaluated already; try again")
         try:
-            return matching_rows(source, expr, time.monotonic() + self.time_limit_s, wanted)
+            deadline = time.monotonic() + self.time_limit_s
+            return _write_index(path, matching_parts(source, expr, deadline, wanted))
         finally:
             self._evaluating.release()
 

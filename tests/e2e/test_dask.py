@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ pytest.importorskip("cryptography")  # the daemon's side
 
 import tether  # noqa: E402
 
-from ..conftest import OWN_PEAK, DaemonProcess, collect, wait_until  # noqa: E402
+from ..conftest import OWN_PEAK, AnonPeak, DaemonProcess, collect, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -69,33 +68,6 @@ print(round(peak_mb() - before), flush=True)
 sys.stdin.readline()  # until the test has read it
 server.stop()
 """
-
-
-class AnonPeak:
-    """The largest anonymous memory (RssAnon) a process reaches while watched:
-    the daemon memory-maps its snapshot, and the file's pages, the kernel's
-    cache, are not what a budget bounds."""
-
-    def __init__(self, pid: int) -> None:
-        self._pid = pid
-        self.first = self.peak = self._now()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-
-    def _now(self) -> float:
-        with open(f"/proc/{self._pid}/status") as status:
-            return next(int(line.split()[1]) for line in status
-                        if line.startswith("RssAnon:")) / 1024
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self._now())
-
-    def growth(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return self.peak - self.first
 
 
 def test_forty_partitions_stream_exactly_with_flat_memory(cluster, tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ from tether.daemon.stream.filtering import FilterIndex
 from tether.wire import filters
 from tether.wire.errors import TetherError
 
-from ..conftest import OWN_PEAK, DaemonProcess
+from ..conftest import OWN_PEAK, AnonPeak, DaemonProcess
 
 duckdb = pytest.importorskip("duckdb")
 
@@ -228,9 +228,10 @@ def test_remote_query_snapshots_do_not_accumulate_without_bound(served) -> None:
     assert remote == set(results[-remote_sql.KEPT_RESULTS:])  # the newest 8, no more
 
 
-def test_a_remote_querys_memory_limit_bounds_the_daemon(tmp_path: Path) -> None:
-    script = OWN_PEAK + textwrap.dedent(f"""
-        import sys
+def _querying_daemon(tmp_path: Path) -> str:
+    """The start of a script that is a daemon's side of remote queries over a
+    small table, warmed up, its peak memory reset: `found`, `cache`, `before`."""
+    return OWN_PEAK + textwrap.dedent(f"""
         from pathlib import Path
         import numpy as np, pyarrow as pa, pyarrow.parquet as pq
         from tether.daemon.prepare.remote_sql import run_remote_query
@@ -242,6 +243,11 @@ def test_a_remote_querys_memory_limit_bounds_the_daemon(tmp_path: Path) -> None:
         run_remote_query("SELECT 1 AS warm", found, cache)
         reset_peak()  # (a child's ru_maxrss starts at pytest's peak: tests/conftest.py)
         before = peak_mb()
+    """)
+
+
+def test_a_remote_querys_memory_limit_bounds_the_daemon(tmp_path: Path) -> None:
+    script = _querying_daemon(tmp_path) + textwrap.dedent("""
         try:
             run_remote_query("SELECT repeat('x', 4000) AS s FROM range(100000)", found,
                              cache, memory_limit="64MB")
@@ -260,19 +266,8 @@ def test_a_string_bomb_fails_in_its_query_process_not_the_daemon(tmp_path: Path)
     limit does not count, took the daemon to 3,897 MB; two could run at once.
     Each query runs in a process the operating system bounds: both fail there,
     saying so, and the daemon's own memory does not move."""
-    script = OWN_PEAK + textwrap.dedent(f"""
+    script = _querying_daemon(tmp_path) + textwrap.dedent("""
         import threading
-        from pathlib import Path
-        import numpy as np, pyarrow as pa, pyarrow.parquet as pq
-        from tether.daemon.prepare.remote_sql import run_remote_query
-        from tether.daemon.sources import discover
-        data = Path({str(tmp_path)!r}) / "data"
-        data.mkdir()
-        pq.write_table(pa.table({{"id": np.arange(10)}}), data / "train.parquet")
-        found, cache = discover(data), data.parent / "cache"
-        run_remote_query("SELECT 1 AS warm", found, cache)
-        reset_peak()
-        before = peak_mb()
         said = []
         def bomb():
             try:
@@ -419,6 +414,18 @@ def test_filter_cpu_stops_when_its_callers_leave(heavy_rows: Path, tmp_path: Pat
         with tether.connect(daemon.url) as client:
             assert client.describe("big").num_rows == 16_000_000
     assert burnt < 0.5, f"{burnt:.1f} s of CPU after every caller had left"
+
+
+def test_a_filter_index_is_written_to_disk_not_held(heavy_rows: Path, tmp_path: Path) -> None:
+    """Found measuring the attacks together (python -m tether.bench.attacks): a
+    filter that keeps all 16M rows held its 128 MB of row numbers, twice while
+    joined, in the daemon. They are written to the index file a block at a time."""
+    with DaemonProcess([heavy_rows], tmp_path / "state") as daemon, \
+            tether.connect(daemon.url) as client:
+        peak = AnonPeak(daemon.proc.pid)
+        assert client.describe("big", filter="x >= 0").matching_rows == 16_000_000
+        grew = peak.growth()
+    assert grew < 64, f"the daemon grew {grew:.0f} MB for a 128 MB index"
 
 
 def test_a_filter_past_its_time_limit_is_a_clear_error(heavy_rows: Path, tmp_path: Path,
