@@ -179,7 +179,10 @@ def _passwords_apart(paths: Sequence[Any], state: Path) -> tuple[list[Any], Path
     lines, bare = [], []
     for path in paths:
         text = str(path)
-        if is_database_url(text) and _redacted(text) != text:
+        if is_database_url(text) and _has_password(text):
+            if _redacted(text) == text:  # spelled so that only libpq finds it
+                raise ValueError(f"tether.serve: {text.split('?')[0]}: give the password as "
+                                 "postgresql://USER:PASSWORD@HOST/DB, or in PGPASSWORD")
             lines.append(_passfile_line(text))
             text = _bare(text)
         bare.append(text if is_database_url(text) else Path(path))
@@ -190,16 +193,42 @@ def _passwords_apart(paths: Sequence[Any], state: Path) -> tuple[list[Any], Path
         lines.append(mine.read_text(errors="replace"))
     private = state / "private"
     private.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, name = tempfile.mkstemp(dir=private, prefix="pgpass-")  # 0600
+    _forget_dead_passfiles(private)
+    fd, name = tempfile.mkstemp(dir=private, prefix=f"pgpass-{os.getpid()}-")  # 0600
     with os.fdopen(fd, "w") as out:
         out.write("\n".join(lines) + "\n")
     return bare, Path(name)
+
+
+def _forget_dead_passfiles(private: Path) -> None:
+    """Passfiles whose process died without stopping its daemon (a kernel
+    killed): the pid in the name is gone."""
+    for path in private.glob("pgpass-*-*"):
+        pid = path.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's: alive
+        return True
+    return True
 
 
 def _redacted(url: str) -> str:
     from .sources.postgres import redact
 
     return redact(url)
+
+
+def _has_password(url: str) -> bool:
+    from .sources.postgres import has_password
+
+    return has_password(url)
 
 
 def _bare(url: str) -> str:

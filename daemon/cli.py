@@ -232,12 +232,12 @@ def _path_or_database(text: str) -> Path | str:
     life, as a token would be (--token is refused for the same reason)."""
     if not is_database_url(text):
         return Path(text)
-    from .sources.postgres import redact
+    from .sources.postgres import has_password, redact
 
-    if redact(text) != text:
+    if has_password(text):
         raise argparse.ArgumentTypeError(
-            f"{redact(text)}: a password in the URL stays visible in the process list "
-            "(ps) while the daemon runs; give it in PGPASSWORD, in ~/.pgpass or a "
+            f"{redact(text).partition('?')[0]}: a password in the URL stays visible in the "
+            "process list (ps) while the daemon runs; give it in PGPASSWORD, in ~/.pgpass or a "
             "passfile= parameter, or serve from Python: tether.serve(URL) takes it there")
     return text
 

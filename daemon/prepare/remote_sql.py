@@ -123,53 +123,42 @@ def run_remote_query(sql: str, found: Sequence[Found], cache_dir: Path,
 
 def _in_process(sql: str, found: Sequence[Found], cache_dir: Path, time_limit_s: float,
                 memory_limit: str, max_result_bytes: int) -> tuple[str, str, list[str]]:
-    """`query_here` in a query process; its process ended if it outlives its
-    time limit by GRACE_S (a call DuckDB cannot interrupt), or dies."""
-    processes = _query_processes()
-    future = processes.submit(query_here, sql, list(found), cache_dir, time_limit_s,
-                              memory_limit, max_result_bytes)
+    """`query_here` in a process of its own (started now, ended after): nothing
+    is inherited from another query, and ending one, if it outlives its time
+    limit by GRACE_S (a call DuckDB cannot interrupt), touches no other."""
+    process = LocalWorkers(1, _limit_memory, (parse_size(MEMORY_LIMIT) + PROCESS_OVERHEAD,))
+    with _live_lock:
+        _live.add(process)
     try:
+        future = process.submit(query_here, sql, list(found), cache_dir, time_limit_s,
+                                memory_limit, max_result_bytes)
         return future.result(time_limit_s + GRACE_S)
     except TimeoutError:
-        _stop_query_processes(processes)
         raise RequestError(f"query ran past its {time_limit_s:g} s time limit, in a call "
                            "that could not be interrupted; its process was ended") from None
     except WorkerDied:
-        _stop_query_processes(processes)
         raise RequestError(f"the query's process died: past its memory ({memory_limit} for "
                            "DuckDB and its process's share), or a crash; ask for less") \
             from None
+    finally:
+        with _live_lock:
+            _live.discard(process)
+        process.kill()  # (done by now, or to be ended)
 
 
-_processes: LocalWorkers | None = None
-_processes_lock = threading.Lock()
-
-
-def _query_processes() -> LocalWorkers:
-    global _processes
-    with _processes_lock:
-        if _processes is None:
-            limit = parse_size(MEMORY_LIMIT) + PROCESS_OVERHEAD
-            _processes = LocalWorkers(MAX_RUNNING, _limit_address_space, (limit,), fresh=True)
-        return _processes
-
-
-def _stop_query_processes(processes: LocalWorkers | None = None) -> None:
-    """End the query processes (all of them, or these if still current)."""
-    global _processes
-    with _processes_lock:
-        if _processes is None or (processes is not None and processes is not _processes):
-            return
-        stopping, _processes = _processes, None
-    stopping.kill()
+_live: set[LocalWorkers] = set()  # queries' processes running, so that stopping ends them
+_live_lock = threading.Lock()
 
 
 def stop_query_processes() -> None:
-    """The daemon is stopping."""
-    _stop_query_processes()
+    """The daemon is stopping: end every query's process."""
+    with _live_lock:
+        running = list(_live)
+    for process in running:
+        process.kill()
 
 
-def _limit_address_space(nbytes: int) -> None:
+def _limit_memory(nbytes: int) -> None:
     """In a query process, at its start: the operating system's bound on its
     writable memory. (RLIMIT_AS, the address space, also counts what
     allocators and thread stacks only reserve: DuckDB's threads then failed to
@@ -186,7 +175,11 @@ def query_here(sql: str, found: Sequence[Found], cache_dir: Path, time_limit_s: 
     """In a query process: the query's snapshot, as (name, path, files read)."""
     import duckdb
 
-    return _query(duckdb, sql, found, cache_dir, time_limit_s, memory_limit, max_result_bytes)
+    try:
+        return _query(duckdb, sql, found, cache_dir, time_limit_s, memory_limit,
+                      max_result_bytes)
+    except RequestError as exc:  # (its text may quote where a file was looked for)
+        raise type(exc)(without_paths(str(exc), found, cache_dir)) from None
 
 
 def _query(duckdb, sql: str, found: Sequence[Found], cache_dir: Path, time_limit_s: float,
@@ -220,13 +213,15 @@ def sandboxed(duckdb, memory_limit: str):
     return con
 
 
-def without_paths(text: str) -> str:
-    """An engine's message with the daemon's folders (its home, its working
-    folder) left out: some of DuckDB's errors quote where it looked."""
-    for folder, shown in ((os.getcwd(), "<daemon folder>"),
-                          (os.path.expanduser("~"), "<daemon home>")):
-        if len(folder) > 1:
-            text = text.replace(folder, shown)
+def without_paths(text: str, found: Sequence[Found] = (), cache_dir: Path | None = None) -> str:
+    """An engine's message with the daemon's folders left out (some of DuckDB's
+    and pyarrow's errors quote where they looked): the served datasets' folders,
+    the cache, its working folder and home, longest first."""
+    folders = {str(p.parent) for f in found for p in f.paths} | \
+        {str(cache_dir or ""), os.getcwd(), os.path.expanduser("~")}
+    folders |= {os.path.realpath(folder) for folder in folders if folder}
+    for folder in sorted((f for f in folders if len(f) > 1), key=len, reverse=True):
+        text = text.replace(folder, "<daemon folder>")
     return text
 
 
@@ -249,8 +244,7 @@ def _check(con, sql: str) -> None:
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
-        raise RequestError(f"the query does not parse: {without_paths(one_line(exc))}") \
-            from None
+        raise RequestError(f"the query does not parse: {one_line(exc)}") from None
     if len(statements) != 1:
         raise RequestError(f"send one SELECT statement; the query holds {len(statements)}")
     kind = statements[0].type
@@ -280,7 +274,7 @@ def _visible(con, sql: str, found: Sequence[Found], cache_dir: Path
                 tables.append(_snapshot_table(f, cache_dir))
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise RequestError(f"dataset {f.name!r} cannot be read for the query: "
-                               f"{without_paths(one_line(exc))}") from None
+                               f"{one_line(exc)}") from None
     for name, data, _ in tables:
         con.register(name, data)
     return tables
@@ -322,7 +316,7 @@ def _run(con, sql: str, cache_dir: Path, name: str, key: str, time_limit_s: floa
         if late.is_set():
             raise RequestError(f"query ran past its {time_limit_s:g} s time limit "
                                "(ask for fewer rows, or filter before joining)") from None
-        raise RequestError(f"the query failed: {without_paths(one_line(exc))}") from None
+        raise RequestError(f"the query failed: {one_line(exc)}") from None
     finally:
         timer.cancel()
 

@@ -33,14 +33,10 @@ class LocalWorkers:
     each set up by `initializer(*initargs)` when it starts."""
 
     def __init__(self, count: int = LOCAL_WORKERS, initializer: Callable | None = None,
-                 initargs: tuple = (), fresh: bool = False) -> None:
-        # fresh: a new process for each task (Python 3.11 and later), started
-        # beside the one finishing, so that no task inherits another's memory.
-        options = {"max_tasks_per_child": 1} if fresh and sys.version_info >= (3, 11) else {}
+                 initargs: tuple = ()) -> None:
         with _stderr_lock, _real_stderr():
             self._pool = ProcessPoolExecutor(count, mp_context=get_context("spawn"),
-                                             initializer=initializer, initargs=initargs,
-                                             **options)
+                                             initializer=initializer, initargs=initargs)
             self._pool.submit(int).result()  # spawns them all (a spawn pool starts them at once)
         self.slots = count
 

@@ -72,6 +72,21 @@ def redact(url: str) -> str:
     return scheme + sep + re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", rest)
 
 
+def has_password(url: str) -> bool:
+    """Whether `url` carries a password, as libpq reads it: in the user info,
+    or a query parameter however spelled (`?pass%77ord=` is `password` too)."""
+    if redact(url) != url:
+        return True
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:  # (no psycopg: such a URL is not served anyway) any hint of one
+        return "pass" in unquote(url).lower()
+    try:
+        return bool(conninfo_to_dict(url).get("password"))
+    except Exception:  # noqa: BLE001 - unparsable: psycopg will say so when it is opened
+        return False
+
+
 def without_password(url: str) -> str:
     """`url` with no password at all (redact's "***" would be taken for one)."""
     url = redact(url)

@@ -45,6 +45,7 @@ _SUMS = "sums.npy"
 _SUM_BYTES = 8  # a slot's checksum
 SUMS_VERSION = 1  # a directory's record says which checksums its slots hold
 _FREE = np.int32(-1)
+_POISONED = -2  # a slot's owner while its changed bytes wait for their last pin to go
 _STAMP_BYTES = 8  # a slot's last use
 _SLOT_INDEX_BYTES = 4  # a dataset row's slot
 DEFAULT_CACHE_LIMIT = "10GB"
@@ -156,20 +157,32 @@ class RowCache:
         return slots
 
     def _drop(self, slots: np.ndarray) -> None:
-        """Rows whose bytes changed on disk: unpinned, forgotten, their slots free."""
+        """Slots whose bytes changed on disk (each pinned here once per time it
+        was found): their rows forgotten now; a slot is free again once no
+        shard pins it (another may have found it before the change)."""
         if not self.dropped:  # once; close() says how many in all
             log.warning("cache %s: rows changed on disk since they were stored (another "
                         "program, or the disk); fetching them again", self.directory)
         with self._lock:
             np.subtract.at(self._pins, slots, 1)
-            self._row_slots[self._owner[slots]] = _FREE
-            self._owner[slots] = -1
-            self._free.extend(slots.tolist())
-        self.dropped += len(slots)
+            slots = np.unique(slots)
+            mine = slots[self._owner[slots] >= 0]  # (another pin may have dropped it)
+            self._row_slots[self._owner[mine]] = _FREE
+            self._owner[mine] = _POISONED
+            self.dropped += len(mine)
+            self._free_unpinned_poisoned(slots)
+
+    def _free_unpinned_poisoned(self, slots: np.ndarray) -> None:
+        """(Under the lock.) Of `slots`, the poisoned ones no shard pins: free."""
+        done = slots[(self._owner[slots] == _POISONED) & (self._pins[slots] == 0)]
+        self._owner[done] = -1
+        self._free.extend(done.tolist())
 
     def unpin(self, slots: np.ndarray) -> None:
         with self._lock:
-            np.subtract.at(self._pins, slots[slots >= 0], 1)
+            held = slots[slots >= 0]
+            np.subtract.at(self._pins, held, 1)
+            self._free_unpinned_poisoned(held)
 
     def read(self, slots: np.ndarray) -> dict[str, np.ndarray]:
         """The rows in `slots` (pinned, all present), column by column."""

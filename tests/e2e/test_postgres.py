@@ -254,22 +254,32 @@ def test_a_password_on_the_command_line_is_refused(tmp_path: Path) -> None:
     """Issue 23 (7): `tether serve postgresql://ann:S3cret@host/shop` was
     accepted, the password in `ps` for the daemon's life."""
     for url in (f"postgresql://ann:{PASSWORD}@127.0.0.1:1/shop",
-                f"postgres://ann@127.0.0.1:1/shop?sslmode=disable&password={PASSWORD}"):
+                f"postgres://ann@127.0.0.1:1/shop?sslmode=disable&password={PASSWORD}",
+                f"postgresql://ann@127.0.0.1:1/shop?pass%77ord={PASSWORD}"):  # (a review)
         done = subprocess.run([sys.executable, "-m", "tether.daemon", url, "--state-dir",
                                str(tmp_path)], capture_output=True, text=True, timeout=60)
         assert done.returncode == 2
         assert "PGPASSWORD" in done.stderr and "tether.serve" in done.stderr
         assert PASSWORD not in done.stderr
+    with pytest.raises(ValueError, match="USER:PASSWORD@HOST"):  # nor hidden from tether.serve
+        tether.serve(f"postgresql://ann@127.0.0.1:1/shop?%70assword={PASSWORD}",
+                     state_dir=tmp_path / "state")
 
 
 def test_a_daemon_with_only_an_unreachable_database_fails_clearly(tmp_path: Path) -> None:
     unreachable = f"postgresql://ann:{PASSWORD}@127.0.0.1:1/gone"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    private = tmp_path / "state" / "private"
+    private.mkdir(parents=True)
+    (private / f"pgpass-{gone.pid}-x").write_text("*:*:*:ann:old")  # its process died
     with pytest.raises(RuntimeError) as raised:
         tether.serve(unreachable, state_dir=tmp_path / "state")
     assert "postgresql://ann@127.0.0.1:1/gone" in str(raised.value)
     assert "no dataset found" in str(raised.value)
     assert PASSWORD not in str(raised.value)
-    assert not list((tmp_path / "state" / "private").glob("pgpass-*"))
+    assert not list((tmp_path / "state" / "private").glob("pgpass-*"))  # its own, and
+    # (found by a review) the one a killed process left behind
 
 
 _SNAPSHOT_MEMORY = textwrap.dedent("""

@@ -132,3 +132,25 @@ def test_two_loaders_cannot_share_one_cache_directory(tmp_path: Path) -> None:
         open_cache(tmp_path)
     cache.close()
     open_cache(tmp_path).close()  # free again once closed
+
+
+def test_a_changed_row_pinned_by_another_shard_keeps_its_slot_until_unpinned(tmp_path) -> None:
+    """Found by a review: dropping a changed row freed its slot while another
+    shard still pinned it (and twice when found twice), so a later store gave
+    one slot to two rows and a lookup returned another row's values."""
+    cache = open_cache(tmp_path, limit_rows=10)
+    cache.store(np.arange(10), rows_of(range(10)))
+    first = cache.pin(np.array([2]))  # a shard holds row 2...
+    cache._slots["id"][first[0]] = 999  # ...whose bytes then change on disk
+    again = cache.pin(np.array([2, 2]))  # found twice by the next lookup
+    assert list(again) == [-1, -1] and cache.dropped == 1
+    assert first[0] not in cache._free  # still pinned by the first shard
+    cache.store(np.arange(10, 20), rows_of(range(10, 20)))  # evictions, new slots
+    owners = cache._owner[cache._owner >= 0]
+    assert len(set(owners.tolist())) == len(owners)  # no slot holds two rows
+    cache.unpin(first)
+    assert cache._free.count(first[0]) == 1  # free again, once
+    slots = cache.pin(np.arange(20))
+    here = slots >= 0
+    np.testing.assert_array_equal(cache.read(slots[here])["id"], np.arange(20)[here])
+    cache.close()
