@@ -36,6 +36,8 @@ from typing import Any
 from tether.wire.checksums import sha256_of
 
 from .dask_objects import STOP_SECONDS, Materialization, checked, is_dask, target_of
+from .private import private_dir
+from .sources.snapshots import process_alive
 from .spawn import DaemonProcess
 
 
@@ -175,24 +177,24 @@ def _passwords_apart(paths: Sequence[Any], state: Path) -> tuple[list[Any], Path
     .pgpass format, mode 0600) holding them, ahead of the user's own: the
     daemon's command line, which `ps` shows, never carries one."""
     from .prepare.preparation import is_database_url
+    from .sources.postgres import has_password, redact, without_password
 
     lines, bare = [], []
     for path in paths:
         text = str(path)
-        if is_database_url(text) and _has_password(text):
-            if _redacted(text) == text:  # spelled so that only libpq finds it
+        if is_database_url(text) and has_password(text):
+            if redact(text) == text:  # spelled so that only libpq finds it
                 raise ValueError(f"tether.serve: {text.split('?')[0]}: give the password as "
                                  "postgresql://USER:PASSWORD@HOST/DB, or in PGPASSWORD")
             lines.append(_passfile_line(text))
-            text = _bare(text)
+            text = without_password(text)
         bare.append(text if is_database_url(text) else Path(path))
     if not lines:
         return bare, None
     mine = Path(os.environ.get("PGPASSFILE", Path.home() / ".pgpass"))
     if mine.is_file():
         lines.append(mine.read_text(errors="replace"))
-    private = state / "private"
-    private.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private = private_dir(state / "private")
     _forget_dead_passfiles(private)
     fd, name = tempfile.mkstemp(dir=private, prefix=f"pgpass-{os.getpid()}-")  # 0600
     with os.fdopen(fd, "w") as out:
@@ -205,36 +207,8 @@ def _forget_dead_passfiles(private: Path) -> None:
     killed): the pid in the name is gone."""
     for path in private.glob("pgpass-*-*"):
         pid = path.name.split("-")[1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's: alive
-        return True
-    return True
-
-
-def _redacted(url: str) -> str:
-    from .sources.postgres import redact
-
-    return redact(url)
-
-
-def _has_password(url: str) -> bool:
-    from .sources.postgres import has_password
-
-    return has_password(url)
-
-
-def _bare(url: str) -> str:
-    from .sources.postgres import without_password
-
-    return without_password(url)
 
 
 def _passfile_line(url: str) -> str:

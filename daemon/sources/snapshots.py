@@ -80,11 +80,12 @@ def _remove_orphans(target: Path) -> None:
     """Partial files of `target` left by a daemon stopped mid-snapshot."""
     for partial in target.parent.glob(f".{target.name}.*.partial"):
         pid = partial.name[len(target.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             partial.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs (one of another user's counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
