@@ -10,7 +10,7 @@
     tether bench --data filter --link 100mbit --repeat 3          # filter pushdown
     tether bench --data transform --size 1GB                      # --transform: local vs Dask
     tether bench --epochs 3 --cache --link loopback,100mbit       # the loader's disk cache
-    tether bench --targets --repeat 3 --plot targets.png          # issue 13's targets, one table
+    tether bench --targets --repeat 3 --plot targets.png          # issues 13 and 24's targets
 
 Each kind of data has its own systems (tensors: Flight, raw TCP, ...; image
 folders: tether decode=loader/daemon/auto and upload-first (tar); token lists:
@@ -238,7 +238,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "(tensor data); with --cache, also with Loader(cache=...)")
     bench.add_argument("--targets", nargs="?", const=",".join(targets.PARTS), default=None,
                        metavar="PARTS",
-                       help="measure issue 13's targets, each against its baseline, in one "
+                       help="measure issues 13 and 24's targets, each against its baseline, in one "
                             f"table (parts: {', '.join(targets.PARTS)}; default all)")
     bench.add_argument("--cache", action="store_true",
                        help="with --epochs: compare the loader's disk cache with none")

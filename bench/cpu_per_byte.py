@@ -36,7 +36,7 @@ CPU_TARGET = 1.2  # the daemon's CPU s/GB within this many times Flight's server
 BATCH_SIZE = 1024
 
 
-def _median(runs: Sequence[measure.Measurement], figure: str) -> float:
+def median_figure(runs: Sequence[measure.Measurement], figure: str) -> float:
     values = [r.mb_per_s / 1e3 if figure == "gb_s" else r.cpu_per_gb(figure) for r in runs]
     return statistics.median(values)
 
@@ -49,9 +49,9 @@ def figures_from(runs: dict[str, Sequence[measure.Measurement]]) -> dict[str, An
             continue
         pair: dict[str, float | bool] = {}
         for side, name in (("tether", tether_name), ("flight", flight_name)):
-            pair[f"{side}_gb_s"] = _median(runs[name], "gb_s")
-            pair[f"{side}_server_cpu_s_per_gb"] = _median(runs[name], "server")
-            pair[f"{side}_client_cpu_s_per_gb"] = _median(runs[name], "client")
+            pair[f"{side}_gb_s"] = median_figure(runs[name], "gb_s")
+            pair[f"{side}_server_cpu_s_per_gb"] = median_figure(runs[name], "server")
+            pair[f"{side}_client_cpu_s_per_gb"] = median_figure(runs[name], "client")
         pair["throughput_ratio"] = pair["tether_gb_s"] / pair["flight_gb_s"]
         pair["server_cpu_ratio"] = (pair["tether_server_cpu_s_per_gb"]
                                     / pair["flight_server_cpu_s_per_gb"])
@@ -61,11 +61,10 @@ def figures_from(runs: dict[str, Sequence[measure.Measurement]]) -> dict[str, An
     return figures
 
 
-def cpu_per_byte_figures(size: int = 1 << 30, repeats: int = 3,
-                         workdir: Path | None = None) -> dict[str, Any]:
-    """Run the pairs (alternating, `repeats` times) and return `figures_from` their runs,
-    with the run's size and repeat count."""
-    names = [name for _, *pair in PAIRS for name in pair]
+def alternating_runs(names: Sequence[str], size: int, repeats: int,
+                     workdir: Path | None = None) -> dict[str, list[measure.Measurement]]:
+    """Each system's runs over loopback on `size` bytes of float32 rows, the systems
+    taking turns `repeats` times, so that drift in the machine hits them alike."""
     runs: dict[str, list[measure.Measurement]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="tether-cpu-per-byte-", dir=workdir) as tmp:
         dataset = data.write("floats", Path(tmp) / "data", size)
@@ -78,6 +77,15 @@ def cpu_per_byte_figures(size: int = 1 << 30, repeats: int = 3,
                       f"{result.cpu_per_gb('server'):.2f} CPU s/GB", file=sys.stderr,
                       flush=True)
                 runs[name].append(result)
+    return runs
+
+
+def cpu_per_byte_figures(size: int = 1 << 30, repeats: int = 3,
+                         workdir: Path | None = None) -> dict[str, Any]:
+    """Run the pairs (alternating, `repeats` times) and return `figures_from` their runs,
+    with the run's size and repeat count."""
+    names = [name for _, *pair in PAIRS for name in pair]
+    runs = alternating_runs(names, size, repeats, workdir)
     return {"size_bytes": size, "repeats": repeats, **figures_from(runs)}
 
 

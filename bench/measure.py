@@ -133,7 +133,8 @@ def run(system_name: str, dataset: Path, link: Link, workdir: Path, batch_size: 
         server_pid = system.server_pid
         server_cpu = process_cpu_seconds(server_pid) if server_pid else 0.0
         client = subprocess.run(
-            [sys.executable, "-m", "tether.bench.client", system_name, str(dataset), host,
+            [sys.executable, "-m", "tether.bench.client", system.client_name or system_name,
+             str(dataset), host,
              str(port), str(batch_size), str(step_s)],
             capture_output=True, text=True, check=False,
             env={**os.environ, **system.client_env()})

@@ -1,11 +1,13 @@
-"""Issue 13's targets, each with the figure reached, side by side in one run.
+"""Issue 13's and issue 24's targets, each with the figure reached, side by side in one run.
 
     tether bench --targets --json targets.json --plot targets.png
 
-Runs the four measurements (`bench/epochs.py`, `bench/cpu_per_byte.py`,
-`bench/compression.py`, `bench/first_batch.py`), each against its baseline
-in the same run, and prints one table: the target, the figure, met or not.
-About ten minutes on two cores.
+Runs the measurements (issue 13's: `bench/epochs.py`, `bench/cpu_per_byte.py`,
+`bench/compression.py`, `bench/first_batch.py`; issue 24's: `bench/fresh_auto.py`
+and the loopback systems against the first release, Flight and grpcio's own
+floor), each against its baseline in the same run, and prints one table:
+the target, the figure, met or not. `--targets fresh-auto,loopback` runs
+issue 24's alone (about 12 minutes on two cores; all parts about 30).
 """
 
 from __future__ import annotations
@@ -101,19 +103,62 @@ def compression_targets(repeat: int) -> list[Target]:
     return targets
 
 
+def _targets(part: str, figures: dict, command: str,
+             rows: list[tuple[str, str, float, bool, str]]) -> list[Target]:
+    """Targets from (what, the figure's key, bound, higher is better, unit) rows."""
+    return [Target(part, what, figures[key], bound, higher, unit=unit, command=command)
+            for what, key, bound, higher, unit in rows]
+
+
 def first_batch_targets(repeat: int) -> list[Target]:
     from .first_batch import first_batch_figures
 
     figures = first_batch_figures(PRESETS["100mbit"], repeats=max(repeat, 3))
-    command = "python -m tether.bench.first_batch"
-    return [
-        Target("first batch", "round trips from iter() to the first batch (20 ms, TLS)",
-               figures["first_iter_round_trips"], 5, False, unit="", command=command),
-        Target("first batch", "seconds from iter() to the first batch",
-               figures["first_iter_s"], 0.2, False, unit=" s", command=command),
-        Target("first batch", "steps waiting, at 90% of the link, from the first step",
-               figures["waited_share"], 0.01, False, unit="%", command=command),
-    ]
+    return _targets("first batch", figures, "python -m tether.bench.first_batch", [
+        ("round trips from iter() to the first batch (20 ms, TLS)", "first_iter_round_trips",
+         5, False, ""),
+        ("seconds from iter() to the first batch", "first_iter_s", 0.2, False, " s"),
+        ("steps waiting, at 90% of the link, from the first step", "waited_share", 0.01,
+         False, "%"),
+    ])
+
+
+def fresh_auto_targets(repeat: int) -> list[Target]:
+    from .fresh_auto import fresh_auto_figures
+
+    figures = fresh_auto_figures(PRESETS["100mbit"], repeats=max(repeat, 3))
+    return _targets("fresh auto", figures, "python -m tether.bench.fresh_auto --repeat 3", [
+        ("fresh daemon, auto, TLS, 20 ms: iter() to the first batch", "iter_first_s", 0.25,
+         False, " s"),
+        ("fresh daemon's 4 s stream over Flight with zstd", "vs_flight_zstd", 1.05, True, "x"),
+        ("fresh daemon's 4 s stream over link x zstd-1 ratio", "vs_link_zstd1", 1.0, True,
+         "x"),
+    ])
+
+
+# (system, its baseline, bound): Tether's loopback GB/s over the baseline's.
+LOOPBACK_PAIRS = (("tether-none", "tether-release", 1.15), ("tether-none", "flight-none", 0.6),
+                  ("tether-none-tls", "flight-tls", 1.0))
+CPU_FLOOR = ("tether-none", "raw-grpc", 1.6)  # daemon CPU s/GB over grpcio's own floor
+
+
+def loopback_targets(size: int, repeat: int) -> list[Target]:
+    from .cpu_per_byte import alternating_runs, median_figure
+
+    names = list(dict.fromkeys(n for pair in LOOPBACK_PAIRS for n in pair[:2]))
+    runs = alternating_runs(names + [CPU_FLOOR[1]], size, max(repeat, 3))
+    command = "tether bench --targets loopback --repeat 3"
+
+    def ratio(system: str, baseline: str, figure: str) -> float:
+        return median_figure(runs[system], figure) / median_figure(runs[baseline], figure)
+
+    targets = [Target("loopback", f"{system} GB/s over {baseline}'s",
+                      ratio(system, baseline, "gb_s"), bound, True, command=command)
+               for system, baseline, bound in LOOPBACK_PAIRS]
+    system, floor, bound = CPU_FLOOR
+    targets.append(Target("loopback", f"{system} daemon CPU s/GB over {floor} server's",
+                          ratio(system, floor, "server"), bound, False, command=command))
+    return targets
 
 
 PARTS: dict[str, Callable[[int, int], list[Target]]] = {
@@ -121,6 +166,9 @@ PARTS: dict[str, Callable[[int, int], list[Target]]] = {
     "cpu": cpu_targets,
     "compression": lambda size, repeat: compression_targets(repeat),
     "first-batch": lambda size, repeat: first_batch_targets(repeat),
+    # issue 24's
+    "fresh-auto": lambda size, repeat: fresh_auto_targets(repeat),
+    "loopback": loopback_targets,
 }
 
 

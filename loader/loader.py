@@ -144,7 +144,7 @@ class Loader:
         self._show_progress = progress
         self._counts: dict[str, int] = {}  # images skipped, sequences truncated
         tune_allocator()
-        self._channels = Channels(self.reach)  # handshakes now, overlapping the caller's set-up
+        self._channels = Channels(self.reach, self.spec.codec != "none")  # handshakes now
         _LIVE.add(self)
 
     @property

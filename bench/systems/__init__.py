@@ -9,6 +9,7 @@ from .flight import FlightSystem
 from .local import LocalRead
 from .raw_grpc import RawGrpc
 from .raw_tcp import RawTcp
+from .release import TetherRelease
 from .tables import DownloadPandas, TetherReadPandas, TetherTable
 from .tether_filter import TetherFilter
 from .tether_images import TetherImages
@@ -34,6 +35,9 @@ REGISTRY: dict[str, Callable[[], System]] = {
     "flight-zstd": lambda: FlightSystem("zstd"),
     "flight-tls": lambda: FlightSystem("none", tls=True),
     "raw-grpc": RawGrpc,
+    # the first release's code (git archive d7997d8), for the loopback targets
+    "tether-release": TetherRelease,
+    "tether-release-tls": lambda: TetherRelease(tls=True),
     "raw-tcp": RawTcp,
     "upload-first": UploadFirst,
     "local": LocalRead,

@@ -31,6 +31,9 @@ class System(ABC):
     # In a run without --systems: a system that answers a narrower question (which
     # framework's hand-off) runs only when named.
     default: bool = True
+    # The registry name its client process runs it by, when not its own (a release's
+    # client is that release's bench, with that release's registry).
+    client_name: str = ""
 
     def units(self, batch: Batch) -> int:
         """The useful units in a batch, e.g. tokens that are not padding (with `unit`)."""

@@ -52,3 +52,10 @@ class TokenAuth(grpc.ServerInterceptor):
         if handler is None:
             return None
         return self._refusals[(handler.request_streaming, handler.response_streaming)]
+
+
+def came_over_tls(context: grpc.ServicerContext) -> bool:
+    """Whether this call's connection is TLS, which checks every byte's integrity (a
+    plain port, such as the ngrok HTTPS edge's local one, is not)."""
+    level = context.auth_context().get("security_level") or [b""]
+    return level[0] == b"TSI_PRIVACY_AND_INTEGRITY"

@@ -15,6 +15,7 @@ import grpc
 
 from tether.wire import rpc
 from tether.wire.allocator import tune_allocator
+from tether.wire.preload import preload
 from tether.wire.url import Endpoint
 
 from ..prepare.catalog import Catalog
@@ -248,6 +249,7 @@ class Daemon:
         self.identity.port = port
         self.identity.save()
         self.server.start()
+        preload()  # before the first stream needs them
         public = _public_host(host)
         fp = fingerprint(self.identity.tls()[1]) if secure else None
         self.endpoint = Endpoint(public, port, self.token, fp,

@@ -40,6 +40,7 @@ from ..stream.shard_stream import DEFAULT_STALL_SECONDS, ShardStream
 from ..stream.stats import Stats, StreamStats
 from ..stream.tables import ipc_codec, table_chunks
 from ..stream.wanted import WantedShards
+from .auth import came_over_tls
 from .files import SharedFiles
 from .results import ResultsSink, overwrite_requested
 
@@ -227,6 +228,7 @@ class Servicer:
         local = peer_is_local(context.peer())
         codec = codec_policy(spec.codec, list(connection.accept_codecs), self.workers,
                              not connection.no_narrowing, local)
+        context.add_callback(codec.close)  # its background climb stops with the stream
         log.info("stream %s -> %s: process %d of %d, %d batches of %d and %d shards of %d rows "
                  "per epoch, shuffle %s, codec %s, columns %s", source.name, context.peer(),
                  spec.process_index, spec.process_count, plan.batches(spec.start.epoch + 1),
@@ -235,7 +237,8 @@ class Servicer:
         images = image_decoding(spec, columns, codec.link, self.workers, local,
                                 connection.decode_threads)
         encoder = ShardEncoder(source, columns, plan, codec, not connection.no_narrowing,
-                               choose_checksum(list(connection.accept_checksums)), self.stats,
+                               choose_checksum(list(connection.accept_checksums),
+                                               came_over_tls(context)), self.stats,
                                self.pool, fingerprint, images)
         wanted = _wanted(plan, connection.resume) if connection.wants else None
         return ShardStream(tasks, connection.initial_credits, encoder,

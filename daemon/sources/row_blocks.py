@@ -44,6 +44,11 @@ class BlockCache:
         self._bytes = 0
         self._lock = threading.Lock()
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the blocks held now."""
+        return self._bytes
+
     def get(self, key: Hashable, load: Callable[[], Columns]) -> Columns:
         while True:
             with self._lock:

@@ -24,11 +24,17 @@ could run CLIMB_HEADROOM times slower and still outrun the link: a slow
 link gets zstd's slow, tight levels, a fast one never pays to measure
 them. The link rate is learned from ack timing (LinkMeter); a link slower
 than the levels were climbed for (the best setting is the top one measured
-and a slower one could keep up) makes the next shard measure again. So
+and a slower one could keep up) makes auto measure again. So
 `auto` sends raw bytes where the link outruns the codecs (loopback, fast
 LANs), compresses harder the slower the link, and changes its mind when the
-link does. Before anything is measured it assumes 100 Mbit/s: the first
-window of shards is encoded on that guess.
+link does. Before anything is measured it assumes 100 Mbit/s.
+
+The first shard never waits for the slow levels: a column's first
+measurement times only the levels up to QUICK_LEVEL (a few milliseconds),
+and the climb above them runs in a background thread while the stream
+sends, once the link's rate is known (at most CLIMB_WAIT_S after the
+start), against the rate measured then. Timing zstd up to level 19 first
+held a fresh daemon's first batch for a second over a 20 ms link.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,6 +82,11 @@ INITIAL_GUESS_BPS = 100e6 / 8
 # Measured (bench/compression.py): 5..13 are never tighter than 3 and 17 on the
 # bench's data, 19 is zstd's tightest before its memory-hungry ultra levels.
 ZSTD_LEVELS = (1, 3, 9, 17, 19)
+# A column's first measurement stops at this level; the rest are climbed in the background.
+QUICK_LEVEL = 1
+# The background climb waits for the link's measured rate this long at most: on the
+# initial guess a loopback stream would climb levels it never uses.
+CLIMB_WAIT_S = 2.0
 NONE = Compression("none")
 
 
@@ -114,6 +125,11 @@ class LinkMeter:
     @property
     def bytes_per_second(self) -> float:
         return self._estimate
+
+    @property
+    def measured(self) -> bool:
+        """Whether the estimate comes from acks rather than the initial guess."""
+        return self._total >= self._trust_bytes and len(self._acks) >= 2
 
 
 @dataclass
@@ -198,6 +214,9 @@ class FixedCodec:
     def choose(self, column: str, array: np.ndarray) -> str:
         return self.codec
 
+    def close(self) -> None:
+        """Nothing runs beside the stream."""
+
 
 class AutoCodec:
     def __init__(self, candidates: Sequence[str], workers: int, narrow: bool,
@@ -210,7 +229,8 @@ class AutoCodec:
         self._costs: dict[str, dict[Compression, CodecCost]] = {}
         self._uses: dict[str, int] = {}
         self._probing: dict[str, threading.Lock] = {}
-        self._climb: set[str] = set()  # columns to measure from scratch at their next shard
+        self._climbs: dict[str, threading.Thread] = {}
+        self._closed = threading.Event()
         self._lock = threading.Lock()
 
     def _worth_climbing(self, cost: CodecCost, rate: float) -> bool:
@@ -220,19 +240,29 @@ class AutoCodec:
 
     def _sample(self, array: np.ndarray) -> np.ndarray:
         rows = max(1, SAMPLE_BYTES // max(array[:1].nbytes, 1))
-        return np.ascontiguousarray(array[:rows])
+        return np.array(array[:rows])  # a copy: a background climb outlives the shard
 
-    def _probe(self, column: str, array: np.ndarray, rate: float) -> dict[Compression, CodecCost]:
-        """Every setting's cost, climbing each codec's levels as far as they may pay."""
-        sample = self._sample(array)
+    def _probe(self, column: str, sample: np.ndarray, rate: Callable[[], float],
+               known: dict[Compression, CodecCost], top: int | None = None
+               ) -> tuple[dict[Compression, CodecCost], bool]:
+        """Every setting's cost (those in `known` kept), climbing each codec's
+        levels as far as they may pay at `rate()`, or to level `top`; and whether
+        a ladder stopped at `top` with higher levels still worth measuring."""
         wide = (narrowest(sample) if self.narrow else sample.dtype).itemsize > 1
-        costs: dict[Compression, CodecCost] = {}
+        costs, capped = dict(known), False
         for ladder in ladders(self.candidates, (True, False) if wide else (True,)):
             for setting in ladder:
-                costs[setting] = cost = measure(column, sample, setting, self.narrow)
-                if not self._worth_climbing(cost, rate):
+                if self._closed.is_set():
+                    return costs, False
+                cost = costs.get(setting) or measure(column, sample, setting, self.narrow)
+                costs[setting] = cost
+                if not self._worth_climbing(cost, rate()):
                     break  # the next levels are slower still
-        return costs
+                if top is not None and setting.level is not None and setting.level >= top \
+                        and setting != ladder[-1]:
+                    capped = True
+                    break
+        return costs, capped
 
     def _refresh(self, column: str, array: np.ndarray, rate: float,
                  known: dict[Compression, CodecCost]) -> dict[Compression, CodecCost]:
@@ -253,9 +283,9 @@ class AutoCodec:
             probing = self._probing.setdefault(column, threading.Lock())
         if known is not None and uses % PROBE_EVERY:
             return known
-        # One worker measures a column at a time (on two cores a second would only
+        # One thread measures a column at a time (on two cores a second would only
         # slow the first); the others wait for the first measurement, or go on with
-        # the last one.
+        # the last one (a background climb holds the lock while it runs).
         if not probing.acquire(blocking=known is None):
             return known
         try:
@@ -263,31 +293,70 @@ class AutoCodec:
                 measured = self._costs.get(column)
             if known is None and measured is not None:
                 return measured  # measured while this worker waited
-            with self._lock:
-                climb = column in self._climb
-                self._climb.discard(column)
-            costs = self._refresh(column, array, rate, known) if known and not climb \
-                else self._probe(column, array, rate)
+            if known is not None:
+                costs = self._refresh(column, array, rate, known)
+            else:
+                costs, capped = self._probe(column, self._sample(array), lambda: rate, {},
+                                            top=QUICK_LEVEL)
+                if capped:
+                    self._climb_in_background(column, array)
             with self._lock:
                 self._costs[column] = costs
             return costs
         finally:
             probing.release()
 
-    def _climb_later(self, column: str, best: Compression, cost: CodecCost,
-                     rate: float) -> None:
-        """Measure again at the next shard when the link has slowed past what the
-        levels were climbed for: the best is its ladder's top measured level and
-        a slower level could keep up with the link."""
+    def _climb_in_background(self, column: str, array: np.ndarray) -> None:
+        """Measure the levels above those known for `column`, in a thread, once the
+        link's rate is measured (or CLIMB_WAIT_S has passed); shards go on meanwhile
+        with what is known."""
+        with self._lock:
+            running = self._climbs.get(column)
+            if running is not None and running.is_alive():
+                return
+            thread = self._climbs[column] = threading.Thread(
+                target=self._climb, args=(column, self._sample(array)),
+                name=f"tether-climb-{column}", daemon=True)
+        thread.start()
+
+    def _climb(self, column: str, sample: np.ndarray) -> None:
+        deadline = time.monotonic() + CLIMB_WAIT_S
+        while not self.link.measured and time.monotonic() < deadline:
+            if self._closed.wait(0.02):
+                return
+        with self._probing[column]:
+            with self._lock:
+                known = self._costs.get(column, {})
+            costs, _ = self._probe(column, sample, lambda: self.link.bytes_per_second, known)
+            with self._lock:
+                self._costs[column] = costs
+                self._uses[column] = 1  # measured now: the next refresh is PROBE_EVERY away
+
+    def join_climbs(self, timeout: float = 30.0) -> None:
+        """Wait for the background climbs running now (for tests and benchmarks)."""
+        with self._lock:
+            threads = list(self._climbs.values())
+        for thread in threads:
+            thread.join(timeout)
+
+    def close(self) -> None:
+        """The stream has ended: background climbs stop at their next setting."""
+        self._closed.set()
+
+    def _climb_later(self, column: str, array: np.ndarray, best: Compression,
+                     cost: CodecCost, rate: float) -> None:
+        """Climb again when the link has slowed past what the levels were climbed
+        for: the best is its ladder's top measured level and a slower level could
+        keep up with the link."""
         if best.level is None or best.level == ZSTD_LEVELS[-1] \
                 or not self._worth_climbing(cost, rate):
             return
         higher = Compression(best.codec, ZSTD_LEVELS[ZSTD_LEVELS.index(best.level) + 1],
                              best.byte_shuffle)
         with self._lock:
-            if higher not in self._costs.get(column, {}):
-                self._uses[column] = 0
-                self._climb.add(column)
+            known = higher in self._costs.get(column, {})
+        if not known:
+            self._climb_in_background(column, array)
 
     def setting(self, column: str, array: np.ndarray) -> Compression:
         if not array.nbytes:  # nothing to compress (a text column of empty strings)
@@ -295,7 +364,7 @@ class AutoCodec:
         rate = self.link.bytes_per_second
         costs = self._costs_for(column, array, rate)
         best = best_setting(costs, rate, self.workers, self.shared_cores)
-        self._climb_later(column, best, costs[best], rate)
+        self._climb_later(column, array, best, costs[best], rate)
         log.debug("column %s: link %.1f MB/s, %s; ns/byte %s", column, rate / 1e6, best,
                   {str(s): round(c.seconds_per_byte(rate, self.workers, self.shared_cores)
                                  * 1e9, 2) for s, c in costs.items()})

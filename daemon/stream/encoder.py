@@ -29,13 +29,22 @@ from .stats import Stats
 _TEST_ENCODE_DELAY = float(os.environ.get("TETHER_TEST_ENCODE_DELAY") or 0)
 
 
+# Shards of an unshuffled stream encoded at once, at most (the encode workers and
+# the one being sent): its block cache holds their blocks, not CACHE_BYTES.
+IN_ORDER_SHARDS = 8
+
+
 def cache_bytes(plan: HostPlan, row_bytes: int, floor: int = CACHE_BYTES) -> int:
-    """What a stream's block cache must hold so that a windowed shuffle reads
-    each block once per epoch: the window being sent, the next one (loaded
-    ahead), and the blocks at their edges."""
+    """What a stream's block cache must hold so that each block is read once per
+    epoch. A windowed shuffle: the window being sent, the next one (loaded
+    ahead), and the blocks at their edges. In order: the blocks of the shards
+    in flight, since a block passed is not read again this epoch (holding
+    CACHE_BYTES there grew the daemon by that much of converted columns)."""
     layout = plan.layout
-    if not plan.shuffle or len(layout.chunk_rows) == 1:
+    if len(layout.chunk_rows) == 1:
         return floor
+    if not plan.shuffle:
+        return (IN_ORDER_SHARDS * plan.shard_rows + 2 * max(layout.chunk_rows)) * row_bytes
     windows = 2 if layout.windowed else 1
     window = min(layout.window_rows or layout.num_rows, layout.num_rows)
     return max(floor, (windows * window + 2 * max(layout.chunk_rows)) * row_bytes)

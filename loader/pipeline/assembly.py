@@ -23,10 +23,11 @@ from ..client import Client
 from ..options import CacheOptions, Reach
 from ..progress import total_waits
 from ..wire import rpc
-from ..wire.checksums import available_checksums
+from ..wire.checksums import offered_checksums
 from ..wire.codecs import available_codecs
 from ..wire.errors import DatasetError, TetherError, require
 from ..wire.plan import HostPlan, combine
+from ..wire.preload import preload
 from ..wire.spec import Connection, StreamSpec, layout_from_proto
 from ..wire.tls import forget as forget_certificate
 from ..wire.v1 import tether_pb2 as pb
@@ -44,14 +45,16 @@ Release = Callable[[Shard], None]
 
 class Channels:
     """A channel to each daemon, opened at once: the TLS handshakes overlap
-    the caller's own set-up, and a failed stream gets a fresh channel."""
+    the caller's own set-up (and the import of what the first frame needs:
+    the codecs' library with `codecs`), and a failed stream gets a fresh channel."""
 
-    def __init__(self, reach: Reach) -> None:
+    def __init__(self, reach: Reach, codecs: bool = True) -> None:
         self.reach = reach
         self.closed = False
         self._channels = [rpc.open_channel(e, reach.proxy) for e in reach.endpoints]
         for channel in self._channels:
             connect_now(channel)
+        preload(codecs)
 
     def __getitem__(self, index: int) -> grpc.Channel:
         require(not self.closed, "this loader is closed: make a new one (state_dict() and "
@@ -124,7 +127,8 @@ class Assembly:
             rpc.call_metadata(reach.endpoints[index]),
             reopen=lambda: self.channels.reopen(index), name=reach.endpoints[index].target,
             connection=replace(connection, accept_codecs=tuple(available_codecs()),
-                               accept_checksums=tuple(available_checksums()),
+                               accept_checksums=tuple(offered_checksums(
+                                   reach.endpoints[index].tls != "off")),
                                decode_threads=reach.decode_threads))
         self._closers.append(stream)
         self.streams.append(stream)

@@ -8,24 +8,17 @@ it batched), so a training loop that stalls stops the daemon's disk reads.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import queue
-import threading
 from collections.abc import Iterator
 
 import grpc
 
 from ..wire import framing, rpc
 from ..wire.errors import from_rpc_error
+from ..wire.preload import preload
 from ..wire.v1 import tether_pb2 as pb
 
 _CLOSE = None
-
-# Imported by the first frame's checks otherwise (crc32c: about 60 ms here, a
-# round trip and a half of a 40 ms link): imported while the stream opens instead.
-_FIRST_FRAME_MODULES = ("crc32c",)
-_warmed = threading.Event()
-
 
 def connect_now(channel: grpc.Channel) -> None:
     """Start the channel's TCP, TLS and HTTP/2 handshakes now rather than at its
@@ -42,25 +35,11 @@ def connect_now(channel: grpc.Channel) -> None:
             check(True)
 
 
-def _warm_imports() -> None:
-    for name in _FIRST_FRAME_MODULES:
-        with contextlib.suppress(ImportError):  # not installed: another checksum is used
-            importlib.import_module(name)
-
-
-def warm_imports() -> None:
-    """Import, on a thread of its own, what decoding the first frame needs (once a process)."""
-    if not _warmed.is_set():
-        _warmed.set()
-        # Not a daemon thread: one still importing at exit holds the import lock
-        # while Python 3.13 parks it for good, and the exit that needs an import hangs.
-        threading.Thread(target=_warm_imports, name="tether-warm-imports").start()
-
-
 class Receiver:
     def __init__(self, channel: grpc.Channel, request: pb.OpenStream,
                  metadata: tuple[tuple[str, str], ...] = ()) -> None:
-        warm_imports()
+        preload(codecs=request.codec != "none")  # what its first frame needs
+        self._offered = tuple(request.accept_checksums)
         self._outbox: queue.Queue[pb.StreamRequest | None] = queue.Queue()
         self._outbox.put(pb.StreamRequest(open=request))
         method = channel.stream_stream(
@@ -101,7 +80,7 @@ class Receiver:
     def frames(self) -> Iterator[framing.Frame]:
         try:
             for raw in self._call:
-                yield framing.decode(raw)
+                yield framing.decode(raw, self._offered)
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.CANCELLED:
                 raise from_rpc_error(exc) from None

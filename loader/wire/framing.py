@@ -183,12 +183,14 @@ def _read_varint(view: memoryview, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def decode(data: bytes) -> Frame:
+def decode(data: bytes, offered: Sequence[str] = ()) -> Frame:
     """Split a received frame into its parsed header and a view of its payload.
 
     The header's bytes are checked against the frame's header checksum before
     protobuf parses them: a flipped bit (a codec, `byte_shuffle`, a shape) is
-    DataCorrupted, never a silently wrong tensor.
+    DataCorrupted, never a silently wrong tensor. With `offered` (what the
+    loader offered), a frame summed otherwise is refused: a plain connection's
+    frames never go unchecked.
     """
     view = memoryview(data)
     payload = view[0:0]
@@ -225,6 +227,9 @@ def decode(data: bytes) -> Frame:
     if checksum is None or not algorithm:
         raise ProtocolError("frame header has no checksum: the daemon is older than this "
                             "loader; upgrade tether on the daemon's machine")
+    if offered and algorithm not in offered:
+        raise ProtocolError(f"frame summed with {algorithm!r}, which this loader did not offer "
+                            f"({', '.join(offered)})")
     if get_checksum(algorithm)(body) != checksum:
         raise DataCorrupted("frame header checksum mismatch; the header was damaged in "
                             "transit")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import tether.daemon.stream.codec_policy as codec_policy_module
 from tether.bench import data
 from tether.daemon.stream.codec_policy import (
     NONE,
+    QUICK_LEVEL,
     ZSTD_LEVELS,
     AutoCodec,
     CodecCost,
@@ -80,6 +82,8 @@ def _feed(policy: AutoCodec, bytes_per_second: float) -> None:
 def test_auto_climbs_the_levels_only_on_a_slow_link() -> None:
     slow = AutoCodec(["none", "lz4", "zstd"], workers=2, narrow=True, local_peer=False)
     _feed(slow, 0.05 * MB)  # 400 kbit/s: every level is faster than the link
+    slow.setting("tokens", TOKENS)
+    slow.join_climbs()  # the levels above QUICK_LEVEL are climbed in the background
     chosen = slow.setting("tokens", TOKENS)
     measured = slow._costs["tokens"]
     assert Compression("zstd", ZSTD_LEVELS[-1]) in measured
@@ -99,7 +103,7 @@ def test_a_slower_link_makes_auto_measure_again() -> None:
     assert Compression("zstd", ZSTD_LEVELS[-1]) not in policy._costs["tokens"]
     _feed(policy, 0.05 * MB)
     policy.setting("tokens", TOKENS)  # sees the top measured level is link-bound
-    policy.setting("tokens", TOKENS)  # and climbs
+    policy.join_climbs()  # and climbs, in the background
     assert Compression("zstd", ZSTD_LEVELS[-1]) in policy._costs["tokens"]
 
 
@@ -114,7 +118,9 @@ def test_measuring_again_times_only_the_settings_near_the_best(monkeypatch) -> N
     monkeypatch.setattr(codec_policy_module, "measure", counting)
     policy = AutoCodec(["none", "lz4", "zstd"], workers=2, narrow=True, local_peer=False)
     _feed(policy, 12.5 * MB)
-    for _ in range(codec_policy_module.PROBE_EVERY):
+    policy.setting("tokens", TOKENS)
+    policy.join_climbs()  # its climb counts as a measurement: PROBE_EVERY shards from it
+    for _ in range(codec_policy_module.PROBE_EVERY - 1):
         policy.setting("tokens", TOKENS)
     first = len(timed)
     assert Compression("lz4") in timed
@@ -122,6 +128,45 @@ def test_measuring_again_times_only_the_settings_near_the_best(monkeypatch) -> N
     again = timed[first:]
     # lz4's ratio is 30% below zstd's: it is not timed again; raw bytes always are.
     assert NONE in again and Compression("lz4") not in again and len(again) < first
+
+
+def _recording(monkeypatch) -> list[tuple[Compression, str]]:
+    """Every setting measured from now on, with the thread that measured it."""
+    timed: list[tuple[Compression, str]] = []
+    real = codec_policy_module.measure
+
+    def recording(name, sample, setting, narrow):
+        timed.append((setting, threading.current_thread().name))
+        return real(name, sample, setting, narrow)
+
+    monkeypatch.setattr(codec_policy_module, "measure", recording)
+    return timed
+
+
+def test_the_first_shard_never_waits_for_the_slow_levels(monkeypatch) -> None:
+    timed = _recording(monkeypatch)
+    policy = AutoCodec(["none", "lz4", "zstd"], workers=2, narrow=True, local_peer=False)
+    _feed(policy, 0.05 * MB)  # a link slow enough for level 19
+    first = policy.setting("tokens", TOKENS)
+    on_the_shard = [s for s, thread in timed if thread == threading.current_thread().name]
+    assert on_the_shard and all((s.level or 0) <= QUICK_LEVEL for s in on_the_shard)
+    assert first == Compression("zstd", QUICK_LEVEL)
+    policy.join_climbs()
+    climbed = [s for s, thread in timed if thread.startswith("tether-climb")]
+    assert Compression("zstd", ZSTD_LEVELS[-1]) in climbed
+    assert not set(climbed) & set(on_the_shard)  # what the shard measured is not timed again
+    later = policy.setting("tokens", TOKENS)
+    assert later.level > QUICK_LEVEL
+
+
+def test_a_stream_that_ends_stops_its_climb(monkeypatch) -> None:
+    timed = _recording(monkeypatch)
+    policy = AutoCodec(["none", "zstd"], workers=2, narrow=True, local_peer=False)
+    policy.setting("tokens", TOKENS)  # no acks yet: the climb waits for the link's rate
+    assert "tokens" in policy._climbs  # 100 Mbit/s assumed: zstd:3 could keep up
+    policy.close()
+    policy.join_climbs()
+    assert all((s.level or 0) <= QUICK_LEVEL for s, _ in timed)
 
 
 def test_settings_by_name() -> None:

@@ -16,7 +16,7 @@ import pytest
 from tether.daemon.sources.parquet import ParquetSource
 from tether.daemon.sources.row_blocks import BlockCache
 from tether.daemon.stream.codec_policy import FixedCodec
-from tether.daemon.stream.encoder import ShardEncoder, cache_bytes
+from tether.daemon.stream.encoder import IN_ORDER_SHARDS, ShardEncoder, cache_bytes
 from tether.daemon.stream.stats import Stats
 from tether.wire import framing, tensors
 from tether.wire.plan import EpochOrder, HostPlan, Layout, shard_tasks
@@ -98,3 +98,24 @@ def test_the_next_window_is_read_while_this_one_is_sent(tmp_path: Path) -> None:
     window_0, window_1 = (set((order.window_chunk_rows(w) // 500).tolist()) for w in (0, 1))
     assert window_1 and window_0.isdisjoint(window_1)
     assert set(source.reads) == window_0 | window_1  # window 1 loaded ahead, nothing else
+
+
+def test_an_unshuffled_stream_caches_only_the_blocks_in_flight(tmp_path: Path) -> None:
+    rows = 12_000
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"id": np.arange(rows, dtype=np.int64)}), path,
+                   row_group_size=500)  # 24 row groups of 4 KB
+    source = CountingParquet("train", [path], tmp_path)
+    plan = HostPlan(source.layout(1 << 30), False, 0, batch_size=100, shard_rows=300,
+                    num_epochs=1)
+    encoder = ShardEncoder(source, source.select(["id"]), plan, FixedCodec("none"),
+                           narrow=False, checksum="crc32", stats=Stats())
+    with ThreadPoolExecutor(2) as pool:  # two shards encoded at once, as the daemon does
+        frames = list(pool.map(encoder.encode, shard_tasks(plan)))
+    ids = np.concatenate([tensors.decode(f.shard.tensors[0], f.payload)
+                          for f in map(framing.decode, frames)])
+    assert np.array_equal(ids, np.arange(rows))
+    assert sorted(Counter(source.reads).items()) == [(g, 1) for g in range(24)]
+    # the blocks of the shards in flight, not the 256 MiB that kept all 24
+    assert encoder.cache.limit == (IN_ORDER_SHARDS * 300 + 2 * 500) * 8
+    assert encoder.cache.nbytes <= encoder.cache.limit < 24 * 500 * 8
