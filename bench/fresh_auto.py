@@ -36,6 +36,7 @@ from .link import PRESETS, Link
 
 BATCH_SIZE = 256
 SAMPLE_BYTES = 4 << 20
+CHILD_TIMEOUT_S = 600  # a stalled stream fails the bench instead of hanging it
 
 
 def zstd_one_ratio(dataset: Path) -> float:
@@ -76,7 +77,7 @@ def _tether_run(dataset: Path, state: Path, link: Link) -> dict[str, float]:
     daemon, proxy, url = _serve_through(dataset, state, link)
     try:
         out = subprocess.run([sys.executable, "-m", "tether.bench.fresh_auto", "--child", url],
-                             capture_output=True, text=True, check=False)
+                             capture_output=True, text=True, check=False, timeout=CHILD_TIMEOUT_S)
     finally:
         proxy.close()
         daemon.close()
@@ -112,7 +113,7 @@ def fresh_auto_figures(link: Link = PRESETS["100mbit"], repeats: int = 3,
     flight_mb = statistics.median(r.mb_per_s for r in flight)
     link_mb = link.rate / 8 / 1e6
     return {
-        "link": link.name, "repeats": repeats, "raw_mb": size / 1e6, "zstd1_ratio": ratio,
+        "link": link.name, "repeats": repeats, "raw_mb": raw / 1e6, "zstd1_ratio": ratio,
         "iter_first_s": statistics.median(r["iter_first_s"] for r in tether),
         "iter_first_runs_s": [r["iter_first_s"] for r in tether],
         "construct_first_s": statistics.median(r["construct_first_s"] for r in tether),

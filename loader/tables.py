@@ -20,7 +20,7 @@ import grpc
 
 from .retry import RetryPolicy
 from .wire import rpc
-from .wire.checksums import available_checksums, get_checksum
+from .wire.checksums import UNCHECKED, available_checksums, get_checksum
 from .wire.errors import ConnectionFailed, DataCorrupted, ProtocolError, from_rpc_error
 from .wire.v1 import tether_pb2 as pb
 
@@ -104,6 +104,9 @@ class TableStream(Iterator["pa.RecordBatch"]):
             return self._retry.call(self._open, first_error=error)
 
     def _decoded(self, chunk: pb.TableChunk) -> list[pa.RecordBatch]:
+        if chunk.checksum_algorithm == UNCHECKED:  # never offered for tables
+            raise ProtocolError("a table chunk came without a checksum, which this client "
+                                "did not offer")
         if get_checksum(chunk.checksum_algorithm)(memoryview(chunk.ipc)) != chunk.checksum:
             raise DataCorrupted("a table chunk's checksum does not match: the bytes were "
                                 "damaged in transit")

@@ -66,14 +66,18 @@ class TetherRelease(System):
             "tether.daemon", str(dataset), "--port", "0", "--state-dir",
             str(workdir / "tether-state"), "--log-level", "error",
             *(() if self.tls else ("--insecure",)), timeout=60,
-            env={"PYTHONPATH": str(self._site)})
+            env=self._path())
         self.url = url  # the release's URL form, read by the release's loader only
         where = urlsplit(url)
         return (where.hostname, where.port)
 
+    def _path(self) -> dict[str, str]:
+        """The release first on the path, before whatever the caller's has."""
+        paths = [str(self._site), *filter(None, [os.environ.get("PYTHONPATH")])]
+        return {"PYTHONPATH": os.pathsep.join(paths)}
+
     def client_env(self) -> dict[str, str]:
-        return {"PYTHONPATH": os.pathsep.join([str(self._site), os.environ.get("PYTHONPATH", "")]),
-                _URL_VARIABLE: self.url}
+        return {**self._path(), _URL_VARIABLE: self.url}
 
     def batches(self, dataset, address, batch_size):
         raise NotImplementedError("runs in the release's own client (client_name)")

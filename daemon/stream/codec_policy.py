@@ -230,6 +230,7 @@ class AutoCodec:
         self._uses: dict[str, int] = {}
         self._probing: dict[str, threading.Lock] = {}
         self._climbs: dict[str, threading.Thread] = {}
+        self._climbing = threading.Lock()  # one column's climb at a time: the cores encode too
         self._closed = threading.Event()
         self._lock = threading.Lock()
 
@@ -290,11 +291,11 @@ class AutoCodec:
             return known
         try:
             with self._lock:
-                measured = self._costs.get(column)
+                measured = self._costs.get(column)  # a climb may have finished meanwhile
             if known is None and measured is not None:
                 return measured  # measured while this worker waited
-            if known is not None:
-                costs = self._refresh(column, array, rate, known)
+            if measured is not None:
+                costs = self._refresh(column, array, rate, measured)
             else:
                 costs, capped = self._probe(column, self._sample(array), lambda: rate, {},
                                             top=QUICK_LEVEL)
@@ -312,7 +313,7 @@ class AutoCodec:
         with what is known."""
         with self._lock:
             running = self._climbs.get(column)
-            if running is not None and running.is_alive():
+            if self._closed.is_set() or (running is not None and running.is_alive()):
                 return
             thread = self._climbs[column] = threading.Thread(
                 target=self._climb, args=(column, self._sample(array)),
@@ -324,7 +325,7 @@ class AutoCodec:
         while not self.link.measured and time.monotonic() < deadline:
             if self._closed.wait(0.02):
                 return
-        with self._probing[column]:
+        with self._climbing, self._probing[column]:
             with self._lock:
                 known = self._costs.get(column, {})
             costs, _ = self._probe(column, sample, lambda: self.link.bytes_per_second, known)

@@ -30,8 +30,11 @@ _TEST_ENCODE_DELAY = float(os.environ.get("TETHER_TEST_ENCODE_DELAY") or 0)
 
 
 # Shards of an unshuffled stream encoded at once, at most (the encode workers and
-# the one being sent): its block cache holds their blocks, not CACHE_BYTES.
+# the one being sent): its block cache holds their blocks, not CACHE_BYTES; and
+# never less than IN_ORDER_FLOOR, since row sizes are estimates (a filter's
+# matching rows, dictionary-coded text) and a block read twice costs a read.
 IN_ORDER_SHARDS = 8
+IN_ORDER_FLOOR = 32 << 20
 
 
 def cache_bytes(plan: HostPlan, row_bytes: int, floor: int = CACHE_BYTES) -> int:
@@ -44,7 +47,8 @@ def cache_bytes(plan: HostPlan, row_bytes: int, floor: int = CACHE_BYTES) -> int
     if len(layout.chunk_rows) == 1:
         return floor
     if not plan.shuffle:
-        return (IN_ORDER_SHARDS * plan.shard_rows + 2 * max(layout.chunk_rows)) * row_bytes
+        needed = (IN_ORDER_SHARDS * plan.shard_rows + 2 * max(layout.chunk_rows)) * row_bytes
+        return max(needed, min(floor, IN_ORDER_FLOOR))
     windows = 2 if layout.windowed else 1
     window = min(layout.window_rows or layout.num_rows, layout.num_rows)
     return max(floor, (windows * window + 2 * max(layout.chunk_rows)) * row_bytes)

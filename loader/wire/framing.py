@@ -227,9 +227,6 @@ def decode(data: bytes, offered: Sequence[str] = ()) -> Frame:
     if checksum is None or not algorithm:
         raise ProtocolError("frame header has no checksum: the daemon is older than this "
                             "loader; upgrade tether on the daemon's machine")
-    if offered and algorithm not in offered:
-        raise ProtocolError(f"frame summed with {algorithm!r}, which this loader did not offer "
-                            f"({', '.join(offered)})")
     if get_checksum(algorithm)(body) != checksum:
         raise DataCorrupted("frame header checksum mismatch; the header was damaged in "
                             "transit")
@@ -241,4 +238,21 @@ def decode(data: bytes, offered: Sequence[str] = ()) -> Frame:
             frame.shard = pb.ShardHeader.FromString(body)
     except Exception as exc:  # protobuf's DecodeError and friends
         raise ProtocolError(f"undecodable frame header: {exc}") from None
+    if offered:
+        _check_offered(algorithm, frame.shard, offered)
     return frame
+
+
+def _check_offered(algorithm: str, header: pb.ShardHeader | None,
+                   offered: Sequence[str]) -> None:
+    """The frame, and each tensor (and its lengths), summed with an algorithm the
+    loader offered."""
+    if algorithm not in offered:
+        raise ProtocolError(f"frame summed with {algorithm!r}, which this loader did not offer "
+                            f"({', '.join(offered)})")
+    for tensor in header.tensors if header is not None else ():
+        for summed in (tensor, tensor.lengths) if tensor.kind else (tensor,):
+            if (summed.checksum_algorithm or "crc32") not in offered:
+                raise ProtocolError(f"tensor {tensor.name!r} summed with "
+                                    f"{summed.checksum_algorithm!r}, which this loader did "
+                                    f"not offer ({', '.join(offered)})")

@@ -11,25 +11,43 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import threading
 
 _CHECKSUM_MODULES = ("crc32c",)
 _CODEC_MODULES = ("pyarrow",)
-_started: set[tuple[str, ...]] = set()
+_started: set[str] = set()
+_threads: list[threading.Thread] = []
 _lock = threading.Lock()
 
 
 def preload(codecs: bool = True) -> None:
     """Start importing the checksums' libraries, and the codecs' with `codecs`;
-    each set once a process. Returns at once."""
-    modules = _CHECKSUM_MODULES + (_CODEC_MODULES if codecs else ())
+    each module once a process. Returns at once."""
     with _lock:
-        if modules in _started:
+        modules = tuple(m for m in _CHECKSUM_MODULES + (_CODEC_MODULES if codecs else ())
+                        if m not in _started)
+        if not modules:
             return
-        _started.add(modules)
-    # Not a daemon thread: one still importing at exit holds the import lock
-    # while Python 3.13 parks it for good, and the exit that needs an import hangs.
-    threading.Thread(target=_import, args=(modules,), name="tether-preload").start()
+        _started.update(modules)
+        # Not a daemon thread: one still importing at exit holds the import lock
+        # while Python 3.13 parks it for good, and the exit that needs an import hangs.
+        thread = threading.Thread(target=_import, args=(modules,), name="tether-preload")
+        _threads.append(thread)
+    thread.start()
+
+
+def _finish_before_fork() -> None:
+    """A child forked mid-import (a DataLoader's workers) would inherit a module
+    lock held by a thread it does not have, and hang on that import: let the
+    imports finish first."""
+    for thread in list(_threads):
+        if thread.is_alive():
+            thread.join(timeout=10)
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(before=_finish_before_fork)
 
 
 def _import(modules: tuple[str, ...]) -> None:

@@ -31,6 +31,7 @@ def test_the_release_tree_is_the_first_release_laid_out_as_installed(tmp_path: P
 
 @pytest.mark.jax
 def test_the_release_and_main_each_deliver_every_row_over_loopback(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")  # the bench's daemons run in this Python
     _has_release(tmp_path)
     runs = alternating_runs(["tether-release", "tether-none"], 3_000_000, 1, workdir=tmp_path)
     release, main = runs["tether-release"][0], runs["tether-none"][0]
@@ -41,6 +42,7 @@ def test_the_release_and_main_each_deliver_every_row_over_loopback(tmp_path: Pat
 
 @pytest.mark.jax
 def test_a_fresh_daemons_auto_stream_is_timed_against_flight(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")  # the bench's daemon runs in this Python: absent on Colab
     pytest.importorskip("pyarrow.flight")
     figures = fresh_auto_figures(Link("test", 20e6, 0.005), repeats=1, seconds=0.3,
                                  workdir=tmp_path)  # checks every byte arrived

@@ -7,10 +7,11 @@ import pytest
 
 import tether
 from tether.pipeline.receiver import Receiver
-from tether.wire import framing, rpc
+from tether.wire import framing, rpc, tensors
 from tether.wire.checksums import UNCHECKED, available_checksums, choose_checksum
 from tether.wire.errors import ProtocolError
 from tether.wire.spec import Connection, StreamSpec
+from tether.wire.v1 import tether_pb2 as pb
 
 from ..conftest import collect, make_features
 
@@ -56,10 +57,22 @@ def test_the_loader_offers_no_sums_only_over_tls(serve, npy_dataset, insecure: b
 
 
 def test_a_plain_loader_refuses_an_unsummed_frame() -> None:
-    frame = framing.encode_plan(tether.wire.v1.tether_pb2.StreamPlan(), checksum=UNCHECKED)
+    frame = framing.encode_plan(pb.StreamPlan(), checksum=UNCHECKED)
     with pytest.raises(ProtocolError, match="did not offer"):
         framing.decode(frame, offered=("crc32c", "crc32"))
     assert framing.decode(frame, offered=(UNCHECKED, "crc32")).plan is not None
+
+
+def test_a_plain_loader_refuses_an_unsummed_tensor_in_a_summed_frame() -> None:
+    values = np.arange(64, dtype=np.int64)
+    tensor = tensors.encode("x", values, "none", byte_shuffle=False, narrow=False,
+                            checksum=UNCHECKED)  # a daemon that summed the header only
+    header = pb.ShardHeader(epoch=0, sequence=0, num_rows=64, tensors=[tensor.header])
+    frame = framing.encode_shard(header, tensor.place(0), checksum="crc32")
+    with pytest.raises(ProtocolError, match="tensor 'x' summed with 'none'"):
+        framing.decode(frame, offered=("crc32",))
+    decoded = framing.decode(frame, offered=(UNCHECKED, "crc32"))
+    assert np.array_equal(tensors.decode(decoded.shard.tensors[0], decoded.payload), values)
 
 
 def test_only_a_tls_call_may_go_unsummed() -> None:

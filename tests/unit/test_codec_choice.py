@@ -208,3 +208,27 @@ def _dataset(folder: Path) -> dict[str, np.ndarray]:
     return columns
 
 
+
+
+def test_columns_climb_one_at_a_time(monkeypatch) -> None:
+    inside, most = [0], [0]
+    real = codec_policy_module.measure
+
+    def counting(name, sample, setting, narrow):
+        if threading.current_thread().name.startswith("tether-climb"):
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            try:
+                return real(name, sample, setting, narrow)
+            finally:
+                inside[0] -= 1
+        return real(name, sample, setting, narrow)
+
+    monkeypatch.setattr(codec_policy_module, "measure", counting)
+    policy = AutoCodec(["none", "zstd"], workers=2, narrow=True, local_peer=False)
+    _feed(policy, 0.05 * MB)
+    for column in ("a", "b", "c"):
+        policy.setting(column, TOKENS[:256])
+    policy.join_climbs()
+    assert most[0] == 1  # the cores also encode: climbs take turns
+    assert all(Compression("zstd", ZSTD_LEVELS[-1]) in policy._costs[c] for c in "abc")

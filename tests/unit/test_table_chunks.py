@@ -142,3 +142,11 @@ def test_a_folder_of_pandas_files_reads_as_one_table(tmp_path) -> None:
     src = ParquetSource("p", sorted(tmp_path.glob("*.parquet")), tmp_path)
     table = _decoded(table_chunks(src, read_request("p", codec="none"), "", "crc32"))
     assert table.column("a").to_pylist() == list(range(50))
+
+
+def test_a_chunk_without_a_checksum_is_refused(source) -> None:
+    src, _ = source
+    chunk = _chunks(src, limit=100)[0]
+    chunk.checksum, chunk.checksum_algorithm = 0, "none"  # a read never offers "none"
+    with pytest.raises(ProtocolError, match="without a checksum"):
+        _decoded([chunk])

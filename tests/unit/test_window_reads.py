@@ -14,9 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from tether.daemon.sources.parquet import ParquetSource
-from tether.daemon.sources.row_blocks import BlockCache
+from tether.daemon.sources.row_blocks import CACHE_BYTES, BlockCache
 from tether.daemon.stream.codec_policy import FixedCodec
-from tether.daemon.stream.encoder import IN_ORDER_SHARDS, ShardEncoder, cache_bytes
+from tether.daemon.stream.encoder import (
+    IN_ORDER_FLOOR,
+    IN_ORDER_SHARDS,
+    ShardEncoder,
+    cache_bytes,
+)
 from tether.daemon.stream.stats import Stats
 from tether.wire import framing, tensors
 from tether.wire.plan import EpochOrder, HostPlan, Layout, shard_tasks
@@ -110,12 +115,14 @@ def test_an_unshuffled_stream_caches_only_the_blocks_in_flight(tmp_path: Path) -
                     num_epochs=1)
     encoder = ShardEncoder(source, source.select(["id"]), plan, FixedCodec("none"),
                            narrow=False, checksum="crc32", stats=Stats())
+    assert encoder.cache.limit == IN_ORDER_FLOOR < CACHE_BYTES  # this small a table: the floor
+    encoder.cache = BlockCache(cache_bytes(plan, row_bytes=8, floor=0))  # what the plan needs
     with ThreadPoolExecutor(2) as pool:  # two shards encoded at once, as the daemon does
         frames = list(pool.map(encoder.encode, shard_tasks(plan)))
     ids = np.concatenate([tensors.decode(f.shard.tensors[0], f.payload)
                           for f in map(framing.decode, frames)])
     assert np.array_equal(ids, np.arange(rows))
     assert sorted(Counter(source.reads).items()) == [(g, 1) for g in range(24)]
-    # the blocks of the shards in flight, not the 256 MiB that kept all 24
+    # the blocks of the shards in flight, not all 24
     assert encoder.cache.limit == (IN_ORDER_SHARDS * 300 + 2 * 500) * 8
     assert encoder.cache.nbytes <= encoder.cache.limit < 24 * 500 * 8
