@@ -138,7 +138,7 @@ def _run_child(*args: str) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _serve_through(dataset: Path, state: Path, link: Link):
+def serve_through(dataset: Path, state: Path, link: Link):
     """A TLS daemon serving `dataset` as "data", and the link proxy in front of it."""
     import tether
     from tether.daemon.spawn import DaemonProcess
@@ -162,7 +162,7 @@ def first_batch_figures(link: Link = PRESETS["100mbit"], repeats: int = 5,
         figures: dict[str, Any] = {"link": link.name, "rtt_s": rtt, "bandwidth_bps": bandwidth,
                                    "repeats": repeats}
         small = write_dataset(tmp_path / "small" / "data", FIRST_BATCH_ROWS)
-        daemon, proxy, url = _serve_through(small, tmp_path / "state-a", link)
+        daemon, proxy, url = serve_through(small, tmp_path / "state-a", link)
         try:
             runs = [_run_child("first", url) for _ in range(repeats)]
         finally:
@@ -178,7 +178,7 @@ def first_batch_figures(link: Link = PRESETS["100mbit"], repeats: int = 5,
         rows = int(bandwidth / 8 * WAIT_SECONDS_OF_LINK) // _row_bytes()
         large = write_dataset(tmp_path / "large" / "data", rows)
         step_s = BATCH_SIZE * _row_bytes() * 8 / (LOAD * bandwidth)
-        daemon, proxy, url = _serve_through(large, tmp_path / "state-b", link)
+        daemon, proxy, url = serve_through(large, tmp_path / "state-b", link)
         try:
             waits = [_run_child("waits", url, str(step_s)) for _ in range(repeats)]
         finally:

@@ -72,9 +72,9 @@ def _child(url: str) -> None:
 
 
 def _tether_run(dataset: Path, state: Path, link: Link) -> dict[str, float]:
-    from .first_batch import _serve_through
+    from .first_batch import serve_through
 
-    daemon, proxy, url = _serve_through(dataset, state, link)
+    daemon, proxy, url = serve_through(dataset, state, link)
     try:
         out = subprocess.run([sys.executable, "-m", "tether.bench.fresh_auto", "--child", url],
                              capture_output=True, text=True, check=False, timeout=CHILD_TIMEOUT_S)

@@ -134,8 +134,7 @@ def run(system_name: str, dataset: Path, link: Link, workdir: Path, batch_size: 
         server_cpu = process_cpu_seconds(server_pid) if server_pid else 0.0
         client = subprocess.run(
             [sys.executable, "-m", "tether.bench.client", system.client_name or system_name,
-             str(dataset), host,
-             str(port), str(batch_size), str(step_s)],
+             str(dataset), host, str(port), str(batch_size), str(step_s)],
             capture_output=True, text=True, check=False,
             env={**os.environ, **system.client_env()})
         if client.returncode != 0:

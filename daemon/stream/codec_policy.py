@@ -355,8 +355,8 @@ class AutoCodec:
         higher = Compression(best.codec, ZSTD_LEVELS[ZSTD_LEVELS.index(best.level) + 1],
                              best.byte_shuffle)
         with self._lock:
-            known = higher in self._costs.get(column, {})
-        if not known:
+            climbed = higher in self._costs.get(column, {})
+        if not climbed:
             self._climb_in_background(column, array)
 
     def setting(self, column: str, array: np.ndarray) -> Compression:

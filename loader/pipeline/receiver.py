@@ -20,6 +20,7 @@ from ..wire.v1 import tether_pb2 as pb
 
 _CLOSE = None
 
+
 def connect_now(channel: grpc.Channel) -> None:
     """Start the channel's TCP, TLS and HTTP/2 handshakes now rather than at its
     first call, so that they overlap whatever comes before that call.
