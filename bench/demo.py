@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tether.daemon import posix
 from tether.daemon.spawn import DaemonProcess
 
 # A step "waited on data" when fetching its batch blocked longer than this.
@@ -113,6 +114,10 @@ def explain(waited_share: float, waited: dict[str, float]) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    refused = posix.refusal()
+    if refused:
+        print(refused.replace("tether serve", "tether demo", 1), file=sys.stderr)
+        return 2
     try:
         import jax  # noqa: F401
     except ImportError:

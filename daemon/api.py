@@ -35,6 +35,7 @@ from typing import Any
 
 from tether.wire.checksums import sha256_of
 
+from . import posix
 from .dask_objects import STOP_SECONDS, Materialization, checked, is_dask, target_of
 from .private import private_dir
 from .sources.snapshots import process_alive
@@ -125,6 +126,7 @@ def serve(*paths: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
     >>> server = tether.serve("./data", train=df, arrays={"x": x, "y": y})  # doctest: +SKIP
     >>> server.url                                                           # doctest: +SKIP
     """
+    posix.require()
     state = _private_state(state_dir)
     lazy = {name: checked(name, obj) for name, obj in objects.items() if is_dask(obj)}
     if not paths and not objects:

@@ -23,6 +23,7 @@ from tether.wire.errors import TetherError
 from tether.wire.images.decode import MAX_PIXELS, set_max_pixels
 from tether.wire.sizes import size_argument
 
+from . import posix
 from .prepare.preparation import Preparation, is_database_url
 from .serve.results import DEFAULT_MAX_BYTES, ResultsSink, safe_display
 from .serve.server import Daemon, DaemonConfig, default_state_dir
@@ -109,6 +110,10 @@ def _given_token(args: argparse.Namespace) -> str | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    refused = posix.refusal()
+    if refused:  # (native Windows: one line, before anything it lacks is called)
+        print(refused, file=sys.stderr)
+        return 2
     # C-core reads its verbosity when it starts (the first server or channel).
     os.environ.setdefault("GRPC_VERBOSITY", _GRPC_VERBOSITY[args.log_level])
     restore_stderr = _route_native_stderr()

@@ -35,6 +35,7 @@ from .wire.errors import (
     RequestError,
     from_rpc_error,
 )
+from .wire.names import twins, unsafe_here
 from .wire.v1 import tether_pb2 as pb
 
 PARTIAL = ".tether-partial"  # a download in progress, beside its destination
@@ -150,8 +151,15 @@ class Transfers:
         if not inside:
             raise DatasetNotFound(f"nothing named {name!r} in the daemon's results or shares "
                                   "(client.list() shows what there is)")
-        for file in inside:
-            self._download_file(file.name, dest / file.name[len(name.rstrip("/")) + 1:])
+        relatives = {file.name: file.name[len(name.rstrip("/")) + 1:] for file in inside}
+        places = {full: _below(dest, relative, full) for full, relative in relatives.items()}
+        found = twins(relatives.values())
+        if found:
+            raise RequestError(f"{name!r} holds {found[0]!r} and {found[1]!r}, names that "
+                               "differ only in case: one file on a macOS or Windows disk; "
+                               "download them one by one, each to a path of its own")
+        for full, place in places.items():
+            self._download_file(full, place)
         return dest
 
     def _download_file(self, name: str, dest: Path) -> None:
@@ -232,7 +240,23 @@ def _files_of(folder: Path) -> list[str]:
             files.append(path.relative_to(folder).as_posix())
     if not files:
         raise ValueError(f"upload: the folder {str(folder)!r} holds no file")
+    found = twins(files)
+    if found:  # (the daemon refuses it too, once every byte has gone)
+        raise ValueError(f"upload: the folder {str(folder)!r} holds {found[0]!r} and "
+                         f"{found[1]!r}, names that differ only in case: one file on a macOS "
+                         "or Windows disk; rename one")
     return files
+
+
+def _below(dest: Path, relative: str, name: str) -> Path:
+    """Where a listed file goes: below `dest`, whatever the daemon's listing says
+    (a listing is not trusted to keep its names out of "..", nor out of what
+    Windows reads otherwise)."""
+    for part in relative.split("/"):
+        why = unsafe_here(part)
+        if why:
+            raise RequestError(f"cannot download {name!r} here: its name has {why}")
+    return dest.joinpath(*relative.split("/"))
 
 
 def _check_and_place(partial: Path, version: Path, dest: Path, info: pb.FileEntry) -> None:

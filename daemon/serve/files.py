@@ -21,10 +21,11 @@ from typing import BinaryIO
 
 from tether.wire.checksums import sha256_of
 from tether.wire.errors import DatasetNotFound, RequestError
+from tether.wire.names import folded
 from tether.wire.v1 import tether_pb2 as pb
 
 from ..logsafe import clip
-from .results import DIR_FLAGS, INCOMING, safe_relative
+from .results import DIR_FLAGS, INCOMING, case_twin, safe_relative
 
 MAX_LISTED = 100_000  # entries a listing returns at most
 MAX_LISTING_BYTES = 32 << 20  # and of names: a reply stays under gRPC's message cap
@@ -39,6 +40,11 @@ class SharedFiles:
         private = [results.resolve(), *([state_dir.resolve()] if state_dir else [])]
         for name, folder in self.shares.items():
             _check_share(name, folder, private)
+        # Share names are matched as spelled, and none may pass for another by case.
+        self._folded = {folded(name): name for name in self.shares}
+        if len(self._folded) != len(self.shares):
+            raise ValueError(f"--share names {sorted(self.shares)} differ only in case; "
+                             "give each share a name of its own")
         self._hashes: dict[tuple[int, ...], str] = {}
         self._hashing: dict[tuple[int, ...], threading.Lock] = {}  # one hasher a version
         self._lock = threading.Lock()
@@ -47,12 +53,18 @@ class SharedFiles:
         """Refuse an upload under a share's name: downloads of that name would find
         the share, never the upload (shares are read-only)."""
         first = name.split("/", 1)[0]
-        if first in self.shares:
+        share = self._folded.get(folded(first))
+        if share is not None:  # (by case too: on macOS "Models/x" and "models/x" are one)
             raise RequestError(f"upload name {clip(name, 100)!r} starts with {first!r}, the "
-                               "name of a folder this daemon shares read-only: choose another")
+                               f"name of a folder this daemon shares read-only ({share!r}): "
+                               "choose another")
 
     def _root(self, parts: tuple[str, ...]) -> tuple[Path, tuple[str, ...], str]:
         """The folder a name is under, the rest of the name, and the name's prefix."""
+        share = self._folded.get(folded(parts[0]))
+        if share is not None and share != parts[0]:
+            raise DatasetNotFound(f"no file {clip('/'.join(parts), 100)!r}: the share is "
+                                  f"named {share!r}, spelled exactly")
         if parts[0] in self.shares:
             return self.shares[parts[0]], parts[1:], parts[0] + "/"
         return self.results, parts, ""
@@ -114,9 +126,36 @@ def _check_share(name: str, folder: Path, private: list[Path]) -> None:
     from .server import default_state_dir
 
     for inside in (*private, default_state_dir().resolve()):
-        if inside == folder or folder in inside.parents or inside in folder.parents:
+        if overlaps(folder, inside):
             raise ValueError(f"--share {name}={folder}: it overlaps {inside}, which holds the "
                              "daemon's key, token or uploads; share a folder beside it")
+
+
+def overlaps(one: Path, other: Path) -> bool:
+    """Whether either folder is, or holds, the other. Compared by spelling and by
+    (device, inode): on a case-insensitive disk (macOS's, Windows') resolve()
+    keeps a path's case, so ~/STATE and ~/state are two spellings of one folder."""
+    if one == other or one in other.parents or other in one.parents:
+        return True
+    mine, theirs = _identities(one), _identities(other)
+    return _holds(mine, theirs) or _holds(theirs, mine)
+
+
+def _holds(outer: list[tuple[int, int] | None], inner: list[tuple[int, int] | None]) -> bool:
+    return outer[0] is not None and outer[0] in inner
+
+
+def _identities(path: Path) -> list[tuple[int, int] | None]:
+    """(device, inode) of `path` (None if it does not exist), then of each folder above."""
+    found: list[tuple[int, int] | None] = []
+    for folder in (path, *path.parents):
+        try:
+            info = os.stat(folder)
+        except OSError:
+            found.append(None)
+            continue
+        found.append((info.st_dev, info.st_ino))
+    return found
 
 
 def _open_below(root: Path, parts: tuple[str, ...], name: str) -> int:
@@ -124,7 +163,9 @@ def _open_below(root: Path, parts: tuple[str, ...], name: str) -> int:
     fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
     try:
         for part in parts[:-1]:
+            _refuse_twin(name, part, fds[-1])
             fds.append(os.open(part, DIR_FLAGS, dir_fd=fds[-1]))
+        _refuse_twin(name, parts[-1], fds[-1])
         fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
                      dir_fd=fds[-1])
     except OSError as exc:
@@ -138,6 +179,15 @@ def _open_below(root: Path, parts: tuple[str, ...], name: str) -> int:
         raise DatasetNotFound(f"{clip(name, 100)!r} is a folder or not a plain file: "
                               "download a folder with client.download(), which lists it")
     return fd
+
+
+def _refuse_twin(name: str, part: str, folder: int) -> None:
+    """A case-insensitive disk (a Mac's) would open `part` spelled otherwise:
+    that is another name's file, not this one."""
+    twin = case_twin(folder, part)
+    if twin is not None:
+        raise DatasetNotFound(f"no file {clip(name, 100)!r}: there is {twin!r}, spelled "
+                              "otherwise; names are matched exactly")
 
 
 def _walk(root: Path, is_results: bool) -> Iterator[tuple[str, os.stat_result]]:

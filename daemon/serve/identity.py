@@ -16,7 +16,6 @@ and the first, once restarted, would come back on the second's port.
 from __future__ import annotations
 
 import datetime
-import fcntl
 import hashlib
 import json
 import math
@@ -27,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tether.wire.portable import try_lock
 from tether.wire.tls import CERT_NAME
 
 
@@ -85,15 +85,13 @@ class IdentityLock:
         private_dir(folder)
         path = folder / "lock"
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if not try_lock(self._fd):
             holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(self._fd)
             raise OSError(
                 f"another tether serve (pid {holder}) is already serving these paths with "
                 f"this host (identity {folder}); stop it first, or give this one another "
-                "--state-dir (it then gets its own port, token and certificate)") from None
+                "--state-dir (it then gets its own port, token and certificate)")
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
 

@@ -35,6 +35,8 @@ from typing import BinaryIO
 
 from tether.wire.checksums import sha256_of
 from tether.wire.errors import Busy, DataCorrupted, RequestError
+from tether.wire.names import folded, twins, windows_reserved
+from tether.wire.portable import try_lock
 
 from ..logsafe import clip, escape, unsafe_char
 from ..private import DIR_MODE, FILE_MODE, private_dir
@@ -52,10 +54,9 @@ INCOMING = ".incoming"
 _FOLDERS = "folders"  # .incoming/folders/KEY: a folder upload's staging area
 STALE_SECONDS = 24 * 3600  # a partial upload untouched this long is removed
 MAX_UNFINISHED = 1000  # partial uploads and folder staging areas waiting at once
-_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
-                     *(f"{port}{n}" for port in ("COM", "LPT")
-                       for n in "123456789\u00b9\u00b2\u00b3")}
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# (getattr: importable where the daemon cannot run, to say why: tether.daemon.posix)
+DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | \
+    getattr(os, "O_CLOEXEC", 0)
 
 
 class UploadRefused(RequestError):
@@ -83,6 +84,17 @@ def overwrite_requested(metadata) -> bool:
     return any(key == OVERWRITE_METADATA and value in ("1", b"1") for key, value in metadata or ())
 
 
+def case_twin(folder: int, part: str) -> str | None:
+    """An entry of the open `folder` that is `part` on a case-insensitive disk
+    but spelled otherwise ("Model.bin" for "model.bin"), unless `part` itself
+    is there too (a case-sensitive disk holding both); else None."""
+    entries = os.listdir(folder)
+    if part in entries:
+        return None
+    key = folded(part)
+    return next((entry for entry in entries if folded(entry) == key), None)
+
+
 def _refuse_name(name: str, why: str) -> UploadRefused:
     return UploadRefused(f"upload name {clip(name, 100)!r} {why}")
 
@@ -100,7 +112,7 @@ def safe_relative(name: str) -> Path:
         raise _refuse_name(name, "is absolute; give a path inside the folder")
     parts = name.split("/")
     # (case-folded: on a case-insensitive disk, macOS's, ".INCOMING" is the same folder)
-    if any(part in ("", ".", "..") for part in parts) or parts[0].casefold() == INCOMING:
+    if any(part in ("", ".", "..") for part in parts) or folded(parts[0]) == INCOMING:
         raise _refuse_name(name, "has an empty, '.' or '..' component")
     if len(parts) > MAX_DEPTH:
         raise _refuse_name(name, f"is {len(parts)} folders deep; at most {MAX_DEPTH}")
@@ -108,7 +120,7 @@ def safe_relative(name: str) -> Path:
         if len(part.encode()) > MAX_COMPONENT_BYTES:
             raise _refuse_name(name, f"has a component of {len(part.encode())} bytes; "
                                      f"at most {MAX_COMPONENT_BYTES}")
-        if part.split(".")[0].rstrip(" ").upper() in _WINDOWS_RESERVED:
+        if windows_reserved(part):
             raise _refuse_name(name, f"uses {part.split('.')[0]!r}, a name Windows reserves")
     return Path(*parts)
 
@@ -151,13 +163,9 @@ class _Upload:
                     os.unlink(self.partial_name, dir_fd=incoming)
 
     def _resume(self, out: BinaryIO, incoming: int) -> None:
-        import fcntl  # (not at import: Windows has none, and its daemon is not resumable)
-
-        try:
-            fcntl.flock(out.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when closed
-        except BlockingIOError:
+        if not try_lock(out.fileno()):  # released when closed
             raise Busy(f"upload {clip(self.name, 100)!r} is going on over another connection; "
-                       "try again when it has ended") from None
+                       "try again when it has ended")
         mine = os.fstat(out.fileno())
         try:
             named = os.stat(self.partial_name, dir_fd=incoming, follow_symlinks=False)
@@ -199,6 +207,15 @@ class _Upload:
         return self.sha256
 
 
+def _refuse_twins_among(name: str, files: Sequence[str]) -> None:
+    """A folder whose files' names differ only in case would land on a macOS or
+    Windows disk with one file written over the other."""
+    found = twins(files)
+    if found:
+        raise _refuse_name(name, f"holds {found[0]!r} and {found[1]!r}, names that differ "
+                                 "only in case (one on macOS and Windows disks)")
+
+
 def _is_hex(text: str, length: int) -> bool:
     return len(text) == length and all(ch in "0123456789abcdef" for ch in text)
 
@@ -212,6 +229,9 @@ class ResultsSink:
         private_dir(root, tighten=False)  # a folder the user chose keeps its mode
         private_dir(root / INCOMING)
         self._lock = threading.Lock()
+        # Held from a name's twin check to its creation (a folder made, a file or
+        # a folder put in place), so that no twin appears in between.
+        self._naming = threading.Lock()
         self._reserved = 0  # bytes that uploads in progress have yet to write
         self._entries: int | None = None  # counted on the first upload
         private_dir(root / INCOMING / _FOLDERS)
@@ -279,14 +299,18 @@ class ResultsSink:
                 self._descend(name, (_FOLDERS, folder), fds, [], counted=False)
             self._descend(name, relative.parts[:-1], fds, made, counted=not folder)
             leaf, target = relative.parts[-1], fds[-1]
-            existed = self._check_target(name, leaf, target, overwrite or bool(folder))
+            existed = self._check_target(name, leaf, target, overwrite or bool(folder),
+                                         staged=bool(folder))
             with upload.partial_file(incoming) as (out, partial):
                 for chunk in chunks:
                     upload.write(out, chunk)
                     self._release(len(chunk))
                     unwritten -= len(chunk)
                 digest = upload.finished(out)
-                self._place(name, partial, incoming, leaf, target, overwrite or bool(folder))
+                with self._naming:
+                    if not folder:
+                        self._refuse_twin(name, leaf, target)
+                    self._place(name, partial, incoming, leaf, target, overwrite or bool(folder))
             self._add_entries(not existed and not folder)
             done = True
         except OSError as exc:  # say what failed without the daemon's own paths
@@ -335,6 +359,7 @@ class ResultsSink:
             raise _refuse_name(name, "has no files uploaded yet: upload them, then finish")
         held = {str(p.relative_to(staging)): p.stat().st_size for p in staging.rglob("*")
                 if p.is_file() and not p.is_symlink()}
+        _refuse_twins_among(name, files)
         missing = sorted({str(safe_relative(f)) for f in files} - set(held))
         if missing or len(held) != len(set(files)):
             raise _refuse_name(name, f"is incomplete: {len(missing)} of its {len(files)} files "
@@ -345,7 +370,8 @@ class ResultsSink:
         folders = os.open(f"{INCOMING}/{_FOLDERS}", DIR_FLAGS, dir_fd=fds[0])
         try:
             self._descend(name, relative.parts[:-1], fds, [])
-            self._swap_in(name, key, folders, relative.parts[-1], fds[-1], overwrite)
+            with self._naming:
+                self._swap_in(name, key, folders, relative.parts[-1], fds[-1], overwrite)
         except OSError as exc:
             raise UploadRefused(f"cannot store {clip(name, 100)!r}: "
                                 f"{exc.strerror or type(exc).__name__}") from None
@@ -362,6 +388,7 @@ class ResultsSink:
                  overwrite: bool) -> None:
         """Rename staging folder `key` to `leaf`; an existing folder goes only with
         `overwrite`, moved aside first and removed after (never a file or a link)."""
+        self._refuse_twin(name, leaf, parent)
         try:
             mode = os.stat(leaf, dir_fd=parent, follow_symlinks=False).st_mode
         except FileNotFoundError:
@@ -402,13 +429,16 @@ class ResultsSink:
         """Open each of `folders` below fds[-1] in turn (making those missing,
         never through a link), adding each one's fd to `fds` and each made one to `made`."""
         for part in folders:
-            try:
-                os.mkdir(part, DIR_MODE, dir_fd=fds[-1])
-                if counted:  # (a staging area's folders are neither counted nor uncounted)
-                    made.append((fds[-1], part))
-                    self._add_entries(1)
-            except FileExistsError:
-                pass
+            with self._naming if counted else contextlib.nullcontext():
+                if counted:  # (the staging area's twins are refused when the folder finishes)
+                    self._refuse_twin(name, part, fds[-1])
+                try:
+                    os.mkdir(part, DIR_MODE, dir_fd=fds[-1])
+                    if counted:  # (a staging area's folders are neither counted nor uncounted)
+                        made.append((fds[-1], part))
+                        self._add_entries(1)
+                except FileExistsError:
+                    pass
             try:
                 fds.append(os.open(part, DIR_FLAGS, dir_fd=fds[-1]))
             except OSError as exc:
@@ -417,8 +447,24 @@ class ResultsSink:
                 raise
 
     @staticmethod
-    def _check_target(name: str, leaf: str, folder: int, overwrite: bool) -> bool:
-        """Whether the target exists (a file that may be replaced); else UploadRefused."""
+    def _refuse_twin(name: str, part: str, folder: int) -> None:
+        """UploadRefused when `folder` holds `part` spelled otherwise: one entry on
+        macOS's and Windows' disks, two on Linux's, so the upload would write
+        into (or replace) a file or folder of another name there, and a copy of
+        the results to such a disk would lose one of the two."""
+        twin = case_twin(folder, part)
+        if twin is not None:
+            raise _refuse_name(name, f"names {part!r} where {twin!r} exists, a name that "
+                                     "differs only in case (one file on macOS and Windows "
+                                     "disks): use the existing spelling")
+
+    @classmethod
+    def _check_target(cls, name: str, leaf: str, folder: int, overwrite: bool,
+                      staged: bool = False) -> bool:
+        """Whether the target exists (a file that may be replaced); else UploadRefused.
+        (`staged`: in a folder upload's staging area, checked whole when it finishes.)"""
+        if not staged:
+            cls._refuse_twin(name, leaf, folder)
         try:
             mode = os.stat(leaf, dir_fd=folder, follow_symlinks=False).st_mode
         except FileNotFoundError:

@@ -11,18 +11,18 @@ rows go first, then the least recently used.
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import json
 import logging
 import math
 import os
 import shutil
-import stat
 from pathlib import Path
 
 import numpy as np
 
 from ..wire.errors import TetherError
+from ..wire.portable import is_real_dir, owned_by_me, reserve_space, try_lock
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def _ours(path: Path) -> bool:
         info = path.lstat()
     except OSError:
         return False
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+    return is_real_dir(info) and owned_by_me(info)
 
 
 def _record(path: Path) -> dict:
@@ -70,9 +70,7 @@ class CacheDirectory:
 
     def _take_lock(self):
         handle = open(self.path / _LOCK, "w")  # noqa: SIM115 (held until close)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not try_lock(handle.fileno()):
             handle.close()
             raise CacheError(f"the cache {self.path} is in use by another loader of the same "
                              "data; give each loader its own cache directory") from None
@@ -118,13 +116,14 @@ class CacheDirectory:
         path = self.path / name
         if math.prod(shape) == 0:
             return np.zeros(shape, dtype=dtype)
-        array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-        try:
-            with open(path, "r+b") as handle:
-                os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        array = None
+        try:  # (Windows allocates, and so may fail, in open_memmap already)
+            array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+            with open(path, "r+b", buffering=0) as handle:
+                reserve_space(handle.fileno(), array.offset, os.fstat(handle.fileno()).st_size)
         except OSError as exc:
-            del array
-            path.unlink()
+            array = None  # unmapped first: Windows deletes no mapped file
+            path.unlink(missing_ok=True)
             raise CacheError(f"no room for the cache in {self.path} ({exc.strerror}); free "
                              "some disk space or lower cache_limit") from None
         return array
@@ -145,10 +144,18 @@ class CacheDirectory:
 
 
 def _delete_unless_locked(path: Path) -> bool:
+    """Remove another loader's cache directory unless one holds it; whether its
+    space is free. The record goes first, so a directory removed in part is
+    never taken for a whole cache."""
     try:
         with open(path / _LOCK, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            shutil.rmtree(path)
-            return True
-    except OSError:  # in use, or gone meanwhile
+            if not try_lock(handle.fileno()):
+                return False
+            (path / _META).unlink(missing_ok=True)
+            shutil.rmtree(path, ignore_errors=True)  # (on Windows all but the open lock file)
+    except OSError:  # gone meanwhile
         return False
+    with contextlib.suppress(OSError):  # Windows: the lock file it kept, now closed
+        if [entry.name for entry in path.iterdir()] == [_LOCK]:
+            shutil.rmtree(path, ignore_errors=True)
+    return not (path / _META).exists()
