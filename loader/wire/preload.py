@@ -9,6 +9,7 @@ being built or opening its stream, wait on the network meanwhile.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import os
@@ -16,6 +17,7 @@ import threading
 
 _CHECKSUM_MODULES = ("crc32c",)
 _CODEC_MODULES = ("pyarrow",)
+FINISH_SECONDS = 10.0  # the longest an exit or a fork waits for an import under way
 _started: set[str] = set()
 _threads: list[threading.Thread] = []
 _lock = threading.Lock()
@@ -30,24 +32,29 @@ def preload(codecs: bool = True) -> None:
         if not modules:
             return
         _started.update(modules)
-        # Not a daemon thread: one still importing at exit holds the import lock
-        # while Python 3.13 parks it for good, and the exit that needs an import hangs.
-        thread = threading.Thread(target=_import, args=(modules,), name="tether-preload")
+        # A daemon thread, so that an import that never ends (seen once in CI:
+        # a loader that had printed its result and hung at exit, joining this
+        # thread) cannot hold the process; _finish gives it time first.
+        thread = threading.Thread(target=_import, args=(modules,), name="tether-preload",
+                                  daemon=True)
         _threads.append(thread)
     thread.start()
 
 
-def _finish_before_fork() -> None:
-    """A child forked mid-import (a DataLoader's workers) would inherit a module
-    lock held by a thread it does not have, and hang on that import: let the
-    imports finish first."""
+def _finish() -> None:
+    """Let imports under way finish, for at most FINISH_SECONDS. Before exit: a
+    daemon thread still importing when Python finalizes is parked for good
+    holding the import lock, and an exit that needs an import would hang.
+    Before a fork: a child forked mid-import (a DataLoader's workers) would
+    inherit a module lock held by a thread it does not have."""
     for thread in list(_threads):
         if thread.is_alive():
-            thread.join(timeout=10)
+            thread.join(timeout=FINISH_SECONDS)
 
 
+atexit.register(_finish)  # (runs before Python parks daemon threads)
 if hasattr(os, "register_at_fork"):  # not on Windows
-    os.register_at_fork(before=_finish_before_fork)
+    os.register_at_fork(before=_finish)
 
 
 def _import(modules: tuple[str, ...]) -> None:
