@@ -131,7 +131,9 @@ def _msvcrt() -> types.ModuleType:
 
 def _windows() -> None:
     # Imported first: at import these choose their Windows code if msvcrt imports,
-    # or define calls that Windows has by other means (shutil.disk_usage: statvfs).
+    # or call what Windows has by other means (shutil.disk_usage: statvfs; on
+    # Windows asyncio imports no unix_events, which asks os.sysconf on 3.13).
+    import asyncio  # noqa: F401
     import getpass  # noqa: F401
     import shutil
     import subprocess  # noqa: F401
