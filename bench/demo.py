@@ -114,9 +114,9 @@ def explain(waited_share: float, waited: dict[str, float]) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    refused = posix.refusal()
+    refused = posix.refusal("tether demo")
     if refused:
-        print(refused.replace("tether serve", "tether demo", 1), file=sys.stderr)
+        print(refused, file=sys.stderr)
         return 2
     try:
         import jax  # noqa: F401

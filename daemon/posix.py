@@ -35,12 +35,13 @@ def missing() -> list[str]:
     return lacking
 
 
-def refusal() -> str | None:
-    """Why `tether serve` cannot run here, in one line; None when it can."""
+def refusal(command: str = "tether serve") -> str | None:
+    """Why `command` (which runs the daemon) cannot run here, in one line; None
+    when it can."""
     lacking = missing()
     if not lacking:
         return None
-    return (f"tether serve needs Linux or macOS: this system lacks {', '.join(lacking)}, "
+    return (f"{command} needs Linux or macOS: this system lacks {', '.join(lacking)}, "
             f"which keep uploads and shared files inside their folders; {WSL_HINT}")
 
 

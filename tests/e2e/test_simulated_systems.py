@@ -22,6 +22,8 @@ from ..conftest import DAEMON_PYTHON, collect
 
 SIMULATED = Path(__file__).resolve().parents[1] / "simulated"
 ROWS = 3000
+OPTIONS = {"dataset": "train", "batch_size": 100, "shuffle": True, "seed": 5, "num_epochs": 2,
+           "shard_bytes": 16 << 10}  # two epochs: the second from the disk cache
 WSL_LINE = "tether serve needs Linux or macOS"
 
 
@@ -58,13 +60,12 @@ def _start(home: dict[str, Path], system: str | None) -> DaemonProcess:
 def _check_the_gpu_side(home: dict[str, Path], url: str, system: str) -> dict:
     """Run sim_client.py under `system`; check every row once per epoch, in the
     order an uncached loader on Linux gets, the uploads and the shared file."""
-    done = run_simulated(system, str(SIMULATED / "sim_client.py"), url, str(home["work"]))
+    done = run_simulated(system, str(SIMULATED / "sim_client.py"), url, str(home["work"]),
+                         json.dumps(OPTIONS))
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((home["work"] / "report.json").read_text())
     assert not report["fallocate"]  # the simulation was in force
-    expected, _ = collect(tether.Loader(url, **{"dataset": "train", "batch_size": 100,
-                                                "shuffle": True, "seed": 5, "num_epochs": 2,
-                                                "shard_bytes": 16 << 10}))
+    expected, _ = collect(tether.Loader(url, **OPTIONS))
     got = np.load(home["work"] / "batches.npz")
     assert report["batches"] == len(expected)
     for i, batch in enumerate(expected):
@@ -113,8 +114,8 @@ def test_on_windows_tether_serve_stops_at_once_with_one_line_pointing_to_wsl2(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert "WSL2" in lines[0] and "docs/install.md" in lines[0]
-    assert lines[0].startswith(WSL_LINE.replace("serve", command[-1])
-                               if command[-1] == "demo" else WSL_LINE)
+    runs = "tether demo" if command[-1] == "demo" else "tether serve"
+    assert lines[0].startswith(WSL_LINE.replace("tether serve", runs))
     assert done.stdout == ""
 
 

@@ -2,7 +2,8 @@
 simulated system (sitecustomize.py beside it): a caching loader reads every
 epoch, results go home as a file and as a folder, a shared file comes back.
 
-    python sim_client.py URL WORK_DIR    (writes WORK_DIR/report.json and batches.npz)
+    python sim_client.py URL WORK_DIR LOADER_OPTIONS_JSON
+    (writes WORK_DIR/report.json and batches.npz)
 """
 
 from __future__ import annotations
@@ -16,14 +17,11 @@ import numpy as np
 
 import tether
 
-OPTIONS = {"dataset": "train", "batch_size": 100, "shuffle": True, "seed": 5,
-           "num_epochs": 2, "shard_bytes": 16 << 10}
 
-
-def main(url: str, work: Path) -> None:
+def main(url: str, work: Path, options: dict) -> None:
     report = {"platform": sys.platform, "fallocate": hasattr(os, "posix_fallocate"),
               "getuid": hasattr(os, "getuid")}
-    with tether.Loader(url, cache=work / "cache", **OPTIONS) as loader:
+    with tether.Loader(url, cache=work / "cache", **options) as loader:
         batches = [{name: np.asarray(column) for name, column in batch.items()}
                    for batch in loader]
         report["stats"] = {k: v for k, v in loader.stats().items() if k.startswith("cache_")}
@@ -42,4 +40,4 @@ def main(url: str, work: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]))
+    main(sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3]))
